@@ -1,0 +1,161 @@
+"""The image collection: stable content-hash ids, file paths, lazy decoding.
+
+Ids are a hash of the file's bytes, not its position or path, so a moved or
+renamed folder keeps every cached embedding. Files Pillow cannot read are
+skipped and counted, never fatal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image, ImageOps
+
+from cascade.errors import CorpusError
+
+ProgressFn = Callable[[int, int], None]  # (done, total)
+
+_HASH_CHUNK_BYTES = 1 << 20
+
+
+def content_id(path: Path) -> str:
+    """A file's stable image id: the first 20 hex digits of its BLAKE2b digest."""
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(_HASH_CHUNK_BYTES), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:20]
+
+
+def load_image(path: Path) -> Image.Image:
+    """Decode an image as RGB, EXIF orientation applied (a phone photo stands upright)."""
+    with Image.open(path) as image:
+        image = ImageOps.exif_transpose(image)
+        return image.convert("RGB")
+
+
+def _is_readable_image(path: Path) -> bool:
+    try:
+        with Image.open(path) as image:
+            image.verify()
+        return True
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return False
+
+
+@dataclass
+class Corpus:
+    """An ordered image collection.
+
+    Attributes:
+        ids: image ids in corpus order (content hashes, or any unique strings).
+        paths: image id -> file path (absent for virtual corpora, e.g. benchmarks).
+        skipped: files that were not readable images.
+        captions: image id -> reference captions, when the corpus came from a dataset.
+    """
+
+    ids: list[str]
+    paths: dict[str, Path] = field(default_factory=dict)
+    skipped: list[Path] = field(default_factory=list)
+    captions: dict[str, list[str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if len(set(self.ids)) != len(self.ids):
+            raise CorpusError("image ids must be unique")
+        self._position = {image_id: i for i, image_id in enumerate(self.ids)}
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def position(self, image_id: str) -> int:
+        return self._position[image_id]
+
+    def load(self, image_id: str) -> Image.Image:
+        """Decode one image (RGB, EXIF-oriented)."""
+        return load_image(self.paths[image_id])
+
+    @classmethod
+    def from_paths(cls, paths: Iterable[Path], progress: ProgressFn | None = None) -> Corpus:
+        """Hash and check ``paths``; unreadable files land in ``skipped``; duplicates keep their first path."""
+        paths = list(paths)
+        ids: list[str] = []
+        by_id: dict[str, Path] = {}
+        skipped: list[Path] = []
+        for done, path in enumerate(paths, start=1):
+            if _is_readable_image(path):
+                image_id = content_id(path)
+                if image_id not in by_id:
+                    by_id[image_id] = path
+                    ids.append(image_id)
+            else:
+                skipped.append(path)
+            if progress is not None:
+                progress(done, len(paths))
+        return cls(ids=ids, paths=by_id, skipped=skipped)
+
+    @classmethod
+    def from_folder(cls, root: str | os.PathLike, progress: ProgressFn | None = None) -> Corpus:
+        """Every readable image below ``root``, recursively, in sorted path order.
+
+        Raises:
+            CorpusError: the folder does not exist or holds no readable image.
+        """
+        root = Path(root).expanduser()
+        if not root.is_dir():
+            raise CorpusError(f"image folder not found: {root}")
+        files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+        corpus = cls.from_paths(files, progress=progress)
+        if not corpus.ids:
+            raise CorpusError(f"no readable images in {root} ({len(corpus.skipped)} other file(s))")
+        return corpus
+
+    @classmethod
+    def from_karpathy(cls, json_path: str | os.PathLike, image_root: str | os.PathLike, split: str = "test") -> Corpus:
+        """The images of one split of a Karpathy-format dataset, with their captions.
+
+        Format: ``{"images": [{"filename", "filepath"?, "split", "sentences": [{"raw"}]}]}``;
+        an image is at ``image_root / filepath / filename``.
+        """
+        json_path, image_root = Path(json_path), Path(image_root)
+        if not json_path.is_file():
+            raise CorpusError(f"dataset file not found: {json_path}")
+        try:
+            entries = json.loads(json_path.read_text())["images"]
+        except (json.JSONDecodeError, KeyError, TypeError) as err:
+            raise CorpusError(f"{json_path} is not a Karpathy-split JSON ({err})") from err
+        selected = [e for e in entries if e.get("split") == split]
+        if not selected:
+            splits = sorted({str(e.get("split")) for e in entries})
+            raise CorpusError(f"split {split!r} has no images in {json_path} (splits: {', '.join(splits)})")
+        paths = [image_root / e.get("filepath", "") / e["filename"] for e in selected]
+        missing = [p for p in paths if not p.is_file()]
+        if missing:
+            raise CorpusError(f"{len(missing)} image(s) of the dataset are missing, e.g. {missing[0]}")
+        corpus = cls.from_paths(paths)
+        id_of_path = {path: image_id for image_id, path in corpus.paths.items()}
+        captions: dict[str, list[str]] = {}
+        for entry, path in zip(selected, paths):
+            image_id = id_of_path.get(path)  # None: unreadable, or a duplicate of an earlier file
+            if image_id is not None:
+                captions.setdefault(image_id, []).extend(s["raw"] for s in entry.get("sentences", []))
+        corpus.captions = captions
+        return corpus
+
+
+def virtual_corpus(n_images: int, prefix: str = "img") -> Corpus:
+    """A corpus of ``n_images`` ids with no files (benchmarks, cost studies)."""
+    return Corpus(ids=[f"{prefix}{i:07d}" for i in range(n_images)])
+
+
+def select(corpus: Corpus, image_ids: Sequence[str]) -> Corpus:
+    """A sub-corpus with the given ids, in the given order."""
+    return Corpus(
+        ids=list(image_ids),
+        paths={i: corpus.paths[i] for i in image_ids if i in corpus.paths},
+        captions={i: corpus.captions[i] for i in image_ids if i in corpus.captions},
+    )

@@ -1,0 +1,87 @@
+"""Create encoders by name: ``create_encoder("openclip:ViT-B-16@laion2b_s34b_b88k")``.
+
+A name is ``BACKEND:SPEC``. The backend picks a module from ``_BACKENDS``; that
+module's ``create(spec)`` builds the encoder and its ``known_names()`` lists
+names for "did you mean" hints. Backend modules are imported on first use, so
+importing this package loads neither open_clip nor transformers.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import importlib
+
+from cascade.encoders.base import BiEncoder, CrossEncoder, ImageTower
+from cascade.errors import EncoderNotFound
+
+# backend prefix -> module implementing create(spec) and known_names()
+_BACKENDS: dict[str, str] = {
+    "openclip": "cascade.encoders.open_clip",
+    "shapes": "cascade.encoders.shapes",
+    "blip": "cascade.encoders.blip",
+}
+
+__all__ = ["BiEncoder", "CrossEncoder", "ImageTower", "create_encoder", "known_names", "backend_of"]
+
+
+def backend_of(name: str) -> str:
+    """The backend prefix of an encoder name, or raise EncoderNotFound."""
+    backend, sep, spec = name.strip().partition(":")
+    if not sep or not spec:
+        raise EncoderNotFound(
+            f"encoder name {name!r} is not BACKEND:SPEC (backends: {', '.join(sorted(_BACKENDS))})"
+            + _hint(name)
+        )
+    if backend not in _BACKENDS:
+        backends = ", ".join(sorted(_BACKENDS))
+        raise EncoderNotFound(f"unknown encoder backend {backend!r} in {name!r}; backends: {backends}")
+    return backend
+
+
+@functools.lru_cache(maxsize=32)
+def create_encoder(name: str) -> ImageTower:
+    """Build (or return the already built) encoder for ``name``.
+
+    Args:
+        name: ``BACKEND:SPEC``, e.g. ``shapes:small``, ``openclip:ViT-B-16@random``,
+            ``openclip:ViT-B-16@/path/model.safetensors``, ``blip:base``.
+
+    Returns:
+        A ``BiEncoder`` or ``CrossEncoder``. The same name returns the same object,
+        so levels and caches share one loaded model.
+
+    Raises:
+        EncoderNotFound: unknown backend or model (the message lists close matches).
+        WeightsUnavailable: the weights are neither local nor downloadable.
+    """
+    name = name.strip()
+    backend = backend_of(name)
+    module = importlib.import_module(_BACKENDS[backend])
+    return module.create(name.partition(":")[2])
+
+
+def known_names(backend: str | None = None) -> list[str]:
+    """Encoder names the backends advertise (pretrained tags, presets)."""
+    names: list[str] = []
+    for prefix, module_name in _BACKENDS.items():
+        if backend is not None and prefix != backend:
+            continue
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:  # a backend whose library is missing still lets the others list
+            continue
+        names.extend(module.known_names())
+    return names
+
+
+def _hint(name: str) -> str:
+    matches = difflib.get_close_matches(name, known_names(), n=3, cutoff=0.6)
+    return f"; did you mean {', '.join(matches)}?" if matches else ""
+
+
+def not_found(name: str, backend: str) -> EncoderNotFound:
+    """An EncoderNotFound for ``name`` with close matches from ``backend``."""
+    matches = difflib.get_close_matches(name, known_names(backend), n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(matches)}?" if matches else ""
+    return EncoderNotFound(f"unknown encoder {name!r}{hint}")

@@ -1,0 +1,161 @@
+"""OpenCLIP bi-encoder levels: ``openclip:ARCH@WEIGHTS``.
+
+WEIGHTS is one of:
+- a pretrained tag of ``open_clip.list_pretrained()`` (``ViT-B-16@laion2b_s34b_b88k``),
+  downloaded from the hub by open_clip's own loading code and cached there;
+- a local checkpoint file (``ViT-B-16@/models/open_clip_model.safetensors``;
+  ``.bin``/``.pt`` files are read with ``torch.load(weights_only=True)``);
+- ``random``: seeded random init, for tests and cost studies.
+Without ``@WEIGHTS`` the architecture's first pretrained tag is used.
+
+Beside open_clip's own architectures, the tiny test architectures in
+``openclip_configs/`` (``tiny-vit-s``, ``tiny-vit-m``, ``tiny-vit-l``) are
+registered on first use: architectures are data, as in open_clip itself.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from cascade import cost
+from cascade.encoders import not_found
+from cascade.encoders.base import BiEncoder, l2_normalise
+from cascade.encoders.hub import require_hub_files
+from cascade.errors import EncoderNotFound, WeightsUnavailable
+
+_CONFIG_DIR = Path(__file__).resolve().parent / "openclip_configs"
+_RANDOM = "random"
+_RANDOM_SEED = 0
+_HASH_CHUNK_BYTES = 1 << 22
+
+
+@functools.cache
+def _open_clip():
+    """Import open_clip once, registering the project's extra architectures."""
+    import open_clip
+
+    open_clip.add_model_config(_CONFIG_DIR)
+    return open_clip
+
+
+def known_names() -> list[str]:
+    open_clip = _open_clip()
+    names = [f"openclip:{arch}@{tag}" for arch, tag in open_clip.list_pretrained()]
+    names += [f"openclip:{path.stem}@{_RANDOM}" for path in sorted(_CONFIG_DIR.glob("*.json"))]
+    return names
+
+
+def create(spec: str) -> OpenClipEncoder:
+    """Build the encoder for ``ARCH[@WEIGHTS]`` (see the module docstring)."""
+    open_clip = _open_clip()
+    arch, _, weights = spec.partition("@")
+    if arch not in open_clip.list_models():
+        raise not_found(f"openclip:{spec}", "openclip")
+    weights = weights or _default_tag(arch)
+    if weights == _RANDOM:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(_RANDOM_SEED)
+            model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=None)
+        weights_id = f"{_RANDOM}{_RANDOM_SEED}"
+    elif _looks_like_path(weights):
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise WeightsUnavailable(f"checkpoint file not found: {path}")
+        model, _, preprocess = _load(open_clip, arch, str(path))
+        weights_id = f"file-{_file_digest(path)}"
+    else:
+        _require_pretrained(open_clip, arch, weights)
+        model, _, preprocess = _load(open_clip, arch, weights)
+        weights_id = weights
+    return OpenClipEncoder(
+        arch=arch,
+        weights_id=weights_id,
+        model=model.eval(),
+        preprocess_fn=preprocess,
+        tokenizer=open_clip.get_tokenizer(arch),
+    )
+
+
+class OpenClipEncoder(BiEncoder):
+    """One OpenCLIP model as a cascade level (its own text tower)."""
+
+    def __init__(self, arch: str, weights_id: str, model: torch.nn.Module, preprocess_fn, tokenizer) -> None:
+        self.id = f"openclip:{arch}@{weights_id}"
+        self.name = arch
+        self.text_tower_id = self.id  # OpenCLIP models each carry their own text tower
+        self._model = model
+        self._preprocess = preprocess_fn
+        self._tokenizer = tokenizer
+        self.image_size = cost.openclip_image_size(arch)
+        self.image_macs = cost.openclip_image_macs(arch, mode="full")
+        self.text_macs = cost.openclip_text_macs(arch, mode="full")
+        self.dim = int(model.text_projection.shape[-1]) if hasattr(model, "text_projection") else None
+        if self.dim is None:
+            with torch.inference_mode():
+                self.dim = int(model.encode_text(tokenizer(["a"])).shape[-1])
+
+    def preprocess(self, image: Image.Image) -> torch.Tensor:
+        return self._preprocess(image)
+
+    def encode_pixels(self, pixels: torch.Tensor) -> np.ndarray:
+        with torch.inference_mode():
+            return l2_normalise(self._model.encode_image(pixels))
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        with torch.inference_mode():
+            return l2_normalise(self._model.encode_text(self._tokenizer(list(texts))))
+
+
+def _default_tag(arch: str) -> str:
+    tags = _open_clip().list_pretrained_tags_by_model(arch)
+    if not tags:
+        raise EncoderNotFound(
+            f"openclip:{arch} has no pretrained weights; use openclip:{arch}@random or @/path/to/file"
+        )
+    return tags[0]
+
+
+def _looks_like_path(weights: str) -> bool:
+    return "/" in weights or weights.endswith((".safetensors", ".bin", ".pt", ".pth"))
+
+
+def _require_pretrained(open_clip, arch: str, tag: str) -> None:
+    """Unknown tag -> EncoderNotFound; hub unreachable and file not cached -> WeightsUnavailable, at once."""
+    if not open_clip.is_pretrained_cfg(arch, tag):
+        raise not_found(f"openclip:{arch}@{tag}", "openclip")
+    hf_hub = open_clip.get_pretrained_cfg(arch, tag).get("hf_hub") or ""
+    if not hf_hub:
+        return  # a plain URL download: open_clip fetches it itself
+    # Same split as open_clip.download_pretrained: "org/repo/" or "org/repo/file.bin".
+    repo_id, filename = os.path.split(hf_hub)
+    filename = filename or "open_clip_pytorch_model.bin"
+    filenames = [filename.rsplit(".", 1)[0] + ".safetensors", filename, "open_clip_model.safetensors"]
+    how = (
+        "download it where the hub is reachable, "
+        f"or pass a file: openclip:{arch}@/path/to/open_clip_model.safetensors"
+    )
+    require_hub_files(repo_id, filenames, how)
+
+
+def _load(open_clip, arch: str, pretrained: str):
+    try:
+        return open_clip.create_model_and_transforms(arch, pretrained=pretrained)
+    except (RuntimeError, FileNotFoundError, OSError) as err:
+        raise WeightsUnavailable(f"could not load openclip:{arch}@{pretrained}: {str(err).splitlines()[0]}") from err
+
+
+def _file_digest(path: Path) -> str:
+    """The first 12 hex digits of the checkpoint's BLAKE2b digest (ids follow the weights, not the path)."""
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(_HASH_CHUNK_BYTES), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:12]

@@ -1,0 +1,260 @@
+"""Algorithm 1 of "Bi-Encoder Cascades for Efficient Image Search", any depth.
+
+Level 1 embeds the whole corpus once (``build``). A query ranks all N images
+with level 1, keeps the top k_1, and each later level re-scores the k it is
+handed with its own encoder, embedding an image only the first time any query
+needs it (a cache miss) and keeping it for every later query. A last level may
+be a cross-encoder (CrispSearch): it scores the query jointly with each
+candidate, paying ``pair_macs`` per candidate on the text side.
+
+This module coordinates only: encoders, the feature cache and the query log are
+handed in, so tests pass fakes and the app passes the DuckDB store.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from cascade.cache import FeatureCache, MemoryCache
+from cascade.corpus import Corpus, ProgressFn
+from cascade.encoders.base import BiEncoder, CrossEncoder, ImageTower
+from cascade.errors import ConfigError
+from cascade.types import BuildReport, CascadeConfig, LevelTrace, SearchResult, validate_ks
+
+
+class QueryLog(Protocol):
+    """Where finished searches are recorded (the DuckDB store implements it)."""
+
+    def record(self, result: SearchResult, corpus_size: int) -> None: ...
+
+
+class CascadeSearcher:
+    """Runs cascaded searches over one corpus.
+
+    Args:
+        levels: the encoders, cheapest first. Level 1 must be a BiEncoder; a
+            CrossEncoder may only be the last level.
+        corpus: the images.
+        cache: persistent feature cache shared by all levels (default: in memory).
+        log: optional query log; every search is recorded exactly once.
+        batch_size: images per forward pass when embedding.
+
+    Thread safety: ``search`` may be called from several threads at once. Each
+    level encodes its misses under its own lock, so two queries never embed (or
+    pay for) the same image twice.
+    """
+
+    def __init__(
+        self,
+        levels: Sequence[ImageTower],
+        corpus: Corpus,
+        cache: FeatureCache | None = None,
+        log: QueryLog | None = None,
+        batch_size: int = 32,
+    ) -> None:
+        _check_levels(levels)
+        if len(corpus) == 0:
+            raise ConfigError("the image collection is empty")
+        self.levels = list(levels)
+        self.corpus = corpus
+        self.cache: FeatureCache = cache if cache is not None else MemoryCache()
+        self.log = log
+        self.batch_size = batch_size
+        self._matrix: np.ndarray | None = None  # (N, d) level-1 embeddings, corpus order
+        self._build_lock = threading.Lock()
+        self._level_memory: list[dict[str, np.ndarray]] = [{} for _ in self.levels]
+        self._level_locks = [threading.Lock() for _ in self.levels]
+
+    @property
+    def level_ids(self) -> tuple[str, ...]:
+        return tuple(level.id for level in self.levels)
+
+    def config(self, ks: Sequence[int]) -> CascadeConfig:
+        return CascadeConfig(levels=self.level_ids, ks=tuple(ks))
+
+    # -- build ---------------------------------------------------------------------------------
+
+    def build(self, progress: ProgressFn | None = None) -> BuildReport:
+        """Embed every corpus image with level 1 (reusing cached rows), batch by batch.
+
+        Each batch is written to the cache as soon as it is encoded, so a killed
+        build resumes where it stopped. Idempotent: a second call costs nothing.
+        """
+        with self._build_lock:
+            first = self.levels[0]
+            cached = self.cache.get(first.id, self.corpus.ids)
+            todo = [image_id for image_id in self.corpus.ids if image_id not in cached]
+            if progress is not None:
+                progress(len(cached), len(self.corpus))
+            for batch_ids, features in _encode_batches(first, self.corpus, todo, self.batch_size):
+                fresh = dict(zip(batch_ids, features))
+                self.cache.put(first.id, fresh)
+                cached.update(fresh)
+                if progress is not None:
+                    progress(len(cached), len(self.corpus))
+            self._matrix = np.stack([cached[image_id] for image_id in self.corpus.ids]).astype(np.float32, copy=False)
+            return BuildReport(
+                encoder=first.id,
+                images=len(self.corpus),
+                embedded=len(todo),
+                reused=len(self.corpus) - len(todo),
+                image_macs=len(todo) * first.image_macs,
+            )
+
+    def use_level1_matrix(self, matrix: np.ndarray) -> None:
+        """Install precomputed level-1 embeddings ``(N, d)`` in corpus order (benchmarks, float16 ok)."""
+        if matrix.shape[0] != len(self.corpus):
+            raise ConfigError(f"matrix has {matrix.shape[0]} rows for {len(self.corpus)} images")
+        self._matrix = matrix
+
+    # -- search --------------------------------------------------------------------------------
+
+    def search(self, query: str, ks: Sequence[int]) -> SearchResult:
+        """Run one query through every level.
+
+        Args:
+            query: free text; must contain something other than whitespace.
+            ks: one k per level, ``N >= k_1 >= ... >= k_L >= 1``; the last is the number of results.
+
+        Returns:
+            A SearchResult with one LevelTrace per level.
+
+        Raises:
+            ConfigError: empty query or invalid ks.
+        """
+        if not isinstance(query, str) or not query.strip():
+            raise ConfigError("the query is empty")
+        validate_ks(tuple(ks), n_levels=len(self.levels), n_images=len(self.corpus))
+        if self._matrix is None:
+            self.build()
+        text_embeddings: dict[str, np.ndarray] = {}
+        traces: list[LevelTrace] = []
+        candidates: list[str] = list(self.corpus.ids)
+        for index, (level, k) in enumerate(zip(self.levels, ks)):
+            trace = self._run_level(index, level, query, candidates, k, text_embeddings)
+            traces.append(trace)
+            candidates = list(trace.ids)
+        result = SearchResult(query=query, config=self.config(ks), levels=tuple(traces))
+        if self.log is not None:
+            self.log.record(result, corpus_size=len(self.corpus))
+        return result
+
+    def _run_level(
+        self,
+        index: int,
+        level: ImageTower,
+        query: str,
+        candidates: list[str],
+        k: int,
+        text_embeddings: dict[str, np.ndarray],
+    ) -> LevelTrace:
+        started = time.perf_counter()
+        text_macs = 0
+        if isinstance(level, BiEncoder):
+            if level.text_tower_id not in text_embeddings:  # a shared text tower runs once per query
+                text_embeddings[level.text_tower_id] = level.encode_texts([query])[0]
+                text_macs = level.text_macs
+            query_embedding = text_embeddings[level.text_tower_id]
+        if index == 0:
+            features, missed = self._matrix, []
+            scores = _dot(features, query_embedding)
+        else:
+            features, missed = self._features(index, level, candidates)
+            if isinstance(level, CrossEncoder):
+                scores = np.asarray(level.score(query, features), dtype=np.float32)
+                text_macs = level.pair_macs * len(candidates)
+            else:
+                scores = _dot(features, query_embedding)
+        order = _top_k(scores, k)
+        return LevelTrace(
+            encoder=level.id,
+            k=k,
+            candidates=len(candidates),
+            hits=len(candidates) - len(missed),
+            misses=len(missed),
+            image_macs=len(missed) * level.image_macs,
+            text_macs=text_macs,
+            latency_ms=(time.perf_counter() - started) * 1000.0,
+            ids=tuple(candidates[i] for i in order),
+            scores=tuple(float(scores[i]) for i in order),
+            missed_ids=frozenset(missed),
+        )
+
+    def _features(self, index: int, level: ImageTower, candidates: list[str]) -> tuple[np.ndarray, list[str]]:
+        """Features of ``candidates`` for level ``index`` (stacked in order) and the ids encoded now."""
+        memory = self._level_memory[index]
+        with self._level_locks[index]:
+            absent = [image_id for image_id in candidates if image_id not in memory]
+            if absent:
+                memory.update(self.cache.get(level.id, absent))
+            missed = [image_id for image_id in absent if image_id not in memory]
+            for batch_ids, features in _encode_batches(level, self.corpus, missed, self.batch_size):
+                fresh = dict(zip(batch_ids, features))
+                self.cache.put(level.id, fresh)
+                memory.update(fresh)
+            stacked = np.stack([memory[image_id] for image_id in candidates])
+        return stacked, missed
+
+
+def _check_levels(levels: Sequence[ImageTower]) -> None:
+    if not levels:
+        raise ConfigError("a cascade needs at least one level")
+    if not isinstance(levels[0], BiEncoder):
+        raise ConfigError(f"level 1 must be a bi-encoder (it embeds the whole collection), got {levels[0].id}")
+    for level in levels[:-1]:
+        if isinstance(level, CrossEncoder):
+            raise ConfigError(f"a cross-encoder can only be the last stage, got {level.id} before the end")
+
+
+_UPCAST_ROWS = 1 << 16
+
+
+def _dot(features: np.ndarray, query_embedding: np.ndarray) -> np.ndarray:
+    """``(n, d) @ (d,)`` in float32 whatever the storage dtype -> ``(n,)``.
+
+    float16 storage (halves memory at N = 1M) is upcast in slices: numpy has no
+    BLAS kernel for float16, so a direct float16 matmul is many times slower.
+    """
+    if features.dtype == np.float32:
+        return features @ query_embedding
+    out = np.empty(len(features), dtype=np.float32)
+    for start in range(0, len(features), _UPCAST_ROWS):
+        out[start : start + _UPCAST_ROWS] = features[start : start + _UPCAST_ROWS].astype(np.float32) @ query_embedding
+    return out
+
+
+def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k best scores, best first; ties keep the candidates' incoming order."""
+    if k < len(scores):
+        part = np.argpartition(-scores, k - 1)[:k]
+    else:
+        part = np.arange(len(scores))
+    order = np.lexsort((part, -scores[part]))  # primary: score desc; secondary: incoming rank
+    return part[order]
+
+
+def _encode_batches(
+    level: ImageTower, corpus: Corpus, image_ids: Sequence[str], batch_size: int
+) -> Iterator[tuple[list[str], np.ndarray]]:
+    """Yield ``(ids, features)`` per batch; the next batch is decoded while this one runs forward."""
+    if not image_ids:
+        return
+    batches = [list(image_ids[start : start + batch_size]) for start in range(0, len(image_ids), batch_size)]
+
+    def prepare(batch: list[str]) -> torch.Tensor:
+        return torch.stack([level.preprocess(corpus.load(image_id)) for image_id in batch])
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode") as pool:
+        pending = pool.submit(prepare, batches[0])
+        for i, batch in enumerate(batches):
+            pixels = pending.result()
+            if i + 1 < len(batches):
+                pending = pool.submit(prepare, batches[i + 1])
+            yield batch, level.encode_pixels(pixels)

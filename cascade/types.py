@@ -1,0 +1,144 @@
+"""Value types of the engine: a cascade's configuration and what a search returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from cascade.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class CascadeConfig:
+    """An L-level cascade: one encoder name and one k per level.
+
+    ``ks[i]`` is the number of images level ``i`` keeps and hands on; the last k
+    is the number of results. Algorithm 1 needs ``N >= k_1 >= ... >= k_L >= 1``.
+
+    Args:
+        levels: encoder names, cheapest first, e.g. ``("shapes:small", "shapes:large")``.
+        ks: one k per level.
+    """
+
+    levels: tuple[str, ...]
+    ks: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "levels", tuple(self.levels))
+        object.__setattr__(self, "ks", tuple(self.ks))
+        if not self.levels:
+            raise ConfigError("a cascade needs at least one level")
+        if any(not isinstance(name, str) or not name.strip() for name in self.levels):
+            raise ConfigError(f"encoder names must be non-empty strings, got {list(self.levels)}")
+        validate_ks(self.ks, n_levels=len(self.levels))
+
+    @property
+    def depth(self) -> int:
+        return len(self.levels)
+
+    @property
+    def key(self) -> str:
+        """A stable text key, e.g. ``shapes:small>shapes:large|50,10`` (used in the query log)."""
+        return ">".join(self.levels) + "|" + ",".join(str(k) for k in self.ks)
+
+    def check_corpus_size(self, n_images: int) -> None:
+        """Raise ConfigError unless the first k fits a corpus of ``n_images``."""
+        if n_images <= 0:
+            raise ConfigError("the image collection is empty")
+        if self.ks[0] > n_images:
+            raise ConfigError(f"k_1 = {self.ks[0]} is larger than the collection ({n_images} images)")
+
+
+def validate_ks(ks: tuple[int, ...] | list[int], n_levels: int, n_images: int | None = None) -> None:
+    """Raise ConfigError with one clear line unless ``ks`` is valid for the cascade."""
+    ks = tuple(ks)
+    if len(ks) != n_levels:
+        raise ConfigError(f"need one k per level: {n_levels} level(s) but {len(ks)} k value(s) {list(ks)}")
+    for k in ks:
+        if isinstance(k, bool) or not isinstance(k, int):
+            raise ConfigError(f"k values must be whole numbers, got {list(ks)}")
+        if k <= 0:
+            raise ConfigError(f"k values must be at least 1, got {list(ks)}")
+    for before, after in zip(ks, ks[1:]):
+        if after > before:
+            raise ConfigError(f"k must not grow from level to level (k_1 >= k_2 >= ...), got {list(ks)}")
+    if n_images is not None and ks[0] > n_images:
+        raise ConfigError(f"k_1 = {ks[0]} is larger than the collection ({n_images} images)")
+
+
+@dataclass(frozen=True)
+class LevelTrace:
+    """What one level of a cascade did for one query.
+
+    Attributes:
+        encoder: the encoder's stable id (includes the weights).
+        k: how many images this level keeps.
+        candidates: images this level scored (N at level 1, k_{i-1} after).
+        hits: candidates whose image features were already cached.
+        misses: candidates this level had to encode now.
+        image_macs: MACs spent encoding images for this query (misses x MACs per image).
+        text_macs: MACs spent on the text side (0 when a shared text tower already ran).
+        latency_ms: wall time of this level, text encoding included.
+        ids: the kept image ids, best first, ``len(ids) == k``.
+        scores: their scores, same order.
+    """
+
+    encoder: str
+    k: int
+    candidates: int
+    hits: int
+    misses: int
+    image_macs: int
+    text_macs: int
+    latency_ms: float
+    ids: tuple[str, ...]
+    scores: tuple[float, ...]
+    missed_ids: frozenset[str] = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """A query's pass through the cascade: one LevelTrace per level."""
+
+    query: str
+    config: CascadeConfig
+    levels: tuple[LevelTrace, ...]
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        """The final ranking (the last level's kept ids)."""
+        return self.levels[-1].ids
+
+    @property
+    def scores(self) -> tuple[float, ...]:
+        return self.levels[-1].scores
+
+    @property
+    def image_macs(self) -> int:
+        return sum(level.image_macs for level in self.levels)
+
+    @property
+    def text_macs(self) -> int:
+        return sum(level.text_macs for level in self.levels)
+
+    @property
+    def latency_ms(self) -> float:
+        return sum(level.latency_ms for level in self.levels)
+
+
+@dataclass(frozen=True)
+class BuildReport:
+    """What building level 1 over a corpus cost.
+
+    Attributes:
+        encoder: level 1's encoder id.
+        images: images in the corpus.
+        embedded: images encoded now (cache misses).
+        reused: images whose embedding came from the cache.
+        image_macs: MACs spent now (embedded x MACs per image).
+    """
+
+    encoder: str
+    images: int
+    embedded: int
+    reused: int
+    image_macs: int

@@ -1,0 +1,17 @@
+"""Test-wide settings: never touch the network, never share state between tests."""
+
+import os
+
+# Set before anything imports huggingface_hub: offline, a missing hub file then
+# fails at once instead of costing minutes of DNS retries.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache_dir(tmp_path_factory, monkeypatch):
+    """Point the project's cache directory at a temporary folder for every test."""
+    monkeypatch.setenv("CASCADE_CACHE_DIR", str(tmp_path_factory.mktemp("cascade-cache")))

@@ -1,0 +1,195 @@
+"""Algorithm 1: exactness, caching, MAC metering, validation, concurrency."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from cascade.cache import MemoryCache
+from cascade.corpus import Corpus
+from cascade.errors import ConfigError
+from cascade.search import CascadeSearcher
+from tests.fakes import FakeBiEncoder, FakeCrossEncoder, make_gallery
+
+N_IMAGES = 60
+QUERIES = ["a red circle", "two blue squares", "a small green triangle", "stripes", "left of the star"]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Corpus:
+    return Corpus.from_folder(make_gallery(tmp_path_factory.mktemp("gallery"), N_IMAGES)[0].parent)
+
+
+def three_levels() -> list[FakeBiEncoder]:
+    return [
+        FakeBiEncoder("small", seed=1, image_macs=10),
+        FakeBiEncoder("medium", seed=2, image_macs=100),
+        FakeBiEncoder("large", seed=3, image_macs=1000),
+    ]
+
+
+def brute_force(encoder: FakeBiEncoder, corpus: Corpus, query: str) -> tuple[list[str], np.ndarray]:
+    """The encoder's own ranking of the whole corpus, computed without the searcher."""
+    features = encoder.encode_images([corpus.load(i) for i in corpus.ids])
+    scores = features @ encoder.encode_texts([query])[0]
+    order = np.argsort(-scores, kind="stable")
+    return [corpus.ids[i] for i in order], scores[order]
+
+
+@pytest.mark.parametrize("query", QUERIES)
+def test_cascade_with_k_equal_n_is_the_last_levels_brute_force(corpus, query):
+    levels = three_levels()
+    searcher = CascadeSearcher(levels, corpus)
+    result = searcher.search(query, ks=[N_IMAGES] * 3)
+    expected_ids, expected_scores = brute_force(levels[-1], corpus, query)
+    assert list(result.ids) == expected_ids
+    np.testing.assert_allclose(result.scores, expected_scores, rtol=1e-5)
+
+
+def test_single_level_is_plain_bi_encoder_top_k(corpus):
+    encoder = FakeBiEncoder("small", seed=1, image_macs=10)
+    result = CascadeSearcher([encoder], corpus).search("a red circle", ks=[7])
+    expected_ids, _ = brute_force(encoder, corpus, "a red circle")
+    assert list(result.ids) == expected_ids[:7]
+    assert result.levels[0].candidates == N_IMAGES and result.levels[0].misses == 0
+    assert result.image_macs == 0  # level 1 was paid for at build time
+
+
+def test_cascade_keeps_the_top_k_of_each_level_in_order(corpus):
+    levels = three_levels()
+    result = CascadeSearcher(levels, corpus).search("two blue squares", ks=[20, 8, 3])
+    first, second, third = result.levels
+    assert (first.k, second.k, third.k) == (20, 8, 3)
+    assert second.candidates == 20 and third.candidates == 8
+    assert set(second.ids) <= set(first.ids) and set(third.ids) <= set(second.ids)
+    assert list(first.scores) == sorted(first.scores, reverse=True)
+    assert list(third.scores) == sorted(third.scores, reverse=True)
+
+
+def test_repeated_query_spends_no_image_macs(corpus):
+    searcher = CascadeSearcher(three_levels(), corpus)
+    first = searcher.search("a small green triangle", ks=[15, 5, 2])
+    again = searcher.search("a small green triangle", ks=[15, 5, 2])
+    assert first.image_macs > 0
+    assert again.image_macs == 0
+    assert [level.misses for level in again.levels] == [0, 0, 0]
+    assert [level.hits for level in again.levels] == [N_IMAGES, 15, 5]
+    assert again.ids == first.ids
+
+
+def test_metered_macs_equal_misses_times_macs_per_image(corpus):
+    levels = three_levels()
+    cache = MemoryCache()
+    searcher = CascadeSearcher(levels, corpus, cache=cache)
+    searcher.build()
+    misses = [0, 0, 0]
+    for query in QUERIES:
+        result = searcher.search(query, ks=[12, 6, 3])
+        for i, (level, trace) in enumerate(zip(levels, result.levels)):
+            assert trace.image_macs == trace.misses * level.image_macs
+            assert trace.hits + trace.misses == trace.candidates
+            misses[i] += trace.misses
+    # every miss is one image embedded once and cached: the cache holds exactly that many rows
+    assert misses[1] == cache.count(levels[1].id) == levels[1].images_encoded
+    assert misses[2] == cache.count(levels[2].id) == levels[2].images_encoded
+    assert cache.count(levels[0].id) == N_IMAGES
+
+
+def test_shared_text_tower_runs_once_per_query(corpus):
+    levels = three_levels()  # all three share the "fake-text" tower
+    result = CascadeSearcher(levels, corpus).search("stripes", ks=[10, 5, 2])
+    assert [trace.text_macs for trace in result.levels] == [1000, 0, 0]
+    assert levels[0].texts_encoded == 1 and levels[1].texts_encoded == 0
+
+
+def test_separate_text_towers_each_pay(corpus):
+    small = FakeBiEncoder("small", seed=1, image_macs=10, text_tower="a")
+    large = FakeBiEncoder("large", seed=3, image_macs=1000, text_tower="b")
+    result = CascadeSearcher([small, large], corpus).search("stripes", ks=[10, 2])
+    assert [trace.text_macs for trace in result.levels] == [1000, 1000]
+
+
+def test_cross_encoder_stage_reranks_and_pays_per_pair(corpus):
+    bi, cross = FakeBiEncoder("small", seed=1, image_macs=10), FakeCrossEncoder(pair_macs=300)
+    searcher = CascadeSearcher([bi, cross], corpus)
+    result = searcher.search("left of the star", ks=[9, 4])
+    stage = result.levels[1]
+    assert stage.candidates == 9 and stage.k == 4
+    assert stage.text_macs == 9 * 300
+    assert stage.image_macs == stage.misses * cross.image_macs == 9 * 500
+    expected = cross.score("left of the star", cross.encode_images([corpus.load(i) for i in result.levels[0].ids]))
+    assert list(stage.scores) == pytest.approx(sorted(expected.tolist(), reverse=True)[:4], rel=1e-6)
+    again = searcher.search("left of the star", ks=[9, 4])
+    assert again.levels[1].image_macs == 0 and again.levels[1].text_macs == 9 * 300
+
+
+def test_build_reuses_cached_rows_and_resumes(corpus):
+    cache = MemoryCache()
+    level1 = FakeBiEncoder("small", seed=1, image_macs=10)
+    half = corpus.ids[: N_IMAGES // 2]
+    cache.put(level1.id, dict(zip(half, level1.encode_images([corpus.load(i) for i in half]))))
+    level1.images_encoded = 0
+    report = CascadeSearcher([level1], corpus, cache=cache).build()
+    assert (report.embedded, report.reused, report.image_macs) == (N_IMAGES - len(half), len(half), 10 * 30)
+    assert level1.images_encoded == N_IMAGES - len(half)
+    again = CascadeSearcher([level1], corpus, cache=cache).build()
+    assert again.embedded == 0 and again.reused == N_IMAGES
+
+
+@pytest.mark.parametrize(
+    ("query", "ks", "message"),
+    [
+        ("", [10, 5, 2], "query is empty"),
+        ("   \n\t", [10, 5, 2], "query is empty"),
+        ("ok", [10, 0, 0], "at least 1"),
+        ("ok", [10, -1, -2], "at least 1"),
+        ("ok", [N_IMAGES + 1, 5, 2], "larger than the collection"),
+        ("ok", [5, 10, 2], "must not grow"),
+        ("ok", [10, 5], "one k per level"),
+        ("ok", [10, 5, 2, 1], "one k per level"),
+        ("ok", [10, 5.5, 2], "whole numbers"),
+    ],
+)
+def test_bad_search_input_is_one_clear_error(corpus, query, ks, message):
+    searcher = CascadeSearcher(three_levels(), corpus)
+    with pytest.raises(ConfigError, match=message):
+        searcher.search(query, ks=ks)
+
+
+def test_bad_cascades_are_refused(corpus):
+    with pytest.raises(ConfigError, match="level 1 must be a bi-encoder"):
+        CascadeSearcher([FakeCrossEncoder(), FakeBiEncoder("s", 1, 10)], corpus)
+    with pytest.raises(ConfigError, match="only be the last stage"):
+        CascadeSearcher([FakeBiEncoder("s", 1, 10), FakeCrossEncoder(), FakeBiEncoder("l", 3, 99)], corpus)
+    with pytest.raises(ConfigError, match="at least one level"):
+        CascadeSearcher([], corpus)
+    with pytest.raises(ConfigError, match="empty"):
+        CascadeSearcher([FakeBiEncoder("s", 1, 10)], Corpus(ids=[]))
+
+
+def test_threads_never_embed_an_image_twice(corpus):
+    levels = three_levels()
+    cache = MemoryCache()
+    searcher = CascadeSearcher(levels, corpus, cache=cache)
+    searcher.build()
+    results, errors = [], []
+
+    def worker(offset: int) -> None:
+        try:
+            for i in range(10):
+                results.append(searcher.search(QUERIES[(offset + i) % len(QUERIES)] + f" {i % 3}", ks=[20, 10, 3]))
+        except Exception as err:  # surfaced below: a thread's exception would otherwise vanish
+            errors.append(err)
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert len(results) == 80
+    for index in (1, 2):
+        total_misses = sum(r.levels[index].misses for r in results)
+        assert total_misses == levels[index].images_encoded == cache.count(levels[index].id)
