@@ -7,6 +7,7 @@ skipped and counted, never fatal.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -71,6 +72,15 @@ class Corpus:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """16 hex digits identifying the set of images (order-free): logs of different galleries never mix."""
+        digest = hashlib.blake2b(digest_size=8)
+        for image_id in sorted(self.ids):
+            digest.update(image_id.encode())
+            digest.update(b"\n")
+        return digest.hexdigest()
 
     def position(self, image_id: str) -> int:
         return self._position[image_id]

@@ -32,7 +32,9 @@ from cascade.types import BuildReport, CascadeConfig, LevelTrace, SearchResult, 
 class QueryLog(Protocol):
     """Where finished searches are recorded (the DuckDB store implements it)."""
 
-    def record(self, result: SearchResult, corpus_size: int) -> None: ...
+    def record(self, result: SearchResult, corpus_id: str, corpus_size: int) -> None:
+        """Store one finished search (atomically: all of it or nothing)."""
+        ...
 
 
 class CascadeSearcher:
@@ -143,7 +145,7 @@ class CascadeSearcher:
             candidates = list(trace.ids)
         result = SearchResult(query=query, config=self.config(ks), levels=tuple(traces))
         if self.log is not None:
-            self.log.record(result, corpus_size=len(self.corpus))
+            self.log.record(result, corpus_id=self.corpus.fingerprint, corpus_size=len(self.corpus))
         return result
 
     def _run_level(
@@ -184,6 +186,7 @@ class CascadeSearcher:
             latency_ms=(time.perf_counter() - started) * 1000.0,
             ids=tuple(candidates[i] for i in order),
             scores=tuple(float(scores[i]) for i in order),
+            macs_per_image=level.image_macs,
             missed_ids=frozenset(missed),
         )
 

@@ -75,7 +75,8 @@ class LevelTrace:
         candidates: images this level scored (N at level 1, k_{i-1} after).
         hits: candidates whose image features were already cached.
         misses: candidates this level had to encode now.
-        image_macs: MACs spent encoding images for this query (misses x MACs per image).
+        image_macs: MACs spent encoding images for this query (misses x macs_per_image).
+        macs_per_image: this level's MACs to encode one image (what a baseline of it costs per image).
         text_macs: MACs spent on the text side (0 when a shared text tower already ran).
         latency_ms: wall time of this level, text encoding included.
         ids: the kept image ids, best first, ``len(ids) == k``.
@@ -92,6 +93,7 @@ class LevelTrace:
     latency_ms: float
     ids: tuple[str, ...]
     scores: tuple[float, ...]
+    macs_per_image: int = 0
     missed_ids: frozenset[str] = field(default_factory=frozenset)
 
 

@@ -91,3 +91,21 @@ class FakeCrossEncoder(CrossEncoder):
 
 def _normalise(x: np.ndarray) -> np.ndarray:
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def make_karpathy(root: Path, n_images: int, captions_per_image: int = 2, seed: int = 0) -> tuple[Path, Path]:
+    """A Karpathy-split dataset of random images: ``(json_path, image_root)``, all in split "test"."""
+    image_root = root / "images"
+    paths = make_gallery(image_root / "sub", n_images, seed=seed)
+    entries = [
+        {
+            "filename": path.name,
+            "filepath": "sub",
+            "split": "test",
+            "sentences": [{"raw": f"picture number {i} caption {c}"} for c in range(captions_per_image)],
+        }
+        for i, path in enumerate(paths)
+    ]
+    json_path = root / "dataset_test.json"
+    json_path.write_text(__import__("json").dumps({"images": entries}))
+    return json_path, image_root

@@ -15,8 +15,10 @@ registered on first use: architectures are data, as in open_clip itself.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -61,7 +63,7 @@ def create(spec: str) -> OpenClipEncoder:
         raise not_found(f"openclip:{spec}", "openclip")
     weights = weights or _default_tag(arch)
     if weights == _RANDOM:
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]), _quiet_logging():  # open_clip warns "initialized randomly"
             torch.manual_seed(_RANDOM_SEED)
             model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=None)
         weights_id = f"{_RANDOM}{_RANDOM_SEED}"
@@ -150,6 +152,16 @@ def _load(open_clip, arch: str, pretrained: str):
         return open_clip.create_model_and_transforms(arch, pretrained=pretrained)
     except (RuntimeError, FileNotFoundError, OSError) as err:
         raise WeightsUnavailable(f"could not load openclip:{arch}@{pretrained}: {str(err).splitlines()[0]}") from err
+
+
+@contextlib.contextmanager
+def _quiet_logging():
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(previous)
 
 
 def _file_digest(path: Path) -> str:

@@ -1,0 +1,151 @@
+"""Recall@k of a cascade, and what it costs over the evaluation's lifetime.
+
+Protocol (text -> image, as in the paper and CLIP_benchmark): every caption is a
+query; it is a hit at k when its own image is among the top k results. "Recall"
+in CLIP papers means "any positive in the top k": with one image per caption
+that is the same as the fraction of captions whose image is retrieved.
+
+Cost is counted for a *fresh* system, whatever the cache already holds: level 1
+embeds the whole gallery (N x C_1), and level i >= 2 embeds each image the first
+time any query hands it that image. So the figure does not depend on earlier
+runs, and alpha = share of the gallery ever embedded above level 1.
+
+    python -m analysis.evaluate --preset shapes --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from cascade.corpus import Corpus
+from cascade.errors import CascadeError, ConfigError
+from cascade.search import CascadeSearcher
+
+RECALL_KS: tuple[int, ...] = (1, 5, 10)
+
+
+def recall_at_k(ranked: np.ndarray, positives: np.ndarray, k: int) -> float:
+    """Percent of queries whose positive image is in their top k.
+
+    Args:
+        ranked: ``(n_queries, n_ranked)`` image indices, best first (n_ranked may be < k:
+            a query's missing ranks are misses).
+        positives: ``(n_queries,)`` index of each query's image.
+        k: cut-off.
+    """
+    if len(ranked) == 0:
+        raise ValueError("recall needs at least one query")
+    hits = (ranked[:, :k] == positives[:, None]).any(axis=1)
+    return 100.0 * float(hits.mean())
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Recall (percent) and fresh-system cost of one configuration on one dataset."""
+
+    levels: tuple[str, ...]
+    ks: tuple[int, ...]
+    r1: float
+    r5: float
+    r10: float
+    image_macs: int  # build (N x C_1) + each image embedded once by each level >= 2 that needed it
+    alpha: float  # share of the gallery ever embedded above level 1 (0 for one level)
+    n_images: int
+    n_queries: int
+
+    def as_json(self) -> dict:
+        row = asdict(self)
+        row["levels"], row["ks"] = list(self.levels), list(self.ks)
+        return row
+
+
+def caption_queries(corpus: Corpus) -> tuple[list[str], np.ndarray]:
+    """Every caption of the corpus as a query, with the corpus index of its image."""
+    texts, positives = [], []
+    for index, image_id in enumerate(corpus.ids):
+        for caption in corpus.captions.get(image_id, []):
+            texts.append(caption)
+            positives.append(index)
+    if not texts:
+        raise ConfigError("the dataset has no captions to use as queries")
+    return texts, np.asarray(positives)
+
+
+def evaluate(
+    searcher: CascadeSearcher,
+    ks: Sequence[int],
+    progress: Callable[[int, int], None] | None = None,
+    limit: int | None = None,
+) -> EvalResult:
+    """Run every caption of ``searcher.corpus`` through the cascade and measure Recall@1/5/10.
+
+    Args:
+        searcher: a searcher over a corpus with captions; it should not log (evaluation
+            queries would otherwise fill the cost charts).
+        ks: one k per level; the last (the number of results) must be >= 10 for R@10.
+        progress: called with (done, total) after each query.
+        limit: evaluate only the first ``limit`` captions (quick looks).
+    """
+    ks = tuple(ks)
+    if ks and ks[-1] < max(RECALL_KS):
+        top = max(RECALL_KS)
+        raise ConfigError(f"evaluation needs the last k >= {top} to measure R@{top}, got {ks[-1]}")
+    texts, positives = caption_queries(searcher.corpus)
+    if limit is not None:
+        texts, positives = texts[:limit], positives[:limit]
+    ranked = np.empty((len(texts), max(RECALL_KS)), dtype=np.int64)
+    needed: list[set[str]] = [set() for _ in searcher.levels]  # images each level >= 2 had to have
+    for i, text in enumerate(texts):
+        result = searcher.search(text, ks)
+        ranked[i] = [searcher.corpus.position(image_id) for image_id in result.ids[: max(RECALL_KS)]]
+        for index in range(1, len(result.levels)):  # level i is handed level i-1's kept ids
+            needed[index].update(result.levels[index - 1].ids)
+        if progress is not None:
+            progress(i + 1, len(texts))
+    n_images = len(searcher.corpus)
+    image_macs = n_images * searcher.levels[0].image_macs
+    image_macs += sum(len(ids) * level.image_macs for ids, level in zip(needed[1:], searcher.levels[1:]))
+    return EvalResult(
+        levels=searcher.level_ids,
+        ks=ks,
+        r1=recall_at_k(ranked, positives, 1),
+        r5=recall_at_k(ranked, positives, 5),
+        r10=recall_at_k(ranked, positives, 10),
+        image_macs=image_macs,
+        alpha=len(needed[1]) / n_images if len(needed) > 1 else 0.0,
+        n_images=n_images,
+        n_queries=len(texts),
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m analysis.evaluate --preset shapes [--json]``: the preset's table of configurations."""
+    from analysis import presets
+
+    parser = argparse.ArgumentParser(prog="python -m analysis.evaluate", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", default="shapes", choices=presets.names())
+    parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N captions")
+    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    args = parser.parse_args(argv)
+    try:
+        rows = presets.evaluation_table(args.preset, limit=args.limit)
+    except CascadeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    for row in rows:
+        if args.json:
+            print(json.dumps({key: row.as_json()[key] for key in ("levels", "ks", "r1", "r5", "r10", "image_macs")}))
+        else:
+            print(f"{' > '.join(row.levels):60s} ks={list(row.ks)!s:14s} R@1 {row.r1:5.1f}  R@5 {row.r5:5.1f}  "
+                  f"R@10 {row.r10:5.1f}  image GMACs {row.image_macs / 1e9:10.2f}")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

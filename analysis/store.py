@@ -1,0 +1,329 @@
+"""The product's memory: one DuckDB file holding the feature cache, the query log and evaluations.
+
+It implements the engine's two protocols, ``FeatureCache`` (``get``/``put``)
+and ``QueryLog`` (``record``), so ``CascadeSearcher(levels, corpus, cache=store,
+log=store)`` persists everything. The cost charts are SQL over the log.
+
+Concurrency: one ``Store`` per process, shared by all threads. Reads use a
+per-thread cursor; writes are serialised by a lock and each is one transaction,
+so a crash loses at most the query (or batch) in flight. A second process gets
+a clear ``StoreError`` (DuckDB allows one writer), or may open read-only while
+no writer holds the file.
+
+Schema history (bump SCHEMA_VERSION and add a migration note for every change):
+  1: meta, features, queries, query_levels, evaluations; views cumulative_cost, config_encoders.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from cascade.errors import CascadeError
+from cascade.types import SearchResult
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL);
+CREATE TABLE IF NOT EXISTS features (
+    encoder_id VARCHAR NOT NULL,
+    image_id VARCHAR NOT NULL,
+    shape INTEGER[] NOT NULL,
+    data BLOB NOT NULL,             -- float32, C order
+    PRIMARY KEY (encoder_id, image_id)
+);
+CREATE SEQUENCE IF NOT EXISTS query_seq START 1;
+CREATE TABLE IF NOT EXISTS queries (
+    query_id BIGINT PRIMARY KEY,
+    ts TIMESTAMP NOT NULL,
+    config_key VARCHAR NOT NULL,    -- e.g. shapes:small>shapes:large|100,10
+    levels VARCHAR[] NOT NULL,
+    ks INTEGER[] NOT NULL,
+    corpus_id VARCHAR NOT NULL,
+    corpus_size INTEGER NOT NULL,
+    query VARCHAR NOT NULL,         -- verbatim, whatever it contains
+    build_image_macs BIGINT NOT NULL,  -- corpus_size x level-1 MACs per image: the lifetime cost at query 0
+    image_macs BIGINT NOT NULL,
+    text_macs BIGINT NOT NULL,
+    latency_ms DOUBLE NOT NULL
+);
+CREATE TABLE IF NOT EXISTS query_levels (
+    query_id BIGINT NOT NULL,
+    level INTEGER NOT NULL,         -- 1-based
+    encoder_id VARCHAR NOT NULL,
+    k INTEGER NOT NULL,
+    candidates INTEGER NOT NULL,
+    hits INTEGER NOT NULL,
+    misses INTEGER NOT NULL,
+    macs_per_image BIGINT NOT NULL,
+    image_macs BIGINT NOT NULL,
+    text_macs BIGINT NOT NULL,
+    latency_ms DOUBLE NOT NULL,
+    PRIMARY KEY (query_id, level)
+);
+CREATE TABLE IF NOT EXISTS evaluations (
+    ts TIMESTAMP NOT NULL,
+    config_key VARCHAR NOT NULL,
+    dataset VARCHAR NOT NULL,
+    n_images INTEGER NOT NULL,
+    n_queries INTEGER NOT NULL,
+    r1 DOUBLE NOT NULL, r5 DOUBLE NOT NULL, r10 DOUBLE NOT NULL,   -- percent
+    image_macs BIGINT NOT NULL,     -- build + every query's misses
+    alpha DOUBLE NOT NULL           -- share of the corpus ever embedded above level 1
+);
+CREATE OR REPLACE VIEW cumulative_cost AS
+    SELECT config_key, corpus_id, 0 AS query_index, NULL::BIGINT AS query_id,
+           max(build_image_macs) AS image_macs, max(build_image_macs) AS cumulative_image_macs
+    FROM queries GROUP BY config_key, corpus_id
+    UNION ALL
+    SELECT config_key, corpus_id,
+           row_number() OVER w AS query_index, query_id, image_macs,
+           build_image_macs + sum(image_macs) OVER (w ROWS UNBOUNDED PRECEDING) AS cumulative_image_macs
+    FROM queries
+    WINDOW w AS (PARTITION BY config_key, corpus_id ORDER BY query_id);
+CREATE OR REPLACE VIEW config_encoders AS
+    SELECT DISTINCT q.config_key, q.corpus_id, q.corpus_size, l.level, l.encoder_id, l.macs_per_image
+    FROM queries q JOIN query_levels l USING (query_id);
+"""
+
+
+class StoreError(CascadeError):
+    """The database cannot be used: another schema version, locked, or not a database."""
+
+
+@dataclass(frozen=True)
+class EvalRecord:
+    """One evaluation of a cascade configuration on a dataset (recalls in percent)."""
+
+    config_key: str
+    dataset: str
+    n_images: int
+    n_queries: int
+    r1: float
+    r5: float
+    r10: float
+    image_macs: int
+    alpha: float
+
+
+class Store:
+    """A DuckDB database file: feature cache + query log + evaluations.
+
+    Args:
+        path: the database file (created with its folder if absent).
+        read_only: open without taking the write lock (fails if another process writes).
+
+    Raises:
+        StoreError: another schema version, a file that is not a DuckDB database,
+            or a file locked by another process.
+    """
+
+    def __init__(self, path: str | Path, read_only: bool = False) -> None:
+        self.path = Path(path).expanduser()
+        self.read_only = read_only
+        if not read_only:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        elif not self.path.is_file():
+            raise StoreError(f"database not found: {self.path}")
+        self._con = _connect(self.path, read_only)
+        self._write_lock = threading.Lock()
+        self._local = threading.local()
+        try:
+            self._check_or_create_schema()
+        except BaseException:
+            self._con.close()
+            raise
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._con.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        cursor = getattr(self._local, "cursor", None)
+        if cursor is None:
+            cursor = self._local.cursor = self._con.cursor()
+        return cursor
+
+    @contextmanager
+    def _transaction(self):
+        if self.read_only:
+            raise StoreError(f"database {self.path} is open read-only")
+        with self._write_lock:
+            cursor = self._cursor()
+            cursor.execute("BEGIN TRANSACTION")
+            try:
+                yield cursor
+            except BaseException:
+                cursor.execute("ROLLBACK")
+                raise
+            cursor.execute("COMMIT")
+
+    def _check_or_create_schema(self) -> None:
+        tables = {row[0] for row in self._con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        if "meta" in tables:
+            row = self._con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            found = int(row[0]) if row else None
+            if found != SCHEMA_VERSION:
+                raise StoreError(
+                    f"database {self.path} has schema version {found}, this program reads version {SCHEMA_VERSION}; "
+                    "use another --db file (the existing one is left untouched)"
+                )
+            return
+        if tables:
+            raise StoreError(f"{self.path} is a DuckDB database of another program (no cascade schema); use another db")
+        if self.read_only:
+            raise StoreError(f"database {self.path} is empty and open read-only")
+        with self._transaction() as cursor:
+            cursor.execute(_SCHEMA)
+            cursor.execute("INSERT INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+
+    # -- FeatureCache --------------------------------------------------------------------------
+
+    def get(self, encoder_id: str, image_ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """Cached features of ``image_ids`` for ``encoder_id``; absent ids are left out."""
+        if not image_ids:
+            return {}
+        rows = self._cursor().execute(
+            "SELECT image_id, shape, data FROM features "
+            "WHERE encoder_id = ? AND image_id IN (SELECT unnest(?::VARCHAR[]))",
+            [encoder_id, list(image_ids)],
+        ).fetchall()
+        return {image_id: np.frombuffer(data, dtype=np.float32).reshape(shape) for image_id, shape, data in rows}
+
+    def put(self, encoder_id: str, features: Mapping[str, np.ndarray]) -> None:
+        """Store features in one transaction; rows already present keep their first value."""
+        if not features:
+            return
+        frame = pd.DataFrame(
+            {
+                "encoder_id": encoder_id,
+                "image_id": list(features),
+                "shape": [list(np.shape(row)) for row in features.values()],
+                "data": [np.ascontiguousarray(row, dtype=np.float32).tobytes() for row in features.values()],
+            }
+        )
+        with self._transaction() as cursor:
+            cursor.register("new_features", frame)
+            cursor.execute(
+                "INSERT INTO features SELECT encoder_id, image_id, shape::INTEGER[], data FROM new_features "
+                "ON CONFLICT DO NOTHING"
+            )
+            cursor.unregister("new_features")
+
+    def count_features(self, encoder_id: str) -> int:
+        return self._cursor().execute("SELECT count(*) FROM features WHERE encoder_id = ?", [encoder_id]).fetchone()[0]
+
+    # -- QueryLog ------------------------------------------------------------------------------
+
+    def record(self, result: SearchResult, corpus_id: str, corpus_size: int) -> None:
+        """Log one search: a queries row and one query_levels row per level, atomically."""
+        first = result.levels[0]
+        with self._transaction() as cursor:
+            query_id = cursor.execute("SELECT nextval('query_seq')").fetchone()[0]
+            cursor.execute(
+                "INSERT INTO queries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    query_id, datetime.now(UTC).replace(tzinfo=None), result.config.key, list(result.config.levels),
+                    list(result.config.ks), corpus_id, corpus_size, result.query, corpus_size * first.macs_per_image,
+                    result.image_macs, result.text_macs, result.latency_ms,
+                ],
+            )  # fmt: skip
+            cursor.executemany(
+                "INSERT INTO query_levels VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    [query_id, i, t.encoder, t.k, t.candidates, t.hits, t.misses, t.macs_per_image,
+                     t.image_macs, t.text_macs, t.latency_ms]
+                    for i, t in enumerate(result.levels, start=1)
+                ],
+            )  # fmt: skip
+
+    def clear_log(self, config_key: str, corpus_id: str | None = None) -> int:
+        """Delete the log of one configuration (and corpus); features and evaluations stay. Returns rows deleted."""
+        where, params = "config_key = ?", [config_key]
+        if corpus_id is not None:
+            where, params = where + " AND corpus_id = ?", params + [corpus_id]
+        with self._transaction() as cursor:
+            ids = [row[0] for row in cursor.execute(f"SELECT query_id FROM queries WHERE {where}", params).fetchall()]
+            cursor.execute("DELETE FROM query_levels WHERE query_id IN (SELECT unnest(?::BIGINT[]))", [ids])
+            cursor.execute(f"DELETE FROM queries WHERE {where}", params)
+        return len(ids)
+
+    # -- reading the log -----------------------------------------------------------------------
+
+    def frame(self, sql: str, params: Sequence | None = None) -> pd.DataFrame:
+        """Run a read-only SQL query (parameterised) and return a DataFrame."""
+        return self._cursor().execute(sql, list(params or [])).df()
+
+    def cumulative_cost(self, config_key: str, corpus_id: str) -> pd.DataFrame:
+        """Columns query_index (0 = build), image_macs, cumulative_image_macs, in query order."""
+        return self.frame(
+            "SELECT query_index, image_macs, cumulative_image_macs FROM cumulative_cost "
+            "WHERE config_key = ? AND corpus_id = ? ORDER BY query_index",
+            [config_key, corpus_id],
+        )
+
+    def recent_queries(self, limit: int = 20) -> pd.DataFrame:
+        return self.frame(
+            "SELECT query_id, ts, config_key, query, image_macs, text_macs, latency_ms FROM queries "
+            "ORDER BY query_id DESC LIMIT ?",
+            [limit],
+        )
+
+    def embedded_share(self, encoder_ids: Sequence[str], image_ids: Sequence[str]) -> float:
+        """Fraction of ``image_ids`` cached by any of ``encoder_ids`` (the measured alpha)."""
+        if not image_ids or not encoder_ids:
+            return 0.0
+        n = self._cursor().execute(
+            "SELECT count(DISTINCT image_id) FROM features WHERE encoder_id IN (SELECT unnest(?::VARCHAR[])) "
+            "AND image_id IN (SELECT unnest(?::VARCHAR[]))",
+            [list(encoder_ids), list(image_ids)],
+        ).fetchone()[0]
+        return n / len(image_ids)
+
+    # -- evaluations ---------------------------------------------------------------------------
+
+    def save_evaluation(self, record: EvalRecord) -> None:
+        with self._transaction() as cursor:
+            cursor.execute(
+                "INSERT INTO evaluations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    datetime.now(UTC).replace(tzinfo=None), record.config_key, record.dataset, record.n_images,
+                    record.n_queries, record.r1, record.r5, record.r10, record.image_macs, record.alpha,
+                ],
+            )  # fmt: skip
+
+    def evaluations(self) -> pd.DataFrame:
+        return self.frame("SELECT * FROM evaluations ORDER BY ts")
+
+
+def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+    try:
+        return duckdb.connect(str(path), read_only=read_only)
+    except duckdb.IOException as err:
+        message = str(err)
+        if "lock" in message.lower():
+            holder = message.split("is held in", 1)[-1].split(". See", 1)[0].strip() if "held in" in message else ""
+            raise StoreError(
+                f"database {path} is in use by another process{f' ({holder})' if holder else ''}; "
+                "close it, or pass another --db"
+            ) from err
+        raise StoreError(f"cannot open database {path}: {message.splitlines()[0]}") from err
+    except duckdb.Error as err:
+        raise StoreError(f"cannot open database {path}: {str(err).splitlines()[0]}") from err
+

@@ -1,0 +1,284 @@
+"""BLIP levels on a tiny random checkpoint: equal to transformers' own forward, MACs, loading, offline."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import transformers
+from PIL import Image
+
+import cascade  # noqa: F401  (torchvision shim before transformers' BLIP)
+from cascade.cache import MemoryCache
+from cascade.corpus import Corpus
+from cascade.cost import count_macs
+from cascade.encoders import blip, create_encoder
+from cascade.errors import ConfigError, EncoderNotFound, WeightsUnavailable
+from cascade.search import CascadeSearcher
+from tests.fakes import make_gallery
+
+HIDDEN = 32  # text and vision width
+EMBED = 16  # image_text_hidden_size
+LAYERS = 2
+IMAGE_SIZE = 32
+PATCH = 16
+VISION_TOKENS = 1 + (IMAGE_SIZE // PATCH) ** 2  # CLS + 4 patches
+WORDS = "a an the photo picture of red blue green cat dog car bus man woman on in with sitting road grass".split()
+QUERIES = ["a red cat on the grass", "a man sitting in a blue car", "green bus"]
+
+
+def tiny_vocab() -> list[str]:
+    return ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, "##s"]
+
+
+def tiny_config() -> transformers.BlipConfig:
+    text = dict(
+        vocab_size=len(tiny_vocab()),
+        hidden_size=HIDDEN,
+        intermediate_size=37,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=4,
+        max_position_embeddings=64,
+        bos_token_id=None,
+        eos_token_id=None,
+        pad_token_id=0,
+        sep_token_id=3,
+    )
+    vision = dict(
+        hidden_size=HIDDEN,
+        intermediate_size=37,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=4,
+        image_size=IMAGE_SIZE,
+        patch_size=PATCH,
+    )
+    return transformers.BlipConfig(text_config=text, vision_config=vision, image_text_hidden_size=EMBED)
+
+
+def save_tiny_checkpoint(folder: Path, tokenizer_files: str = "tokenizer.json") -> Path:
+    """A random BlipForImageTextRetrieval, its tokenizer and image processor, as save_pretrained writes them."""
+    torch.manual_seed(0)
+    model = transformers.BlipForImageTextRetrieval(tiny_config()).eval()
+    with torch.no_grad():  # wider random matrices: images and queries then get clearly different scores
+        for parameter in model.parameters():
+            if parameter.dim() >= 2:
+                parameter.normal_(0.0, 0.2)
+            else:  # biases and LayerNorm scales off their 0 and 1, so no step is the identity
+                parameter.add_(torch.randn_like(parameter), alpha=0.1)
+    model.save_pretrained(folder, safe_serialization=True)
+    vocab = tiny_vocab()
+    if tokenizer_files == "tokenizer.json":
+        transformers.BertTokenizer(vocab={word: i for i, word in enumerate(vocab)}).save_pretrained(folder)
+    elif tokenizer_files == "vocab.txt":
+        (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    transformers.BlipImageProcessor(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def checkpoint_dir(tmp_path_factory) -> Path:
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("blip-tiny"))
+
+
+@pytest.fixture(scope="module")
+def reference(checkpoint_dir):
+    """The same weights loaded by transformers alone: the model the levels must agree with."""
+    model = transformers.BlipForImageTextRetrieval.from_pretrained(checkpoint_dir, use_safetensors=True).eval()
+    tokenizer = transformers.BertTokenizer.from_pretrained(checkpoint_dir)
+    # On the levels' device (CUDA where there is one), so both sides round the same way.
+    return model.to(create_encoder(f"blip:{checkpoint_dir}").checkpoint.device), tokenizer
+
+
+def random_images(n: int, seed: int = 0) -> list[Image.Image]:
+    rng = np.random.default_rng(seed)
+    return [Image.fromarray(rng.integers(0, 256, size=(40 + 7 * i, 50, 3), dtype=np.uint8)) for i in range(n)]
+
+
+def test_names_resolve(checkpoint_dir):
+    assert blip.parse_spec("base") == ("Salesforce/blip-itm-base-coco", False)
+    assert blip.parse_spec("large+itm") == ("Salesforce/blip-itm-large-coco", True)
+    assert blip.parse_spec("Salesforce/blip-itm-base-flickr") == ("Salesforce/blip-itm-base-flickr", False)
+    assert blip.parse_spec(f"{checkpoint_dir}+itm") == (str(checkpoint_dir.resolve()), True)
+    assert "blip:base+itm" in blip.known_names()
+    with pytest.raises(EncoderNotFound, match="did you mean blip:base"):
+        create_encoder("blip:bsae")
+    with pytest.raises(WeightsUnavailable, match="does not exist"):
+        create_encoder("blip:/no/such/blip/checkpoint")
+
+
+def test_local_directory_loads_as_both_levels(checkpoint_dir):
+    bi = create_encoder(f"blip:{checkpoint_dir}")
+    cross = create_encoder(f"blip:{checkpoint_dir}+itm")
+    assert isinstance(bi, blip.BlipBiEncoder) and isinstance(cross, blip.BlipCrossEncoder)
+    assert bi.checkpoint is cross.checkpoint  # one model in memory for both stages
+    assert bi.id == f"blip:{checkpoint_dir.resolve()}" and cross.id == bi.id + "+itm"
+    assert bi.text_tower_id == bi.id
+    assert (bi.dim, bi.image_size, cross.image_size) == (EMBED, IMAGE_SIZE, IMAGE_SIZE)
+    assert bi.preprocess(random_images(1)[0]).shape == (3, IMAGE_SIZE, IMAGE_SIZE)
+
+
+def test_itc_embeddings_equal_model_forward(checkpoint_dir, reference):
+    model, tokenizer = reference
+    bi = create_encoder(f"blip:{checkpoint_dir}")
+    images = random_images(4)
+    image_embeddings = bi.encode_images(images, batch_size=3)
+    text_embeddings = bi.encode_texts(QUERIES)
+    assert image_embeddings.shape == (4, EMBED) and text_embeddings.shape == (3, EMBED)
+    np.testing.assert_allclose(np.linalg.norm(image_embeddings, axis=1), 1.0, atol=1e-6)
+
+    # The reference pads to the longest query only; the level pads to 35 tokens: same numbers.
+    text = tokenizer(QUERIES, padding="longest", return_tensors="pt", return_token_type_ids=False).to(model.device)
+    pixels = torch.stack([bi.preprocess(image) for image in images]).to(model.device)
+    with torch.no_grad():
+        cosine = model(text["input_ids"], pixels, use_itm_head=False, attention_mask=text["attention_mask"]).itm_score
+    np.testing.assert_allclose(image_embeddings @ text_embeddings.T, cosine.cpu().numpy(), atol=1e-5)
+    # The comparison is not between constants: scores vary over images and over queries.
+    assert np.ptp(cosine.cpu().numpy(), axis=0).min() > 0.05 and np.ptp(cosine.cpu().numpy(), axis=1).min() > 0.05
+
+
+def test_itm_scores_from_cached_states_equal_model_forward(checkpoint_dir, reference, monkeypatch):
+    model, tokenizer = reference
+    cross = create_encoder(f"blip:{checkpoint_dir}+itm")
+    images = random_images(5, seed=1)
+    features = cross.encode_images(images, batch_size=2)
+    assert features.shape == (5, VISION_TOKENS, HIDDEN) and features.dtype == np.float32
+    monkeypatch.setattr(blip, "PAIR_BATCH", 2)  # several pair batches per query
+    pixels = torch.stack([cross.preprocess(image) for image in images]).to(model.device)
+    for query in QUERIES:
+        scores = cross.score(query, features)
+        text = tokenizer([query] * len(images), return_tensors="pt", return_token_type_ids=False).to(model.device)
+        with torch.no_grad():
+            logits = model(
+                text["input_ids"], pixels, use_itm_head=True, attention_mask=text["attention_mask"]
+            ).itm_score
+        expected = logits.softmax(dim=-1)[:, 1].cpu().numpy()
+        assert scores.shape == (5,) and scores.dtype == np.float32
+        np.testing.assert_allclose(scores, expected, atol=1e-5)
+        assert np.ptp(expected) > 0.05
+    with pytest.raises(ConfigError, match="shape"):
+        cross.score(QUERIES[0], features[:, 1:])
+
+
+def test_macs_equal_counts_on_the_modules(checkpoint_dir):
+    bi = create_encoder(f"blip:{checkpoint_dir}")
+    cross = create_encoder(f"blip:{checkpoint_dir}+itm")
+    model = bi.checkpoint.model
+    pixels = torch.zeros(3, 3, IMAGE_SIZE, IMAGE_SIZE)
+    assert count_macs(model.vision_model, (pixels,)) == 3 * cross.image_macs > 0
+    assert count_macs(blip.ImageEmbedder(model), (pixels,)) == 3 * bi.image_macs
+    # The bi-encoder adds vision_proj on the CLS token only.
+    assert bi.image_macs - cross.image_macs == HIDDEN * EMBED
+
+    tokens = blip.query_tokens(model.config)
+    ids = torch.zeros(4, tokens, dtype=torch.long)
+    states = torch.zeros(4, VISION_TOKENS, HIDDEN)
+    assert count_macs(blip.TextEmbedder(model), (ids, None)) == 4 * bi.text_macs > 0
+    assert count_macs(blip.PairScorer(model), (ids, None, states)) == 4 * cross.pair_macs
+    # What a pair adds to a text pass, per layer: cross-attention Q and O over the query tokens,
+    # K and V over the vision tokens, QK^T and AV, and one more LayerNorm (4 MACs per element);
+    # then the 2-way ITM head instead of text_proj.
+    per_layer = 2 * tokens * HIDDEN * HIDDEN + 2 * VISION_TOKENS * HIDDEN * HIDDEN
+    per_layer += 2 * tokens * VISION_TOKENS * HIDDEN + 4 * tokens * HIDDEN
+    assert cross.pair_macs - bi.text_macs == LAYERS * per_layer + HIDDEN * 2 - HIDDEN * EMBED
+
+
+def test_paper_mode_counts_less_than_full_mode(checkpoint_dir):
+    config = create_encoder(f"blip:{checkpoint_dir}").checkpoint.model.config
+    paper, full = blip.count_blip_macs(config, mode="paper"), blip.count_blip_macs(config, mode="full")
+    # Full mode adds the attention matmuls THOP misses: QK^T and AV in every vision layer.
+    assert full.vision_macs - paper.vision_macs == LAYERS * 2 * VISION_TOKENS * VISION_TOKENS * HIDDEN
+
+
+def test_cascade_meters_blip_stages(checkpoint_dir, tmp_path):
+    bi = create_encoder(f"blip:{checkpoint_dir}")
+    cross = create_encoder(f"blip:{checkpoint_dir}+itm")
+    corpus = Corpus.from_folder(make_gallery(tmp_path / "gallery", 8)[0].parent)
+    searcher = CascadeSearcher([bi, cross], corpus, cache=MemoryCache())
+    build = searcher.build()
+    assert build.image_macs == 8 * bi.image_macs
+
+    first = searcher.search(QUERIES[0], ks=(5, 3))
+    itc, itm = first.levels
+    assert itc.text_macs == bi.text_macs and itc.image_macs == 0
+    assert (itm.candidates, itm.misses) == (5, 5)
+    assert itm.image_macs == 5 * cross.image_macs and itm.text_macs == 5 * cross.pair_macs
+    # The re-ranker's order is the ITM probability order of the 5 candidates it was handed.
+    features = cross.encode_images([corpus.load(image_id) for image_id in itc.ids])
+    probabilities = cross.score(QUERIES[0], features)
+    assert list(itm.ids) == [itc.ids[i] for i in np.argsort(-probabilities, kind="stable")[:3]]
+    np.testing.assert_allclose(itm.scores, np.sort(probabilities)[::-1][:3], atol=1e-6)
+
+    again = searcher.search(QUERIES[0], ks=(5, 3))
+    assert again.levels[1].misses == 0 and again.levels[1].image_macs == 0
+    assert again.levels[1].text_macs == 5 * cross.pair_macs  # pairs are paid on every query
+
+
+def test_vocab_txt_alone_is_a_tokenizer(tmp_path):
+    folder = save_tiny_checkpoint(tmp_path / "vocab-only", tokenizer_files="vocab.txt")
+    bi = create_encoder(f"blip:{folder}")
+    ids, mask = bi.checkpoint.tokenize(["a red cat"])
+    vocab = tiny_vocab()
+    assert ids[0, :5].tolist() == [vocab.index(w) for w in ("[CLS]", "a", "red", "cat", "[SEP]")]
+    assert int(mask.sum()) == 5 and ids.shape[1] == blip.QUERY_TOKENS
+
+
+def test_missing_files_fail_with_what_is_missing(checkpoint_dir, tmp_path):
+    no_tokenizer = tmp_path / "no-tokenizer"
+    shutil.copytree(checkpoint_dir, no_tokenizer)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (no_tokenizer / name).unlink()
+    with pytest.raises(WeightsUnavailable, match="tokenizer.json or vocab.txt"):
+        create_encoder(f"blip:{no_tokenizer}")
+
+    pickled = tmp_path / "pickled"
+    shutil.copytree(checkpoint_dir, pickled)
+    (pickled / "model.safetensors").rename(pickled / "pytorch_model.bin")
+    with pytest.raises(WeightsUnavailable, match="only pickled pytorch_model.bin"):
+        create_encoder(f"blip:{pickled}+itm")
+
+
+def test_checkpoint_without_itm_head_is_refused(checkpoint_dir, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path / "no-itm-head"
+    shutil.copytree(checkpoint_dir, folder)
+    weights = load_file(folder / "model.safetensors")
+    save_file({k: v for k, v in weights.items() if not k.startswith("itm_head.")}, folder / "model.safetensors")
+    with pytest.raises(WeightsUnavailable, match="itm_head"):
+        create_encoder(f"blip:{folder}+itm")
+
+
+@pytest.fixture
+def empty_hub_cache(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    # huggingface_hub read HF_HOME when first imported (maybe by another test); point it here too.
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+    blip.load_checkpoint.cache_clear()
+
+
+def test_offline_missing_checkpoint_fails_fast(empty_hub_cache, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    started = time.perf_counter()
+    with pytest.raises(WeightsUnavailable, match="Salesforce/blip-itm-base-coco.*HF_HUB_OFFLINE") as err:
+        create_encoder("blip:base")
+    assert time.perf_counter() - started < 5.0
+    assert "config.json, model.safetensors" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_unreachable_hub_fails_fast(empty_hub_cache, monkeypatch):
+    from huggingface_hub import constants
+
+    for flag in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(flag, raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # discard port: connection refused
+    started = time.perf_counter()
+    with pytest.raises(WeightsUnavailable, match="blip-itm-large-coco.*unreachable"):
+        create_encoder("blip:large+itm")
+    assert time.perf_counter() - started < 5.0

@@ -1,0 +1,179 @@
+"""``python -m cascade``: end to end on tiny random OpenCLIP models and generated data."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from analysis.cli import main
+from analysis.store import Store
+from tests.fakes import make_gallery, make_karpathy
+
+ROOT = Path(__file__).resolve().parent.parent
+SMALL, MEDIUM = "openclip:tiny-vit-s@random", "openclip:tiny-vit-m@random"
+pytestmark = pytest.mark.slow
+
+
+def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "cascade", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env
+    )
+
+
+@pytest.fixture(scope="module")
+def gallery(tmp_path_factory) -> Path:
+    folder = make_gallery(tmp_path_factory.mktemp("cli") / "gallery", 30)[0].parent
+    (folder / "notes.txt").write_text("not an image")
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
+    return folder
+
+
+def test_search_end_to_end_and_restart_reuses_the_cache(tmp_path, gallery):
+    db = str(tmp_path / "db.duckdb")
+    args = ["search", "a red circle", "--images", str(gallery), "--levels", f"{SMALL},{MEDIUM}", "--ks", "10,3"]
+    first = run_cli(*args, "--db", db, "--json", "--quiet")
+    assert first.returncode == 0, first.stderr
+    payload = json.loads(first.stdout)
+    assert payload["query"] == "a red circle"
+    assert [level["encoder"] for level in payload["levels"]] == [f"{SMALL}0", f"{MEDIUM}0"]
+    level1, level2 = payload["levels"]
+    assert set(level2) == {"encoder", "k", "candidates", "hits", "misses", "image_macs", "text_macs", "latency_ms",
+                           "results"}  # fmt: skip
+    assert (level1["candidates"], level2["candidates"], level2["misses"]) == (30, 10, 10)
+    assert len(level2["results"]) == 3 and all(Path(r["path"]).is_file() for r in level2["results"])
+    assert {r["path"] for r in level2["results"]} <= {r["path"] for r in level1["results"]}
+    assert "skipped 2 unreadable or non-image file(s)" in first.stderr
+
+    second = json.loads(run_cli(*args, "--db", db, "--json", "--quiet").stdout)  # a new process
+    assert [level["misses"] for level in second["levels"]] == [0, 0]
+    assert [level["image_macs"] for level in second["levels"]] == [0, 0]
+    assert second["levels"][1]["results"] == level2["results"]
+
+    log = json.loads(run_cli("log", "--db", db, "--json").stdout)
+    assert [q["query"] for q in log["queries"]] == ["a red circle", "a red circle"]
+    (config,) = log["configs"]
+    assert config["queries"] == 2
+    assert config["cumulative_image_macs"] == config["build_image_macs"] + level2["image_macs"]
+
+
+def test_eval_end_to_end_on_a_karpathy_dataset(tmp_path, capsys):
+    json_path, root = make_karpathy(tmp_path, n_images=25, captions_per_image=2)
+    db = str(tmp_path / "db.duckdb")
+    code = main(["eval", "--dataset", f"karpathy:{json_path}", "--images", str(root), "--levels",
+                 f"{SMALL},{MEDIUM}", "--ks", "15,10", "--db", db, "--json", "--quiet"])  # fmt: skip
+    assert code == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert set(payload) == {"levels", "ks", "r1", "r5", "r10", "image_macs", "alpha"}
+    assert payload["ks"] == [15, 10]
+    assert 0 <= payload["r1"] <= payload["r5"] <= payload["r10"] <= 100
+    assert 15 / 25 <= payload["alpha"] <= 1.0
+    with Store(db, read_only=True) as store:
+        saved = store.evaluations()
+    assert len(saved) == 1 and saved["n_queries"][0] == 50 and saved["r10"][0] == payload["r10"]
+
+
+def test_index_reports_and_skips_unreadable_files(tmp_path, gallery, capsys):
+    db = str(tmp_path / "db.duckdb")
+    assert main(["index", "--images", str(gallery), "--levels", SMALL, "--db", db, "--json", "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out) == {"images": 30, "embedded": 30, "reused": 0, "skipped": 2}
+    assert captured.err.count("warning: skipped 2") == 1
+    assert main(["index", "--images", str(gallery), "--levels", SMALL, "--db", db, "--json", "--quiet"]) == 0
+    assert json.loads(capsys.readouterr().out)["reused"] == 30
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["search", "q", "--images", "/no/such/folder", "--levels", SMALL, "--ks", "5"], "image folder not found"),
+        (["search", "   ", "--levels", SMALL, "--ks", "5"], "the query is empty"),
+        (["search", "q", "--images", "{gallery}", "--levels", f"{SMALL},{MEDIUM}", "--ks", "3,10"], "must not grow"),
+        (["search", "q", "--images", "{gallery}", "--levels", f"{SMALL},{MEDIUM}", "--ks", "10"], "one k per level"),
+        (["search", "q", "--images", "{gallery}", "--levels", SMALL, "--ks", "31"], "larger than the collection"),
+        (["search", "q", "--images", "{gallery}", "--levels", "openclip:tiny-vit-x@random", "--ks", "5"],
+         "did you mean"),
+        (["search", "q", "--images", "{gallery}", "--levels", "nosuch:thing", "--ks", "5"], "unknown encoder backend"),
+        (["search", "q", "--images", "{empty}", "--levels", SMALL, "--ks", "5"], "no readable images"),
+        (["log", "--db", "{tmp}/absent.duckdb"], "no database"),
+    ],
+)  # fmt: skip
+def test_bad_input_is_one_line_and_exit_1(tmp_path, gallery, capsys, argv, message):
+    (tmp_path / "empty").mkdir()
+    fill = {"{gallery}": str(gallery), "{empty}": str(tmp_path / "empty"), "{tmp}": str(tmp_path)}
+    argv = [fill.get(a, a.replace("{tmp}", str(tmp_path))) for a in argv]
+    if "--db" not in argv:
+        argv += ["--db", str(tmp_path / "db.duckdb")]
+    assert main(argv + ["--quiet"]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert len(errors) == 1 and message in errors[0], lines
+    assert all(line.startswith(("error: ", "warning: ")) for line in lines), lines
+
+
+def test_bad_ks_syntax_is_a_usage_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["search", "q", "--levels", SMALL, "--ks", "10,x"])
+    assert exit_info.value.code == 2
+    assert "expected whole numbers" in capsys.readouterr().err
+
+
+def test_database_locked_by_another_process(tmp_path, gallery):
+    db = tmp_path / "db.duckdb"
+    holder = duckdb.connect(str(db))
+    try:
+        out = run_cli("index", "--images", str(gallery), "--levels", SMALL, "--db", str(db), "--quiet")
+    finally:
+        holder.close()
+    assert out.returncode == 1
+    assert "in use by another process" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_killed_index_resumes_without_recomputing(tmp_path):
+    folder = make_gallery(tmp_path / "big", 1500, seed=5)[0].parent
+    db = tmp_path / "db.duckdb"
+    cmd = [sys.executable, "-m", "cascade", "index", "--images", str(folder), "--levels", SMALL, "--db", str(db)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})  # fmt: skip
+    seen = threading.Event()
+
+    def watch() -> None:  # kill once the progress bar shows some batches committed
+        buffer = ""
+        while (char := proc.stderr.read(1)) != "":
+            buffer = buffer[-200:] + char
+            match = re.findall(r"embedding:\s+\d+%\S*\s+(\d+)/1500", buffer)
+            if match and 96 <= int(match[-1]) < 1400:
+                seen.set()
+                proc.send_signal(signal.SIGKILL)
+                return
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    proc.wait(timeout=300)
+    watcher.join(timeout=5)
+    assert seen.is_set(), "index finished before it could be killed"
+
+    with Store(db, read_only=True) as store:  # the killed run left a clean, partial cache
+        done = store.count_features(f"{SMALL}0")
+    assert 96 <= done < 1500
+
+    resumed = run_cli("index", "--images", str(folder), "--levels", SMALL, "--db", str(db), "--json", "--quiet")
+    assert json.loads(resumed.stdout) == {"images": 1500, "embedded": 1500 - done, "reused": done, "skipped": 0}
+
+    fresh_db = tmp_path / "fresh.duckdb"
+    fresh = run_cli("index", "--images", str(folder), "--levels", SMALL, "--db", str(fresh_db), "--quiet")
+    assert fresh.returncode == 0, fresh.stderr
+    query = "SELECT image_id, data FROM features ORDER BY image_id"
+    with Store(db, read_only=True) as a, Store(fresh_db, read_only=True) as b:
+        resumed_rows, fresh_rows = a.frame(query), b.frame(query)
+    assert resumed_rows["image_id"].tolist() == fresh_rows["image_id"].tolist()
+    assert resumed_rows["data"].tolist() == fresh_rows["data"].tolist()

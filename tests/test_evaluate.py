@@ -1,0 +1,72 @@
+"""Recall@k and the evaluator's cost accounting against independent references."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from analysis.evaluate import evaluate, recall_at_k
+from cascade.corpus import Corpus
+from cascade.errors import ConfigError
+from cascade.search import CascadeSearcher
+from tests.fakes import FakeBiEncoder, make_karpathy
+
+
+def test_recall_at_k_on_hand_made_rankings():
+    ranked = np.array([[3, 1, 2], [0, 2, 1], [2, 0, 1], [1, 2, 0]])
+    positives = np.array([3, 1, 1, 0])
+    assert recall_at_k(ranked, positives, 1) == 25.0  # only query 0
+    assert recall_at_k(ranked, positives, 2) == 25.0
+    assert recall_at_k(ranked, positives, 3) == 100.0
+    assert recall_at_k(ranked, positives, 10) == 100.0  # k beyond the ranking: same as all of it
+
+
+def reference_recalls(encoder: FakeBiEncoder, corpus: Corpus) -> dict[int, float]:
+    """Rank of each caption's image by counting better-scored images: no sorting, no top-k code shared."""
+    features = encoder.encode_images([corpus.load(i) for i in corpus.ids])
+    ranks = []
+    for position, image_id in enumerate(corpus.ids):
+        for caption in corpus.captions[image_id]:
+            scores = features @ encoder.encode_texts([caption])[0]
+            ranks.append(int((scores > scores[position]).sum()))
+    ranks = np.array(ranks)
+    return {k: 100.0 * float((ranks < k).mean()) for k in (1, 5, 10)}
+
+
+@pytest.mark.parametrize("captions_per_image", [1, 3])
+def test_single_level_recall_matches_brute_force_reference(tmp_path, captions_per_image):
+    json_path, root = make_karpathy(tmp_path, n_images=50, captions_per_image=captions_per_image)
+    corpus = Corpus.from_karpathy(json_path, root, split="test")
+    encoder = FakeBiEncoder("small", seed=1, image_macs=10)
+    result = evaluate(CascadeSearcher([encoder], corpus), ks=[10])
+    expected = reference_recalls(FakeBiEncoder("small", seed=1, image_macs=10), corpus)
+    assert result.n_queries == 50 * captions_per_image
+    assert (result.r1, result.r5, result.r10) == pytest.approx((expected[1], expected[5], expected[10]))
+    assert 0 < result.r10 < 100  # random embeddings: neither trivially perfect nor empty
+    assert result.image_macs == 50 * 10 and result.alpha == 0.0
+
+
+def test_full_k_cascade_recall_equals_last_level_and_cost_counts_each_image_once(tmp_path):
+    json_path, root = make_karpathy(tmp_path, n_images=40, captions_per_image=2)
+    corpus = Corpus.from_karpathy(json_path, root, split="test")
+    small, large = FakeBiEncoder("small", seed=1, image_macs=10), FakeBiEncoder("large", seed=3, image_macs=1000)
+    full = evaluate(CascadeSearcher([small, large], corpus), ks=[40, 10])
+    alone = evaluate(CascadeSearcher([FakeBiEncoder("large", seed=3, image_macs=1000)], corpus), ks=[10])
+    assert (full.r1, full.r5, full.r10) == (alone.r1, alone.r5, alone.r10)
+    assert full.alpha == 1.0 and full.image_macs == 40 * 10 + 40 * 1000
+
+    partial = evaluate(CascadeSearcher([small, large], corpus), ks=[12, 10])
+    handed = set()
+    searcher = CascadeSearcher([small, large], corpus)
+    for image_id in corpus.ids:
+        for caption in corpus.captions[image_id]:
+            handed.update(searcher.search(caption, ks=[12, 10]).levels[0].ids)
+    assert partial.alpha == pytest.approx(len(handed) / 40)
+    assert partial.image_macs == 40 * 10 + len(handed) * 1000
+
+
+def test_evaluation_needs_ten_results(tmp_path):
+    json_path, root = make_karpathy(tmp_path, n_images=20)
+    searcher = CascadeSearcher([FakeBiEncoder("s", 1, 10)], Corpus.from_karpathy(json_path, root))
+    with pytest.raises(ConfigError, match="last k >= 10"):
+        evaluate(searcher, ks=[5])
