@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -28,7 +29,7 @@ def make_gallery(folder: Path, n_images: int, seed: int = 0) -> list[Path]:
 
 
 def _text_vector(text: str, dim: int, tower_seed: int) -> np.ndarray:
-    seed = int.from_bytes(text.encode("utf-8")[:32].ljust(32, b"\0"), "little") % (2**32)
+    seed = int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little")
     vector = np.random.default_rng([seed, tower_seed]).normal(size=dim)
     return vector
 

@@ -1,0 +1,169 @@
+"""Replay a query workload through a cascade and measure what the paper assumes.
+
+The lifetime saving of a bi-encoder cascade rests on the alpha-small-world
+assumption: over its lifetime, a search system hands only a small share alpha
+of its images to the expensive levels. A replay *measures* alpha and the
+cumulative image cost instead of assuming them:
+
+- ``zipf``: queries drawn Zipf-skewed from the captions of a popular tenth of
+  the gallery (the regime the paper assumes: few images are ever retrieved);
+- ``uniform``: every caption of the gallery once, in random order: alpha climbs
+  towards 1 and the saving vanishes (the honest lesson of the assumption).
+
+Cost is counted for a fresh system, build included on both sides: the cascade
+pays N x C_1 once, then C_i for each image the first time level i needs it; the
+baseline (the last level alone) pays N x C_L at build and nothing after.
+
+    python -m analysis.replay --preset shapes --workload zipf --queries 2000 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from cascade.corpus import Corpus
+from cascade.errors import CascadeError, ConfigError
+from cascade.search import CascadeSearcher
+from cascade.types import SearchResult
+
+WORKLOADS = ("zipf", "uniform")
+POPULAR_SHARE = 0.1
+ZIPF_EXPONENT = 1.0
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    """What a workload cost a cascade against its last level alone.
+
+    Attributes:
+        alpha: share of the gallery ever handed to the levels above the first.
+        cascade_image_macs: build (N x C_1) + each image embedded once by each level >= 2 that needed it.
+        baseline_image_macs: N x C_L (the last level alone embeds everything at build).
+        curve_image_macs: cumulative cascade cost after 0..Q queries (index 0 = build).
+        wall_s: wall time of the replay's searches.
+    """
+
+    workload: str
+    queries: int
+    alpha: float
+    cascade_image_macs: int
+    baseline_image_macs: int
+    curve_image_macs: tuple[int, ...]
+    wall_s: float
+
+    @property
+    def reduction(self) -> float:
+        return self.baseline_image_macs / self.cascade_image_macs if self.cascade_image_macs else float("inf")
+
+    def as_json(self) -> dict:
+        return {
+            "workload": self.workload,
+            "queries": self.queries,
+            "alpha": round(self.alpha, 4),
+            "cascade_image_macs": self.cascade_image_macs,
+            "baseline_image_macs": self.baseline_image_macs,
+            "reduction": round(self.reduction, 3),
+        }
+
+
+def workload(corpus: Corpus, kind: str, n_queries: int | None = None, seed: int = 0) -> list[str]:
+    """Query texts drawn from the corpus's captions.
+
+    Args:
+        kind: ``zipf`` (a popular tenth of the images, Zipf-ranked) or ``uniform`` (every caption,
+            shuffled; cycled when ``n_queries`` exceeds their number).
+        n_queries: how many queries; default every caption (uniform) or 2,000 (zipf).
+        seed: the draw's seed.
+    """
+    if kind not in WORKLOADS:
+        raise ConfigError(f"workload must be one of {', '.join(WORKLOADS)}, got {kind!r}")
+    captioned = [image_id for image_id in corpus.ids if corpus.captions.get(image_id)]
+    if not captioned:
+        raise ConfigError("the gallery has no captions to draw queries from")
+    if n_queries is not None and n_queries <= 0:
+        raise ConfigError(f"the number of queries must be at least 1, got {n_queries}")
+    rng = random.Random(seed)
+    if kind == "uniform":
+        texts = [caption for image_id in captioned for caption in corpus.captions[image_id]]
+        rng.shuffle(texts)
+        n_queries = n_queries or len(texts)
+        return [texts[i % len(texts)] for i in range(n_queries)]
+    popular = rng.sample(captioned, max(1, round(POPULAR_SHARE * len(captioned))))  # random order = popularity rank
+    weights = [1.0 / (rank**ZIPF_EXPONENT) for rank in range(1, len(popular) + 1)]
+    picks = rng.choices(popular, weights=weights, k=n_queries or 2000)
+    return [rng.choice(corpus.captions[image_id]) for image_id in picks]
+
+
+def replay(
+    searcher: CascadeSearcher,
+    queries: Sequence[str],
+    ks: Sequence[int],
+    workload_name: str = "custom",
+    on_query: Callable[[int, SearchResult, int], None] | None = None,
+) -> ReplayResult:
+    """Run ``queries`` through the cascade, measuring alpha and cumulative image cost.
+
+    Args:
+        on_query: called after each query with (queries done, its result, cumulative cascade MACs).
+    """
+    levels, n_images = searcher.levels, len(searcher.corpus)
+    cumulative = n_images * levels[0].image_macs
+    curve = [cumulative]
+    handed: list[set[str]] = [set() for _ in levels]  # images each level >= 2 has needed so far
+    started = time.perf_counter()
+    for done, query in enumerate(queries, start=1):
+        result = searcher.search(query, ks)
+        for index in range(1, len(levels)):
+            new = set(result.levels[index - 1].ids) - handed[index]
+            handed[index] |= new
+            cumulative += len(new) * levels[index].image_macs
+        curve.append(cumulative)
+        if on_query is not None:
+            on_query(done, result, cumulative)
+    return ReplayResult(
+        workload=workload_name,
+        queries=len(queries),
+        alpha=len(handed[1]) / n_images if len(levels) > 1 else 0.0,
+        cascade_image_macs=cumulative,
+        baseline_image_macs=n_images * levels[-1].image_macs,
+        curve_image_macs=tuple(curve),
+        wall_s=time.perf_counter() - started,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from analysis import presets
+    from cascade.encoders import create_encoder
+
+    parser = argparse.ArgumentParser(prog="python -m analysis.replay", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", default="shapes", choices=presets.names())
+    parser.add_argument("--workload", default="zipf", choices=WORKLOADS)
+    parser.add_argument("--queries", type=int, default=None, help="default: 2000 (zipf) or every caption (uniform)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        preset, corpus = presets.get(args.preset), presets.gallery(args.preset)
+        searcher = CascadeSearcher([create_encoder(name) for name in preset.levels], corpus)
+        result = replay(searcher, workload(corpus, args.workload, args.queries, args.seed), preset.ks, args.workload)
+    except CascadeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(result.as_json()))
+    else:
+        row = result.as_json()
+        print(f"{row['workload']}: {row['queries']} queries, alpha {row['alpha']:.3f}, cascade "
+              f"{result.cascade_image_macs / 1e9:.2f} GMACs vs {result.baseline_image_macs / 1e9:.2f} GMACs "
+              f"for {preset.levels[-1]} alone: {row['reduction']:.2f}x")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
