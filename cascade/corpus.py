@@ -18,19 +18,14 @@ from pathlib import Path
 from PIL import Image, ImageOps
 
 from cascade.errors import CorpusError
+from cascade.paths import file_digest
 
 ProgressFn = Callable[[int, int], None]  # (done, total)
-
-_HASH_CHUNK_BYTES = 1 << 20
 
 
 def content_id(path: Path) -> str:
     """A file's stable image id: the first 20 hex digits of its BLAKE2b digest."""
-    digest = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(_HASH_CHUNK_BYTES), b""):
-            digest.update(chunk)
-    return digest.hexdigest()[:20]
+    return file_digest(path, hex_digits=20)
 
 
 def load_image(path: Path) -> Image.Image:

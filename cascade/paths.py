@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
+
+_HASH_CHUNK_BYTES = 1 << 22
 
 
 def cache_dir() -> Path:
@@ -20,3 +23,12 @@ def default_db_path() -> Path:
 
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
+
+
+def file_digest(path: str | os.PathLike, hex_digits: int = 20) -> str:
+    """The first ``hex_digits`` of a file's BLAKE2b digest, read in chunks (ids follow content, not paths)."""
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(_HASH_CHUNK_BYTES), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:hex_digits]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -110,3 +111,21 @@ def make_karpathy(root: Path, n_images: int, captions_per_image: int = 2, seed: 
     json_path = root / "dataset_test.json"
     json_path.write_text(__import__("json").dumps({"images": entries}))
     return json_path, image_root
+
+
+def run_in_threads(worker, n_threads: int) -> list[Exception]:
+    """Run ``worker(thread_index)`` in ``n_threads`` threads at once; return the exceptions they raised."""
+    errors: list[Exception] = []
+
+    def guarded(index: int) -> None:
+        try:
+            worker(index)
+        except Exception as err:  # a thread's exception would otherwise vanish
+            errors.append(err)
+
+    threads = [threading.Thread(target=guarded, args=(i,)) for i in range(n_threads)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pytest
 
@@ -11,7 +9,7 @@ from cascade.cache import MemoryCache
 from cascade.corpus import Corpus
 from cascade.errors import ConfigError
 from cascade.search import CascadeSearcher
-from tests.fakes import FakeBiEncoder, FakeCrossEncoder, make_gallery
+from tests.fakes import FakeBiEncoder, FakeCrossEncoder, make_gallery, run_in_threads
 
 N_IMAGES = 60
 QUERIES = ["a red circle", "two blue squares", "a small green triangle", "stripes", "left of the star"]
@@ -174,20 +172,13 @@ def test_threads_never_embed_an_image_twice(corpus):
     cache = MemoryCache()
     searcher = CascadeSearcher(levels, corpus, cache=cache)
     searcher.build()
-    results, errors = [], []
+    results = []
 
     def worker(offset: int) -> None:
-        try:
-            for i in range(10):
-                results.append(searcher.search(QUERIES[(offset + i) % len(QUERIES)] + f" {i % 3}", ks=[20, 10, 3]))
-        except Exception as err:  # surfaced below: a thread's exception would otherwise vanish
-            errors.append(err)
+        for i in range(10):
+            results.append(searcher.search(QUERIES[(offset + i) % len(QUERIES)] + f" {i % 3}", ks=[20, 10, 3]))
 
-    threads = [threading.Thread(target=worker, args=(t,)) for t in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    errors = run_in_threads(worker, 8)
     assert not errors
     assert len(results) == 80
     for index in (1, 2):

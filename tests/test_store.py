@@ -6,7 +6,6 @@ import hashlib
 import shutil
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import duckdb
@@ -16,7 +15,7 @@ import pytest
 from analysis.store import SCHEMA_VERSION, Store, StoreError
 from cascade.corpus import Corpus
 from cascade.search import CascadeSearcher
-from tests.fakes import FakeBiEncoder, make_gallery
+from tests.fakes import FakeBiEncoder, make_gallery, run_in_threads
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -104,20 +103,12 @@ def test_eight_threads_log_every_query_exactly_once(tmp_path, gallery):
     with Store(tmp_path / "db.duckdb") as store:
         searcher = CascadeSearcher(levels(), corpus, cache=store, log=store)
         searcher.build()
-        errors = []
 
         def worker(thread: int) -> None:
-            try:
-                for i in range(12):
-                    searcher.search(f"thread {thread} query {i}", ks=[8, 4])
-            except Exception as err:  # surfaced below
-                errors.append(err)
+            for i in range(12):
+                searcher.search(f"thread {thread} query {i}", ks=[8, 4])
 
-        threads = [threading.Thread(target=worker, args=(t,)) for t in range(8)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        errors = run_in_threads(worker, 8)
         queries = store.frame("SELECT query, count(*) AS n FROM queries GROUP BY query")
         level_rows = store.frame("SELECT count(*) AS n FROM query_levels")["n"][0]
         duplicates = store.frame("SELECT encoder_id, image_id, count(*) n FROM features GROUP BY ALL HAVING n > 1")

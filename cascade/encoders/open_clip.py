@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import logging
 import os
 from collections.abc import Sequence
@@ -32,11 +31,11 @@ from cascade.encoders import not_found
 from cascade.encoders.base import BiEncoder, l2_normalise
 from cascade.encoders.hub import require_hub_files
 from cascade.errors import EncoderNotFound, WeightsUnavailable
+from cascade.paths import file_digest
 
 _CONFIG_DIR = Path(__file__).resolve().parent / "openclip_configs"
 _RANDOM = "random"
 _RANDOM_SEED = 0
-_HASH_CHUNK_BYTES = 1 << 22
 
 
 @functools.cache
@@ -72,7 +71,7 @@ def create(spec: str) -> OpenClipEncoder:
         if not path.is_file():
             raise WeightsUnavailable(f"checkpoint file not found: {path}")
         model, _, preprocess = _load(open_clip, arch, str(path))
-        weights_id = f"file-{_file_digest(path)}"
+        weights_id = f"file-{file_digest(path, hex_digits=12)}"
     else:
         _require_pretrained(open_clip, arch, weights)
         model, _, preprocess = _load(open_clip, arch, weights)
@@ -162,12 +161,3 @@ def _quiet_logging():
         yield
     finally:
         logging.disable(previous)
-
-
-def _file_digest(path: Path) -> str:
-    """The first 12 hex digits of the checkpoint's BLAKE2b digest (ids follow the weights, not the path)."""
-    digest = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(_HASH_CHUNK_BYTES), b""):
-            digest.update(chunk)
-    return digest.hexdigest()[:12]
