@@ -50,9 +50,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _cmd_index(args: argparse.Namespace) -> int:
-    corpus = _corpus(args)
-    levels = _levels(args)[:1]
     with Store(args.db) as store:
+        corpus = _corpus(args, store)
+        levels = _levels(args)[:1]
         searcher = CascadeSearcher(levels, corpus, cache=store)
         with _bar(args, "embedding", len(corpus)) as bar:
             report = searcher.build(progress=_progress(bar))
@@ -67,10 +67,10 @@ def _cmd_search(args: argparse.Namespace) -> int:
     if not args.query.strip():
         raise ConfigError("the query is empty")
     config = _config(args)  # cheap checks before scanning a folder or loading a model
-    corpus = _corpus(args)
-    config.check_corpus_size(len(corpus))
-    levels, ks = _levels(args), config.ks
     with Store(args.db) as store:
+        corpus = _corpus(args, store)
+        config.check_corpus_size(len(corpus))
+        levels, ks = _levels(args), config.ks
         searcher = CascadeSearcher(levels, corpus, cache=store, log=store)
         with _bar(args, "embedding", len(corpus)) as bar:
             searcher.build(progress=_progress(bar))
@@ -227,11 +227,11 @@ def _ks(args: argparse.Namespace) -> tuple[int, ...]:
     return presets.get(args.preset).ks
 
 
-def _corpus(args: argparse.Namespace) -> Corpus:
+def _corpus(args: argparse.Namespace, store: Store) -> Corpus:
     if not args.images:
         return presets.gallery(args.preset)
     with _bar(args, "scanning", None) as bar:
-        corpus = Corpus.from_folder(args.images, progress=_progress(bar))
+        corpus = Corpus.from_folder(args.images, progress=_progress(bar), known=store)
     if corpus.skipped:
         print(f"warning: skipped {len(corpus.skipped)} unreadable or non-image file(s) in {args.images}",
               file=sys.stderr)  # fmt: skip

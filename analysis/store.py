@@ -11,7 +11,7 @@ a clear ``StoreError`` (DuckDB allows one writer), or may open read-only while
 no writer holds the file.
 
 Schema history (bump SCHEMA_VERSION and add a migration note for every change):
-  1: meta, features, queries, query_levels, evaluations; views cumulative_cost, config_encoders.
+  1: meta, features, file_ids, queries, query_levels, evaluations; views cumulative_cost, config_encoders.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from cascade.corpus import FileKey
 from cascade.errors import CascadeError
 from cascade.types import SearchResult
 
@@ -40,6 +41,13 @@ CREATE TABLE IF NOT EXISTS features (
     shape INTEGER[] NOT NULL,
     data BLOB NOT NULL,             -- float32, C order
     PRIMARY KEY (encoder_id, image_id)
+);
+CREATE TABLE IF NOT EXISTS file_ids (    -- image ids by file, so an unchanged folder is not re-hashed
+    path VARCHAR NOT NULL,
+    size BIGINT NOT NULL,
+    mtime_ns BIGINT NOT NULL,
+    image_id VARCHAR NOT NULL,
+    PRIMARY KEY (path, size, mtime_ns)
 );
 CREATE SEQUENCE IF NOT EXISTS query_seq START 1;
 CREATE TABLE IF NOT EXISTS queries (
@@ -228,6 +236,34 @@ class Store:
 
     def count_features(self, encoder_id: str) -> int:
         return self._cursor().execute("SELECT count(*) FROM features WHERE encoder_id = ?", [encoder_id]).fetchone()[0]
+
+    # -- FileIdCache ---------------------------------------------------------------------------
+
+    def lookup(self, keys: Sequence[FileKey]) -> dict[FileKey, str]:
+        """Image ids of files seen before with the same (path, size, mtime)."""
+        if not keys:
+            return {}
+        frame = pd.DataFrame(keys, columns=["path", "size", "mtime_ns"])
+        cursor = self._cursor()
+        cursor.register("wanted_files", frame)
+        try:
+            rows = cursor.execute(
+                "SELECT f.path, f.size, f.mtime_ns, f.image_id FROM file_ids f "
+                "JOIN wanted_files w USING (path, size, mtime_ns)"
+            ).fetchall()
+        finally:
+            cursor.unregister("wanted_files")
+        return {(path, size, mtime): image_id for path, size, mtime, image_id in rows}
+
+    def remember(self, ids: Mapping[FileKey, str]) -> None:
+        if not ids or self.read_only:
+            return
+        frame = pd.DataFrame([(*key, image_id) for key, image_id in ids.items()],
+                             columns=["path", "size", "mtime_ns", "image_id"])  # fmt: skip
+        with self._transaction() as cursor:
+            cursor.register("new_files", frame)
+            cursor.execute("INSERT INTO file_ids SELECT * FROM new_files ON CONFLICT DO NOTHING")
+            cursor.unregister("new_files")
 
     # -- QueryLog ------------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from PIL import Image, ImageOps
 
@@ -26,6 +27,22 @@ ProgressFn = Callable[[int, int], None]  # (done, total)
 def content_id(path: Path) -> str:
     """A file's stable image id: the first 20 hex digits of its BLAKE2b digest."""
     return file_digest(path, hex_digits=20)
+
+
+FileKey = tuple[str, int, int]  # (absolute path, size in bytes, mtime in ns)
+
+
+class FileIdCache(Protocol):
+    """Remembers image ids of files by (path, size, mtime), like rclip: an unchanged file is not re-hashed."""
+
+    def lookup(self, keys: Sequence[FileKey]) -> dict[FileKey, str]: ...
+
+    def remember(self, ids: dict[FileKey, str]) -> None: ...
+
+
+def _stat_key(path: Path) -> FileKey:
+    stat = path.stat()
+    return (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
 
 
 def load_image(path: Path) -> Image.Image:
@@ -85,26 +102,41 @@ class Corpus:
         return load_image(self.paths[image_id])
 
     @classmethod
-    def from_paths(cls, paths: Iterable[Path], progress: ProgressFn | None = None) -> Corpus:
-        """Hash and check ``paths``; unreadable files land in ``skipped``; duplicates keep their first path."""
+    def from_paths(
+        cls, paths: Iterable[Path], progress: ProgressFn | None = None, known: FileIdCache | None = None
+    ) -> Corpus:
+        """Hash and check ``paths``; unreadable files land in ``skipped``; duplicates keep their first path.
+
+        Args:
+            known: optional cache of ids by (path, size, mtime): a file seen before and unchanged is
+                neither re-read nor re-checked (a folder of photos is hashed once, not at every start).
+        """
         paths = list(paths)
+        stats = {path: _stat_key(path) for path in paths}
+        remembered = known.lookup(list(stats.values())) if known is not None else {}
         ids: list[str] = []
         by_id: dict[str, Path] = {}
         skipped: list[Path] = []
+        fresh: dict[tuple[str, int, int], str] = {}
         for done, path in enumerate(paths, start=1):
-            if _is_readable_image(path):
-                image_id = content_id(path)
-                if image_id not in by_id:
-                    by_id[image_id] = path
-                    ids.append(image_id)
-            else:
+            image_id = remembered.get(stats[path])
+            if image_id is None and _is_readable_image(path):
+                image_id = fresh[stats[path]] = content_id(path)
+            if image_id is None:
                 skipped.append(path)
+            elif image_id not in by_id:
+                by_id[image_id] = path
+                ids.append(image_id)
             if progress is not None:
                 progress(done, len(paths))
+        if known is not None and fresh:
+            known.remember(fresh)
         return cls(ids=ids, paths=by_id, skipped=skipped)
 
     @classmethod
-    def from_folder(cls, root: str | os.PathLike, progress: ProgressFn | None = None) -> Corpus:
+    def from_folder(
+        cls, root: str | os.PathLike, progress: ProgressFn | None = None, known: FileIdCache | None = None
+    ) -> Corpus:
         """Every readable image below ``root``, recursively, in sorted path order.
 
         Raises:
@@ -114,7 +146,7 @@ class Corpus:
         if not root.is_dir():
             raise CorpusError(f"image folder not found: {root}")
         files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
-        corpus = cls.from_paths(files, progress=progress)
+        corpus = cls.from_paths(files, progress=progress, known=known)
         if not corpus.ids:
             raise CorpusError(f"no readable images in {root} ({len(corpus.skipped)} other file(s))")
         return corpus

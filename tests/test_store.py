@@ -174,3 +174,18 @@ def test_clear_log_removes_only_that_configuration(tmp_path, gallery):
         assert store.frame("SELECT count(*) n FROM features")["n"][0] == features_before
     assert remaining == [searcher.config([6, 2]).key] * 2
     assert orphans["n"][0] == 0
+
+
+def test_unchanged_files_are_not_rehashed(tmp_path, gallery, monkeypatch):
+    import cascade.corpus as corpus_module
+
+    with Store(tmp_path / "db.duckdb") as store:
+        first = Corpus.from_folder(gallery, known=store)
+        hashed = []
+        monkeypatch.setattr(corpus_module, "content_id", lambda path: hashed.append(path) or "never-used")
+        again = Corpus.from_folder(gallery, known=store)
+        assert hashed == [] and again.ids == first.ids
+        changed = sorted(gallery.iterdir())[0]
+        changed.write_bytes(changed.read_bytes() + b"\0")  # new size: must be hashed again
+        Corpus.from_folder(gallery, known=store)
+    assert hashed == [changed]
