@@ -1,0 +1,413 @@
+"""What the app does, without the app: galleries, shared searchers, the log, the cost model.
+
+The Gradio page (``app.py``) is a thin layer over one ``Engine``; tests build an
+Engine on a temporary database and a small gallery and drive it directly or
+through the page. Everything here is shared by all sessions of a running app:
+
+- galleries and searchers are created once per (gallery, levels) and reused by
+  every session (an LRU bounds them), so a second user of the same cascade
+  pays nothing for the build and each level's cache serves everyone;
+- every search is logged in the one ``Store``; the cost charts are SQL over it;
+- a session's own choices (its ``Choice``) are passed in, never kept here.
+
+Security: a "folder on the server" must lie inside one of the folders the
+operator shared (``folders``); only those and the built-in world are served.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TypeVar
+
+import pandas as pd
+
+from analysis import presets, table1
+from analysis.evaluate import EvalResult, evaluate
+from analysis.presets import Preset
+from analysis.replay import ReplayResult, replay, workload
+from analysis.store import EvalRecord, Store
+from analysis.whatif import CostModel
+from cascade.corpus import Corpus
+from cascade.encoders import create_encoder, known_names
+from cascade.encoders.base import ImageTower
+from cascade.errors import CascadeError, ConfigError, CorpusError
+from cascade.paths import cache_dir
+from cascade.search import CascadeSearcher
+from cascade.types import CascadeConfig, SearchResult
+
+Progress = Callable[[str, int, int], None]
+"""``(what, done, total)``: what is being done ("embedding", "queries"), and how far; ``total`` 0: not counted."""
+
+GALLERY_KINDS = ("world", "folder", "upload", "karpathy")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class GallerySource:
+    """Where a session's images come from.
+
+    Attributes:
+        kind: ``world`` (the preset's built-in gallery), ``folder`` (a shared folder on the server),
+            ``upload`` (files the user uploaded) or ``karpathy`` (a captioned dataset on the server).
+        path: the folder, or the Karpathy JSON file.
+        image_root: the Karpathy dataset's image root.
+        uploads: uploaded file paths (in Gradio's upload folder).
+    """
+
+    kind: str = "world"
+    path: str = ""
+    image_root: str = ""
+    uploads: tuple[str, ...] = ()
+
+    def normalised(self) -> GallerySource:
+        """Only the fields ``kind`` uses: two sessions naming one gallery share it (it is a cache key)."""
+        if self.kind == "folder":
+            return GallerySource("folder", path=self.path.strip())
+        if self.kind == "karpathy":
+            return GallerySource("karpathy", path=self.path.strip(), image_root=self.image_root.strip())
+        if self.kind == "upload":
+            return GallerySource("upload", uploads=tuple(self.uploads))
+        return GallerySource(self.kind)
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One session's cascade: a gallery, encoder names cheapest first (a cross-encoder last), one k per level."""
+
+    gallery: GallerySource
+    levels: tuple[str, ...]
+    ks: tuple[int, ...]
+
+    def config(self) -> CascadeConfig:
+        """The validated configuration (names, not weight ids); raises ConfigError with one line."""
+        return CascadeConfig(levels=self.levels, ks=self.ks)
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    """A logged search and what the cost card needs beside it.
+
+    Attributes:
+        queries_logged: queries in the log for this cascade and gallery, this one included.
+        lifetime_image_macs: the cascade's cumulative image MACs in the log (build + every miss).
+    """
+
+    result: SearchResult
+    corpus: Corpus
+    queries_logged: int
+    lifetime_image_macs: int
+
+
+@dataclass(frozen=True)
+class CostView:
+    """The log of one cascade on one gallery, as frames for ``analysis.plots``.
+
+    Attributes:
+        cumulative: ``query_index`` (0 = build), ``image_macs``, ``cumulative_image_macs``.
+        per_level: ``query_index``, ``level``, ``encoder_id``, ``image_macs``, ``misses`` of the first queries.
+        baselines: ``level``, ``encoder_id``, ``macs_per_image``, ``image_macs`` (= N x MACs per image),
+            cheapest first: each level alone over the whole gallery.
+    """
+
+    config_key: str
+    corpus_id: str
+    corpus_size: int
+    cumulative: pd.DataFrame
+    per_level: pd.DataFrame
+    baselines: pd.DataFrame
+
+
+class ReplayStopped(CascadeError):
+    """The session asked its replay to stop (closed the page or pressed Stop)."""
+
+
+class SharedObjects:
+    """A bounded map of shared objects, each made once per key even when sessions ask at the same time.
+
+    The slow ``make`` (embedding a gallery) runs under a per-key lock, not the map's
+    lock: two sessions wanting the same searcher wait for one build; sessions
+    wanting different ones do not wait for each other.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._items: OrderedDict[Hashable, object] = OrderedDict()
+        self._lock = threading.Lock()
+        self._making: dict[Hashable, threading.Lock] = {}
+
+    def peek(self, key: Hashable) -> object | None:
+        with self._lock:
+            return self._items.get(key)
+
+    def get(self, key: Hashable, make: Callable[[], T]) -> T:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+            key_lock = self._making.setdefault(key, threading.Lock())
+        with key_lock:
+            found = self.peek(key)
+            if found is not None:
+                return found
+            value = make()
+            with self._lock:
+                self._items[key] = value
+                while len(self._items) > self.capacity:
+                    self._items.popitem(last=False)
+                self._making.pop(key, None)
+            return value
+
+
+class Engine:
+    """Everything the app needs, Gradio-free.
+
+    Args:
+        store: the one database of this process (feature cache, query log, evaluations).
+        preset: the default gallery and cascade (``shapes``: offline).
+        world: loads the preset's built-in gallery (default: materialise it into the cache dir).
+        world_root: the folder the built-in gallery lives in (served to the browser).
+        folders: server folders users may search (and that are served); nothing else is.
+        create: encoder factory, ``name -> ImageTower`` (tests pass fakes).
+        image_gmacs: ``(EncoderSpec, macs_mode) -> GMACs`` for the What-if tab's ``cost_model`` (tests pass numbers).
+        names: encoder names to offer (default: the preset's, then every backend's known names).
+        capacity: galleries and searchers kept in memory at once.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        preset: Preset = presets.PRESETS["shapes"],
+        world: Callable[[], Corpus] | None = None,
+        world_root: Path | None = None,
+        folders: Sequence[str | Path] = (),
+        create: Callable[[str], ImageTower] = create_encoder,
+        image_gmacs: table1.ImageGmacs = table1.count_image_gmacs,
+        names: Sequence[str] | None = None,
+        capacity: int = 8,
+    ) -> None:
+        self.store = store
+        self.preset = preset
+        self._world = world or (lambda: presets.gallery(preset.name))
+        self.world_root = Path(world_root or cache_dir() / "shapes-world").expanduser().resolve()
+        self.folders = tuple(Path(folder).expanduser().resolve() for folder in folders)
+        self._create = create
+        self.cost_model = CostModel(image_gmacs)
+        self._names = None if names is None else tuple(names)
+        self._galleries = SharedObjects(capacity)
+        self._searchers = SharedObjects(capacity)
+
+    # -- galleries -----------------------------------------------------------------------------
+
+    def allowed_paths(self) -> list[str]:
+        """The only folders the app may serve files from: the built-in world and the shared folders."""
+        return [str(self.world_root)] + [str(folder) for folder in self.folders]
+
+    def default_choice(self) -> Choice:
+        return Choice(GallerySource("world"), self.preset.levels, self.preset.ks)
+
+    def encoder_names(self) -> tuple[list[str], list[str]]:
+        """``(bi-encoders, cross-encoders)`` to offer: the preset's first, then the backends' (unique, in order)."""
+        if self._names is None:
+            preset_names = [*self.preset.levels, *(name for levels, _ in self.preset.comparisons for name in levels)]
+            self._names = tuple(dict.fromkeys([*preset_names, *filter(None, [self.preset.reranker]), *known_names()]))
+        bi = [name for name in self._names if not is_cross_name(name)]
+        return bi, [name for name in self._names if is_cross_name(name)]
+
+    def corpus(self, source: GallerySource, progress: Progress | None = None) -> Corpus:
+        """The gallery of ``source``, loaded once and shared (raises CascadeError with one line)."""
+        source = source.normalised()
+        if source.kind not in GALLERY_KINDS:
+            raise ConfigError(f"gallery must be one of {', '.join(GALLERY_KINDS)}, got {source.kind!r}")
+        if source.kind == "folder":
+            folder = self._shared(source.path, "folder")
+            scan = None if progress is None else (lambda done, total: progress("scanning", done, total))
+            return self._galleries.get(source, lambda: Corpus.from_folder(folder, progress=scan))
+        if source.kind == "karpathy":
+            json_path, root = self._shared(source.path, "dataset file"), self._shared(source.image_root, "image root")
+            return self._galleries.get(source, lambda: Corpus.from_karpathy(json_path, root))
+        if source.kind == "upload":
+            return self._galleries.get(source, lambda: _uploaded(source.uploads))
+        return self._galleries.get(source, self._world)
+
+    def _shared(self, text: str, what: str) -> Path:
+        """``text`` as a path inside a shared folder, or a one-line error saying why not."""
+        if not text.strip():
+            raise ConfigError(f"enter the {what} on the server")
+        path = Path(text.strip()).expanduser().resolve()
+        if not any(path.is_relative_to(folder) for folder in self.folders):
+            shared = ", ".join(str(f) for f in self.folders) or "none (start the app with --folder PATH)"
+            raise ConfigError(f"{path} is outside the folders this server shares: {shared}")
+        if not path.exists():
+            raise CorpusError(f"{what} not found: {path}")
+        return path
+
+    # -- searching -----------------------------------------------------------------------------
+
+    def validate(self, choice: Choice) -> None:
+        """Cheap checks (names, ks, gallery size when the gallery is loaded); raises ConfigError."""
+        config = choice.config()
+        corpus = self._galleries.peek(choice.gallery.normalised())
+        if isinstance(corpus, Corpus):
+            config.check_corpus_size(len(corpus))
+
+    def searcher(self, choice: Choice, progress: Progress | None = None) -> CascadeSearcher:
+        """The shared, built searcher of ``choice`` (gallery + levels); ks are per search."""
+        config = choice.config()  # cheap checks before loading a gallery or a model
+        if progress is not None:
+            progress("loading the gallery", 0, 0)  # total 0: no count yet (the built-in world renders first)
+        corpus = self.corpus(choice.gallery, progress)
+        config.check_corpus_size(len(corpus))
+
+        def make() -> CascadeSearcher:
+            if progress is not None:
+                progress("loading the encoders", 0, 0)
+            # No log on the shared searcher: searches and replays log explicitly, evaluations do not.
+            searcher = CascadeSearcher([self._create(name) for name in choice.levels], corpus, cache=self.store)
+            embed = None if progress is None else (lambda done, total: progress("embedding", done, total))
+            searcher.build(progress=embed)
+            return searcher
+
+        return self._searchers.get((choice.gallery.normalised(), choice.levels), make)
+
+    def search(self, choice: Choice, query: str, progress: Progress | None = None) -> SearchOutcome:
+        """Run and log one query through the session's cascade."""
+        if not isinstance(query, str) or not query.strip():
+            raise ConfigError("the query is empty: type what you are looking for")
+        searcher = self.searcher(choice, progress)
+        result = searcher.search(query, choice.ks)
+        self._record(searcher, result)
+        totals = self.store.frame(
+            "SELECT count(*) - 1 AS queries, max(cumulative_image_macs) AS macs FROM cumulative_cost "
+            "WHERE config_key = ? AND corpus_id = ?",
+            [result.config.key, searcher.corpus.fingerprint],
+        ).iloc[0]
+        return SearchOutcome(result, searcher.corpus, int(totals["queries"]), int(totals["macs"]))
+
+    def _record(self, searcher: CascadeSearcher, result: SearchResult) -> None:
+        self.store.record(result, corpus_id=searcher.corpus.fingerprint, corpus_size=len(searcher.corpus))
+
+    # -- the log -------------------------------------------------------------------------------
+
+    def _built(self, choice: Choice) -> CascadeSearcher | None:
+        searcher = self._searchers.peek((choice.gallery.normalised(), choice.levels))
+        return searcher if isinstance(searcher, CascadeSearcher) else None
+
+    def cost_view(self, choice: Choice, first_queries: int = 50) -> CostView | None:
+        """The logged cost of ``choice``; None until its cascade has been built (searched) in this process."""
+        searcher = self._built(choice)
+        if searcher is None:
+            return None
+        key, corpus_id = searcher.config(choice.ks).key, searcher.corpus.fingerprint
+        per_level = self.store.frame(
+            "WITH q AS (SELECT query_id, row_number() OVER (ORDER BY query_id) AS query_index FROM queries "
+            "WHERE config_key = ? AND corpus_id = ?) "
+            "SELECT q.query_index, l.level, l.encoder_id, l.image_macs, l.misses FROM q JOIN query_levels l "
+            "USING (query_id) WHERE q.query_index <= ? ORDER BY q.query_index, l.level",
+            [key, corpus_id, first_queries],
+        )
+        baselines = pd.DataFrame(
+            {
+                "level": range(1, len(searcher.levels) + 1),
+                "encoder_id": searcher.level_ids,
+                "macs_per_image": [level.image_macs for level in searcher.levels],
+            }
+        )
+        baselines["image_macs"] = baselines["macs_per_image"] * len(searcher.corpus)
+        baselines = baselines.sort_values("macs_per_image", kind="stable").reset_index(drop=True)
+        cumulative = self.store.cumulative_cost(key, corpus_id)
+        return CostView(key, corpus_id, len(searcher.corpus), cumulative, per_level, baselines)
+
+    def reset_log(self, choice: Choice) -> int:
+        """Delete this cascade's log on this gallery (never features, evaluations or other configs)."""
+        searcher = self._built(choice)
+        if searcher is None:
+            return 0
+        return self.store.clear_log(searcher.config(choice.ks).key, searcher.corpus.fingerprint)
+
+    def replay(
+        self,
+        choice: Choice,
+        kind: str,
+        n_queries: int,
+        seed: int,
+        on_query: Callable[[int, SearchResult, int], None] | None = None,
+        stop: threading.Event | None = None,
+        progress: Progress | None = None,
+    ) -> ReplayResult:
+        """Replay ``n_queries`` of the gallery's captions (``zipf``/``uniform``) through the cascade, logging each.
+
+        Raises:
+            ReplayStopped: ``stop`` was set (the queries replayed so far stay logged).
+        """
+        searcher = self.searcher(choice, progress)
+        queries = workload(searcher.corpus, kind, n_queries, seed)
+
+        def record(done: int, result: SearchResult, cumulative: int) -> None:
+            self._record(searcher, result)
+            if on_query is not None:
+                on_query(done, result, cumulative)
+            if stop is not None and stop.is_set():
+                raise ReplayStopped(f"replay stopped after {done} of {len(queries)} queries")
+
+        return replay(searcher, queries, choice.ks, kind, on_query=record)
+
+    def measured_alpha(self, choice: Choice) -> float:
+        """Share of the gallery the levels above the first have ever embedded (0 for one level)."""
+        searcher = self._built(choice)
+        if searcher is None or len(searcher.levels) < 2:
+            return 0.0
+        return self.store.embedded_share(searcher.level_ids[1:], searcher.corpus.ids)
+
+    # -- evaluation ----------------------------------------------------------------------------
+
+    def comparisons(self) -> list[Choice]:
+        """The preset's configurations worth comparing, on its built-in gallery."""
+        return [Choice(GallerySource("world"), levels, ks) for levels, ks in self.preset.comparisons]
+
+    def dataset_name(self, source: GallerySource) -> str:
+        if source.kind == "world":
+            return f"{self.preset.name}:test"
+        if source.kind == "karpathy":
+            return f"{Path(source.path).name}:test"
+        raise ConfigError("evaluation needs captions: the built-in gallery or a Karpathy dataset")
+
+    def evaluate(
+        self, choices: Sequence[Choice], dataset: GallerySource, limit: int | None, progress: Progress | None = None
+    ) -> list[EvalResult]:
+        """Recall@1/5/10 and fresh-system cost of each choice on ``dataset``, each stored as it finishes."""
+        if not choices:
+            raise ConfigError("pick at least one configuration to evaluate")
+        name, results = self.dataset_name(dataset), []
+        for number, choice in enumerate(choices, start=1):
+            searcher = self.searcher(replace(choice, gallery=dataset), progress)
+            what = f"queries of configuration {number}/{len(choices)}"
+            queries = None if progress is None else (lambda done, total, what=what: progress(what, done, total))
+            result = evaluate(searcher, choice.ks, progress=queries, limit=limit)
+            self.store.save_evaluation(EvalRecord(
+                config_key=searcher.config(choice.ks).key, dataset=name, n_images=result.n_images,
+                n_queries=result.n_queries, r1=result.r1, r5=result.r5, r10=result.r10,
+                image_macs=result.image_macs, alpha=result.alpha,
+            ))  # fmt: skip
+            results.append(result)
+        return results
+
+    def evaluations(self, dataset: GallerySource) -> pd.DataFrame:
+        return self.store.frame("SELECT * FROM evaluations WHERE dataset = ? ORDER BY ts", [self.dataset_name(dataset)])
+
+
+def is_cross_name(name: str) -> bool:
+    """Whether an encoder name denotes a cross-encoder (a re-ranking last stage), by naming convention."""
+    return name.endswith("+itm") or name.partition("@")[0].endswith(":cross")
+
+
+def _uploaded(paths: Sequence[str]) -> Corpus:
+    if not paths:
+        raise CorpusError("upload some images first")
+    corpus = Corpus.from_paths([Path(p) for p in paths])
+    if not corpus.ids:
+        raise CorpusError(f"none of the {len(paths)} uploaded file(s) is a readable image")
+    return corpus

@@ -1,0 +1,120 @@
+"""The real page in headless Chromium: search, one gallery per stage, the cost chart, a short replay.
+
+Needs Debian's ``chromium`` (the CI test command installs it) and Playwright. In CI
+(``CI`` set) a missing browser is a failure, never a skip: this is the test that
+proves the page works.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+import app
+from tests.test_app import free_port, make_engine
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--headless"]  # fmt: skip
+WAIT_MS = 30_000  # every wait is bounded: a broken page fails in seconds, not at the CI job's time limit
+REPLAY_WAIT_MS = 90_000
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+def _sync_playwright():
+    """Playwright's entry point, or skip (locally) / fail (in CI) when it or the browser is missing."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        sync_playwright, problem = None, "playwright is not installed"
+    else:
+        problem = None if CHROMIUM.exists() else f"{CHROMIUM} not found (apt-get install chromium)"
+    if problem is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"the browser test must run in CI: {problem}")
+        pytest.skip(problem)
+    return sync_playwright
+
+
+@pytest.fixture
+def page_url(tmp_path):
+    sync_playwright = _sync_playwright()
+    engine = make_engine(tmp_path)
+    demo = app.launch(engine, port=free_port(), block=False)
+    try:
+        yield sync_playwright, demo.local_url
+    finally:
+        demo.close()
+        engine.store.close()
+
+
+def _images(page, stage: int) -> int:
+    return page.locator(f"#stage-{stage} img").count()
+
+
+def test_search_stages_cost_chart_and_replay(page_url, tmp_path):
+    sync_playwright, url = page_url
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(WAIT_MS)
+            page.goto(url, timeout=WAIT_MS)
+            _search_two_stages(page)
+            _add_the_reranker(page)
+            _live_validation(page)
+            _cost_chart_and_replay(page)
+            page.screenshot(path=str(tmp_path / "cost-tab.png"), full_page=True)
+        finally:
+            browser.close()
+    assert (tmp_path / "cost-tab.png").stat().st_size > 10_000
+
+
+def _search_two_stages(page) -> None:
+    query = page.locator("#query textarea")
+    query.fill("two small red circles")
+    page.locator("#search-button").click()
+    page.wait_for_function("document.querySelectorAll('#stage-2 img').length === 5")
+    assert (_images(page, 1), _images(page, 2)) == (20, 5)  # k_1 = 20, k_2 = 5 (tests/test_app.py's preset)
+    assert not page.locator("#stage-3").is_visible()
+    assert "embedded now" in page.locator("#stage-2").inner_text()
+    assert "fake:large" in page.locator("#cost-card").inner_text()
+
+
+def _add_the_reranker(page) -> None:
+    page.locator("#rerank input").check()
+    page.wait_for_function("document.querySelector('#search-status').innerText.includes('fake:cross')")
+    page.locator("#query textarea").press("Enter")  # Enter searches too
+    page.wait_for_function("document.querySelectorAll('#stage-3 img').length === 5")
+    assert [_images(page, stage) for stage in (1, 2, 3)] == [20, 5, 5]
+
+
+def _live_validation(page) -> None:
+    k2 = page.locator("#k2 input")
+    k2.fill("50")
+    k2.press("Tab")
+    page.wait_for_function("document.querySelector('#search-status').innerText.includes('must not grow')")
+    page.locator("#search-button").click()  # refused with the problem, not run with the last valid cascade
+    page.wait_for_function("document.querySelector('#search-status').innerText.includes('fix the cascade first')")
+    k2.fill("5")
+    k2.press("Tab")
+    page.wait_for_function("document.querySelector('#search-status').innerText.startsWith('Cascade:')")
+
+
+def _cost_chart_and_replay(page) -> None:
+    page.get_by_role("tab", name="Cost").click()
+    page.locator("#cost-cumulative .js-plotly-plot").wait_for()
+    assert "1 query logged" in page.locator("#cost-summary").inner_text()  # the 3-stage cascade's one search
+    replay_queries = page.locator("#replay-queries input[type=number]")
+    replay_queries.fill("20")
+    replay_queries.press("Enter")
+    page.locator("#replay-button").click()
+    page.wait_for_function("document.querySelector('#replay-status').innerText.includes('Replay done')",
+                           timeout=REPLAY_WAIT_MS)  # fmt: skip
+    assert "20 zipf queries" in page.locator("#replay-status").inner_text()
+    page.wait_for_function("document.querySelector('#cost-summary').innerText.includes('21 queries logged')")
+    traces = page.locator("#cost-cumulative .js-plotly-plot .scatterlayer .trace").count()
+    assert traces >= 4  # the cascade and each of its three stages alone
