@@ -1,0 +1,119 @@
+"""Retake the README's screenshots: one per tab, from a real browser driving the real app.
+
+    .venv/bin/python docs/screenshots.py            # the shapes preset, into docs/
+    .venv/bin/python docs/screenshots.py --replay 300 --limit 300 --out /tmp/shots
+
+Starts the app on a fresh cache directory (so the log holds only this run), drives
+Debian's Chromium with Playwright, and saves docs/screenshot-{search,cost,whatif,evaluate}.png.
+Takes a few minutes on 2 cores (the first start embeds the 5,000-image gallery).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--headless"]  # fmt: skip
+QUERIES = (
+    "two small striped red stars to the left of a large blue circle on a gray background",
+    "a large dotted green hexagon above two small yellow squares on a white background",
+)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", default=str(ROOT / "docs"))
+    parser.add_argument("--port", type=int, default=7940)
+    parser.add_argument("--replay", type=int, default=300, help="queries in the Cost tab's replay")
+    parser.add_argument("--limit", type=int, default=300, help="captions per configuration in the Evaluate tab")
+    args = parser.parse_args()
+    os.environ["CASCADE_CACHE_DIR"] = tempfile.mkdtemp(prefix="cascade-shots-")
+    sys.path.insert(0, str(ROOT))
+
+    from playwright.sync_api import sync_playwright
+
+    import app
+    from analysis.engine import Engine
+    from analysis.presets import PRESETS
+    from analysis.store import Store
+    from cascade.paths import default_db_path
+
+    engine = Engine(Store(default_db_path()), preset=PRESETS["shapes"])
+    demo = app.launch(engine, port=args.port, block=False)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(600_000)
+            page.goto(demo.local_url)
+            search_tab(page, out)
+            cost_tab(page, out, args.replay)
+            whatif_tab(page, out)
+            evaluate_tab(page, out, args.limit)
+            browser.close()
+    finally:
+        demo.close()
+    return 0
+
+
+def shot(page, out: Path, name: str) -> None:
+    time.sleep(1.5)  # let plotly finish its transitions
+    page.screenshot(path=str(out / f"screenshot-{name}.png"), full_page=True)
+    print("saved", out / f"screenshot-{name}.png", flush=True)
+
+
+def search_tab(page, out: Path) -> None:
+    page.locator("#rerank input").check()
+    page.wait_for_function("document.querySelector('#search-status').innerText.includes(':cross')")
+    query = page.locator("#query textarea")
+    for text in QUERIES:
+        query.fill(text)
+        page.locator("#search-button").click()
+        page.wait_for_function(f"document.querySelector('#cost-card').innerText.includes({text[:40]!r})")
+    page.wait_for_function("document.querySelectorAll('#stage-3 img').length > 0")
+    shot(page, out, "search")
+
+
+def cost_tab(page, out: Path, replay_queries: int) -> None:
+    page.get_by_role("tab", name="Cost").click()
+    page.locator("#cost-cumulative .js-plotly-plot").wait_for()
+    box = page.locator("#replay-queries input[type=number]")
+    box.fill(str(replay_queries))
+    box.press("Enter")
+    page.locator("#replay-button").click()
+    page.wait_for_function("document.querySelector('#replay-status').innerText.includes('Replay done')")
+    shot(page, out, "cost")
+
+
+def whatif_tab(page, out: Path) -> None:
+    page.get_by_role("tab", name="What-if").click()
+    page.locator("#whatif-plot .js-plotly-plot").wait_for()
+    page.get_by_role("button", name="Show Table 1 (both MAC modes)").click()
+    page.wait_for_function("document.body.innerText.includes('Why the two modes differ')")
+    shot(page, out, "whatif")
+
+
+def evaluate_tab(page, out: Path, limit: int) -> None:
+    page.get_by_role("tab", name="Evaluate").click()
+    for label in page.locator("#eval-configs label").all():
+        box = label.locator("input")
+        if not box.is_checked() and "your cascade" not in label.inner_text():
+            box.check()
+    box = page.locator("#eval-limit input[type=number]")
+    box.fill(str(limit))
+    box.press("Enter")
+    page.get_by_role("button", name="Evaluate", exact=True).click()
+    page.wait_for_function("document.body.innerText.includes('Evaluated')")
+    shot(page, out, "evaluate")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
