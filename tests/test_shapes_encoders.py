@@ -1,0 +1,152 @@
+"""The shapes encoder family: the contract, its weights files, and what the shipped weights achieve."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cascade import train_shapes, world
+from cascade.encoders import create_encoder, known_names, shapes
+from cascade.encoders.base import BiEncoder, CrossEncoder
+from cascade.errors import EncoderNotFound, WeightsUnavailable
+from cascade.paths import ASSETS_DIR
+
+BI_ENCODERS = ("small", "medium", "large")
+
+
+@pytest.fixture(scope="module")
+def quick_weights(tmp_path_factory):
+    """A family trained for 3 tiny steps per stage (checks the pipeline, not the models)."""
+    out = tmp_path_factory.mktemp("shapes-quick")
+    assert train_shapes.main(["--quick", "--out", str(out), "--eval-images", "10"]) == 0
+    return out
+
+
+def test_quick_training_writes_loadable_weights_and_a_report(quick_weights):
+    for model in (*shapes.MODELS, "text"):
+        assert shapes.weights_path(model, quick_weights).is_file()
+    report = json.loads((quick_weights / "shapes_family.json").read_text())
+    assert report["train_config"]["joint_steps"] == 3
+    assert set(report["test"]["recall"]) >= {"small", "medium", "large"}
+    assert report["weights_bytes"] == sum(p.stat().st_size for p in quick_weights.glob("*.safetensors"))
+    encoders = {name: shapes.load(name, quick_weights) for name in BI_ENCODERS}
+    assert len({encoder.text_tower_id for encoder in encoders.values()}) == 1  # one shared text tower
+    assert len({encoder.id for encoder in encoders.values()}) == 3
+    images = [Image.fromarray(item.image()) for item in world.gallery(5, seed=1)]
+    for name, encoder in encoders.items():
+        assert isinstance(encoder, BiEncoder) and encoder.id.startswith(f"shapes:{name}@")
+        features = encoder.encode_images(images, batch_size=2)
+        assert features.shape == (5, encoder.dim) and features.dtype == np.float32
+        np.testing.assert_allclose(np.linalg.norm(features, axis=1), 1.0, atol=1e-5)
+    cross = shapes.load("cross", quick_weights)
+    assert isinstance(cross, CrossEncoder)
+    features = cross.encode_images(images)
+    assert features.shape == (5, shapes.IMAGE_TOWERS[shapes.CROSS_TOWER].map_size ** 2 + 1, shapes.CROSS.width)
+    scores = cross.score("a red circle on a gray background", features)
+    assert scores.shape == (5,) and np.isfinite(scores).all()
+    assert cross.score("a red circle", features[:0]).shape == (0,)
+
+
+def test_ids_follow_the_weights(quick_weights, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(quick_weights, copy)
+    assert shapes.load("small", copy).id == shapes.load("small", quick_weights).id
+    text_path = shapes.weights_path("text", copy)
+    text, vocab = shapes._read("text", text_path, shapes._digest(text_path))
+    with torch.no_grad():
+        text.head.bias.add_(1.0)
+    shapes.save(text, "text", vocab, copy)  # a retrained text tower changes every bi-encoder's id
+    assert shapes.load("small", copy).id != shapes.load("small", quick_weights).id
+    assert shapes.load("small", copy).text_tower_id != shapes.load("small", quick_weights).text_tower_id
+    assert shapes.load("cross", copy).id == shapes.load("cross", quick_weights).id
+    digest = shapes.load("large", copy).id.split("@")[1]
+    assert shapes.load(f"large@{digest}", copy).id.endswith(digest)
+    with pytest.raises(WeightsUnavailable, match="not @0000000000"):
+        shapes.load("large@0000000000", copy)
+
+
+def test_missing_or_corrupt_weights_say_how_to_regenerate(quick_weights, tmp_path):
+    with pytest.raises(WeightsUnavailable, match="python -m cascade.train_shapes"):
+        shapes.load("small", tmp_path)
+    broken = tmp_path / "broken"
+    shutil.copytree(quick_weights, broken)
+    shapes.weights_path("medium", broken).write_bytes(b"\x00not a safetensors file" * 10)
+    with pytest.raises(WeightsUnavailable, match="python -m cascade.train_shapes") as caught:
+        shapes.load("medium", broken)
+    assert "\n" not in str(caught.value)
+    # a valid file of another model is refused, not half loaded
+    shutil.copy(shapes.weights_path("small", broken), shapes.weights_path("large", broken))
+    with pytest.raises(WeightsUnavailable, match="another architecture"):
+        shapes.load("large", broken)
+
+
+def test_unknown_names_are_not_found():
+    with pytest.raises(EncoderNotFound, match="shapes:smal"):
+        create_encoder("shapes:smal")
+    assert {"shapes:small", "shapes:medium", "shapes:large", "shapes:cross"} <= set(known_names("shapes"))
+
+
+def test_tokeniser_takes_any_text():
+    tokeniser = shapes.Tokeniser(world.vocabulary(), max_tokens=8)
+    tokens = tokeniser(["Two BIG grey Circles!", "", "zebra", "a " * 100])
+    assert tokens.shape == (4, 8) and tokens.dtype == torch.long
+    ids = {word: i + len(shapes.Tokeniser.SPECIALS) for i, word in enumerate(world.vocabulary())}
+    assert tokens[0, :5].tolist() == [shapes.Tokeniser.CLS, ids["two"], ids["large"], ids["gray"], ids["circles"]]
+    assert tokens[1].tolist() == [shapes.Tokeniser.CLS] + [shapes.Tokeniser.PAD] * 7
+    assert tokens[2, :2].tolist() == [shapes.Tokeniser.CLS, shapes.Tokeniser.UNK]
+    assert (tokens[3, 1:] == ids["a"]).all()  # cut at max_tokens
+
+
+def test_image_costs_grow_with_the_family():
+    macs = {name: create_encoder(f"shapes:{name}").image_macs for name in BI_ENCODERS}
+    assert macs["small"] < macs["medium"] < macs["large"]
+    assert macs["large"] >= 10 * macs["small"]
+    cross = create_encoder("shapes:cross")
+    large = create_encoder("shapes:large")
+    assert cross.pair_macs > 0 and cross.image_macs > 0
+    assert large.text_macs == create_encoder("shapes:small").text_macs > 0
+
+
+def test_recall_and_cascade_helpers():
+    scores = torch.tensor([[0.9, 0.1, 0.5], [0.2, 0.3, 0.8], [0.4, 0.6, 0.1]])
+    positives = torch.tensor([0, 1, 1])
+    assert train_shapes.recall_at_k(scores, positives, (1, 2, 3)) == pytest.approx({1: 200 / 3, 2: 100.0, 3: 100.0})
+    second = torch.tensor([[0.1, 0.9, 0.2], [0.1, 0.7, 0.6], [0.3, 0.2, 0.1]])
+    # k_1 covering the gallery: the cascade is the second level alone
+    assert torch.equal(train_shapes.cascade_scores(scores, second, 3), second)
+    one = train_shapes.cascade_scores(scores, second, 1)
+    assert train_shapes.recall_at_k(one, positives, (3,)) == pytest.approx({3: 200 / 3})  # query 1 lost its image
+
+
+def test_shipped_weights_encode_free_text():
+    encoder = create_encoder("shapes:large")
+    assert encoder.id.startswith("shapes:large@") and encoder.text_tower_id.startswith("shapes:text@")
+    texts = ["", "!!!", "zebra crossing", "A RED circle " * 50, "two small striped red stars"]
+    embeddings = encoder.encode_texts(texts)
+    assert embeddings.shape == (5, encoder.dim) and np.isfinite(embeddings).all()
+    np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-5)
+
+
+def test_shipped_weights_are_small():
+    files = list(ASSETS_DIR.glob("shapes_*.safetensors"))
+    assert {f.name for f in files} >= {f"shapes_{m}.safetensors" for m in (*shapes.MODELS, "text")}
+    assert sum(f.stat().st_size for f in files) <= 25 * 2**20
+
+
+@pytest.mark.slow
+def test_shipped_family_orders_and_cascades_on_held_out_images():
+    """On the first 1000 test images (200 clusters of near misses), 2000 caption queries."""
+    report = train_shapes.evaluate(ASSETS_DIR, n_images=1000, k_1=20, rerank_k=10)
+    recall = report["recall"]
+    r1 = {name: recall[name]["R@1"] for name in BI_ENCODERS}
+    assert r1["small"] < r1["medium"] < r1["large"], r1
+    assert r1["large"] >= 60 and r1["large"] - r1["small"] >= 15, r1
+    cascade = recall["small>large@20"]  # k_1 = 2% of the gallery
+    for k in ("R@1", "R@5", "R@10"):
+        assert abs(cascade[k] - recall["large"][k]) <= 1.0, (k, cascade, recall["large"])
+    assert recall["large>cross@10"]["R@1"] > r1["large"]
