@@ -1,0 +1,182 @@
+"""``python -m bench``: run every benchmark and write docs/benchmarks.md.
+
+    python -m bench                 # everything, small and large sizes (about 10 minutes on 2 cores)
+    python -m bench --quick         # a smoke run: every code path, small sizes (about 2 minutes)
+    python -m bench --only crisp,lifetime --out /tmp/bench.md
+
+Each section runs in turn; one that fails is reported in the page (and makes
+the exit code 1) without stopping the others. Results are ratios and medians
+of interleaved measurements taken in one run: on a shared machine absolute
+times move from run to run, ratios much less.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import cascade  # noqa: F401  (the torchvision shim, before open_clip and transformers)
+from bench import build_path, crisp, lifetime, load, query_path
+
+DEFAULT_OUT = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+
+
+@dataclass(frozen=True)
+class Section:
+    """A benchmark: its title, what it measures, how to run it, its table, its lines in the summary."""
+
+    key: str
+    title: str
+    intro: str
+    run: Callable[[bool], object]
+    markdown: Callable[[object], str]
+    summary: Callable[[object], list[tuple[str, str, str]]]  # (benchmark, result, target) rows
+
+
+def _query_summary(report: query_path.QueryPathReport) -> list[tuple[str, str, str]]:
+    rows = [(f"Warm query, N = {r.n_images:,} ({r.storage}, {r.text_tower} text): overhead over bare "
+             f"text-encode + matmul + top-k", f"{100 * r.overhead:+.0f}%", "< 30%")
+            for r in report.rows]  # fmt: skip
+    rows.append(("Query log: `Store.record` per query (median / p95)",
+                 f"{report.log.median_ms:.2f} / {report.log.p95_ms:.2f} ms", "< 2 ms"))  # fmt: skip
+    return rows
+
+
+def _build_summary(report: build_path.BuildPathReport) -> list[tuple[str, str, str]]:
+    rows = [(f"Build: {r.encoder} on {r.images}, folder throughput / bare forward", f"{100 * r.ratio:.0f}%", ">= 85%")
+            for r in report.rows]  # fmt: skip
+    return rows + [("Build", f"skipped: {reason}", "") for reason in report.skipped]
+
+
+def _lifetime_summary(rows: Sequence[lifetime.LifetimeRow]) -> list[tuple[str, str, str]]:
+    return [(f"Lifetime, {r.workload} replay ({r.queries:,} queries, alpha {r.alpha:.2f}): {lifetime.LARGE} alone / "
+             f"cascade", f"{r.macs_reduction:.2f}x MACs, {r.wall_reduction:.2f}x wall time", "")
+            for r in rows]  # fmt: skip
+
+
+def _crisp_summary(report: crisp.CrispReport) -> list[tuple[str, str, str]]:
+    rows = [(f"CrispSearch, {crisp.short_id(r.bi_encoder)} top-{r.k} -> {crisp.short_id(r.cross_encoder)} vs cross "
+             f"alone (N = {r.n_images:,})", f"{r.macs_speedup:.1f}x MACs, {r.wall_speedup:.1f}x wall; R@10 "
+             f"{r.cascade_recall_subset[-1]:.1f} vs {r.alone_recall_subset[-1]:.1f}", "")
+            for r in report.shapes]  # fmt: skip
+    rows += [(f"CrispSearch, BLIP {m.bi_encoder} top-{m.k} -> {m.cross_encoder} (N = {m.n_images:,}, from the "
+              f"architectures)", f"{m.macs_speedup:.1f}x MACs", "")
+             for m in report.blip if m.n_images == 5_000 and m.k == 128]  # fmt: skip
+    if report.skipped:
+        rows.append(("CrispSearch on the shapes world", f"skipped: {report.skipped}", ""))
+    return rows
+
+
+def _load_summary(rows: Sequence[load.LoadRow]) -> list[tuple[str, str, str]]:
+    return [(f"Load: {row.clients} gradio_client users, {row.duration_s:.0f} s, {row.torch_threads} torch thread(s) "
+             "per search", f"p50 {row.p50_ms:.0f} ms, p95 {row.p95_ms:.0f} ms, {row.errors} errors, logged exactly "
+             f"once: {'yes' if row.logged_once else 'NO'}", "0 errors")
+            for row in rows]  # fmt: skip
+
+
+SECTIONS: tuple[Section, ...] = (
+    Section("query", "Query path", query_path.__doc__.split("\n\n")[1], query_path.run, query_path.markdown,
+            _query_summary),
+    Section("build", "Build path", build_path.__doc__.split("\n\n")[1], build_path.run, build_path.markdown,
+            _build_summary),
+    Section("lifetime", "Lifetime", lifetime.__doc__.split("\n\n")[1], lifetime.run, lifetime.markdown,
+            _lifetime_summary),
+    Section("crisp", "CrispSearch", crisp.__doc__.split("\n\n")[1], crisp.run, crisp.markdown, _crisp_summary),
+    Section("load", "Load", load.__doc__.split("\n\n")[1], load.run, load.markdown, _load_summary),
+)  # fmt: skip
+
+
+@dataclass
+class Outcome:
+    section: Section
+    seconds: float
+    result: object = None
+    error: str = ""
+
+
+def run_sections(sections: Sequence[Section], quick: bool) -> list[Outcome]:
+    outcomes = []
+    for section in sections:
+        print(f"bench: {section.title} ...", file=sys.stderr, flush=True)
+        started = time.perf_counter()
+        try:
+            result, error = section.run(quick), ""
+        except Exception as err:  # noqa: BLE001  (one failed section must not lose the others' results)
+            traceback.print_exc()
+            result, error = None, f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+        seconds = time.perf_counter() - started
+        print(f"bench: {section.title} done in {seconds:.0f} s{' (FAILED)' if error else ''}", file=sys.stderr)
+        outcomes.append(Outcome(section, seconds, result, error))
+    return outcomes
+
+
+def page(outcomes: Sequence[Outcome], quick: bool, load_before: float) -> str:
+    """The whole markdown page: how it was measured, the summary table, one section per benchmark."""
+    import torch
+
+    mode = "--quick (smoke run: small sizes, few repeats; not for quoting)" if quick else "full"
+    lines = [
+        "# Benchmarks",
+        "",
+        "Generated by `python -m bench` (`bash dev.sh bench`); do not edit by hand.",
+        "",
+        f"Run: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, mode {mode}; {os.cpu_count()} CPU cores, "
+        f"load average {load_before:.1f} at the start; Python {platform.python_version()}, torch "
+        f"{torch.__version__}, {torch.get_num_threads()} torch threads.",
+        "",
+        "How to read it: the machine is shared and noisy, so every comparison interleaves its two sides in one "
+        "run and reports medians and ratios; absolute times are context, not results.",
+        "",
+        "| benchmark | result | target |",
+        "|---|---|---|",
+    ]
+    for outcome in outcomes:
+        if outcome.error:
+            lines.append(f"| {outcome.section.title} | FAILED: {outcome.error} | |")
+            continue
+        lines += [
+            f"| {name} | {result} | {target} |" for name, result, target in outcome.section.summary(outcome.result)
+        ]
+    for outcome in outcomes:
+        section = outcome.section
+        lines += ["", f"## {section.title}", "", " ".join(section.intro.split()), ""]
+        lines.append(f"FAILED: {outcome.error}" if outcome.error else section.markdown(outcome.result))
+        lines += ["", f"_Section time: {outcome.seconds:.0f} s._"]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smoke run: small sizes, few repeats")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="markdown file to write (default: %(default)s)")
+    parser.add_argument("--only", help=f"comma-separated sections: {', '.join(s.key for s in SECTIONS)}")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default: %(default)s; 0: one per core)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        # One thread by default: on a shared machine torch's per-core OpenMP threads wait on each
+        # other whenever another process holds a core, and small forward passes slow down many-fold.
+        import torch
+
+        torch.set_num_threads(args.threads)
+    wanted = [key.strip() for key in args.only.split(",")] if args.only else [s.key for s in SECTIONS]
+    unknown = set(wanted) - {s.key for s in SECTIONS}
+    if unknown:
+        parser.error(f"unknown section(s) {', '.join(sorted(unknown))}; sections: {', '.join(s.key for s in SECTIONS)}")
+    load_before = os.getloadavg()[0]
+    outcomes = run_sections([s for s in SECTIONS if s.key in wanted], quick=args.quick)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(page(outcomes, args.quick, load_before))
+    print(f"bench: wrote {args.out}", file=sys.stderr)
+    return 1 if any(outcome.error for outcome in outcomes) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
