@@ -130,7 +130,7 @@ def page(outcomes: Sequence[Outcome], quick: bool, load_before: float) -> str:
         "",
         f"Run: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, mode {mode}; {os.cpu_count()} CPU cores, "
         f"load average {load_before:.1f} at the start; Python {platform.python_version()}, torch "
-        f"{torch.__version__}, {torch.get_num_threads()} torch threads.",
+        f"{torch.__version__}, torch intra-op threads: {torch.get_num_threads()} (`--threads`).",
         "",
         "How to read it: the machine is shared and noisy, so every comparison interleaves its two sides in one "
         "run and reports medians and ratios; absolute times are context, not results.",

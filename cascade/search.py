@@ -133,6 +133,10 @@ class CascadeSearcher:
         """
         if not isinstance(query, str) or not query.strip():
             raise ConfigError("the query is empty")
+        try:
+            query.encode("utf-8")
+        except UnicodeEncodeError:  # e.g. a lone surrogate sent as JSON "\ud800": no tokenizer or database takes it
+            raise ConfigError("the query is not valid text (it holds an unpaired surrogate character)") from None
         validate_ks(tuple(ks), n_levels=len(self.levels), n_images=len(self.corpus))
         if self._matrix is None:
             self.build()

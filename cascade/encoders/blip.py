@@ -393,7 +393,11 @@ def load_checkpoint(source: str) -> BlipCheckpoint:
     # Imported here, after the files are known to exist: a missing checkpoint fails in milliseconds.
     from transformers import BertTokenizer, BlipForImageTextRetrieval, BlipImageProcessor
 
-    model, info = BlipForImageTextRetrieval.from_pretrained(folder, use_safetensors=True, output_loading_info=True)
+    try:
+        model, info = BlipForImageTextRetrieval.from_pretrained(folder, use_safetensors=True, output_loading_info=True)
+    except Exception as err:  # a corrupt or foreign file: transformers and safetensors raise many kinds
+        first_line = (str(err).splitlines() or [type(err).__name__])[0]
+        raise WeightsUnavailable(f"BLIP checkpoint {source} could not be read ({first_line}); {_SUPPLY_HINT}") from err
     if info["missing_keys"]:
         names = ", ".join(sorted(info["missing_keys"])[:3])
         raise WeightsUnavailable(

@@ -19,6 +19,7 @@ import contextlib
 import functools
 import logging
 import os
+import pickle
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -149,8 +150,15 @@ def _require_pretrained(open_clip, arch: str, tag: str) -> None:
 def _load(open_clip, arch: str, pretrained: str):
     try:
         return open_clip.create_model_and_transforms(arch, pretrained=pretrained)
-    except (RuntimeError, FileNotFoundError, OSError) as err:
-        raise WeightsUnavailable(f"could not load openclip:{arch}@{pretrained}: {str(err).splitlines()[0]}") from err
+    except pickle.UnpicklingError as err:
+        # torch.load(weights_only=True) refused to run code: say so, without torch's advice to disable the check
+        raise WeightsUnavailable(
+            f"openclip:{arch}@{pretrained} is not a plain tensor checkpoint and was not loaded "
+            "(only tensors are read, never pickled code); convert it to .safetensors"
+        ) from err
+    except Exception as err:  # corrupt or foreign files raise many kinds (SafetensorError, KeyError, ...)
+        first_line = (str(err).splitlines() or [type(err).__name__])[0]
+        raise WeightsUnavailable(f"could not load openclip:{arch}@{pretrained}: {first_line}") from err
 
 
 @contextlib.contextmanager
