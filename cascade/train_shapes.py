@@ -55,13 +55,11 @@ class TrainConfig:
     student_lr: float = 2e-3
     aux_weight: float = 1.0  # weight of the attribute read-out loss beside InfoNCE
     cross_lr: float = 1e-3
-    cross_texts: int = 64  # texts per cross-encoder step, each against `cross_candidates` images
-    cross_candidates: int = 4
     threads: int = 2
 
 
 _INITIAL_SCALE = 20.0  # the contrastive logit scale (1 / temperature) to start from; it is learned
-QUICK = TrainConfig(joint_steps=3, student_steps=3, cross_steps=3, clusters=4, cross_texts=8)
+QUICK = TrainConfig(joint_steps=3, student_steps=3, cross_steps=3, clusters=4)
 
 
 # ---------------------------------------------------------------- data and losses
@@ -127,12 +125,11 @@ def _step(loss: torch.Tensor, optimiser, scheduler, params: Sequence[nn.Paramete
 
 @dataclass
 class Joint:
-    """What stage 1 hands on: the shared text tower, the large image tower, the attribute heads, the logit scale."""
+    """What stage 1 hands on: the shared text tower, the large image tower, the attribute heads."""
 
     text: shapes.TextTower
     large: shapes.ConvTower
     heads: AttributeHeads
-    log_scale: float
     vocab: list[str]
     tokeniser: shapes.Tokeniser
 
@@ -156,7 +153,7 @@ def train_joint(config: TrainConfig, vocab: list[str]) -> Joint:
         auxiliary = heads.loss(images, labels) + heads.loss(texts, labels)
         _step(contrastive + config.aux_weight * auxiliary, optimiser, scheduler, params)
         bar.set_postfix(nce=f"{contrastive.item():.3f}", aux=f"{auxiliary.item():.3f}", scale=f"{log_scale.exp():.1f}")
-    return Joint(text.eval(), large.eval(), heads.eval(), float(log_scale.detach()), vocab, tokeniser)
+    return Joint(text.eval(), large.eval(), heads.eval(), vocab, tokeniser)
 
 
 def train_students(config: TrainConfig, joint: Joint) -> dict[str, shapes.ConvTower]:
@@ -184,18 +181,19 @@ def train_students(config: TrainConfig, joint: Joint) -> dict[str, shapes.ConvTo
     return {name: tower.eval() for name, tower in towers.items()}
 
 
-def train_cross(config: TrainConfig, joint: Joint) -> nn.Module:
-    """Stage 3: the cross-encoder, on its own hardest in-batch candidates (listwise image-text matching).
+def train_cross(config: TrainConfig, text: shapes.TextTower, large: shapes.ConvTower, vocab: list[str]) -> nn.Module:
+    """Stage 3: the cross-encoder, matching captions and images inside clusters of near misses.
 
     It starts as the large bi-encoder (its image tower a copy of the large one,
-    its query side the shared, frozen text tower, its fusion head at zero) and
+    its query side the shared, frozen text tower, its per-pair MLP at zero) and
     learns to tell near misses apart jointly; the copy of the image tower is
-    fine-tuned with it.
+    fine-tuned with it. Seeded on its own, so ``--stages cross`` redoes exactly
+    this stage of a full run.
     """
-    model = shapes.build("cross", joint.vocab)
-    model.tower.load_state_dict(joint.large.state_dict())
-    with torch.no_grad():
-        model.log_scale.fill_(joint.log_scale)
+    torch.manual_seed(config.seed + 2)
+    tokeniser = shapes.Tokeniser(vocab, shapes.TEXT_TOWER.max_tokens)
+    model = shapes.build("cross", vocab)
+    model.tower.load_state_dict(large.state_dict())
     params = list(model.parameters())
     optimiser, scheduler = _optimiser(params, config.cross_lr, config.cross_steps)
     size = shapes.IMAGE_TOWERS[shapes.CROSS_TOWER].image_size
@@ -204,37 +202,33 @@ def train_cross(config: TrainConfig, joint: Joint) -> nn.Module:
     model.train()
     for _ in bar:
         batch = next(stream)
-        pixels, tokens = shapes.to_pixels(batch.images, size), joint.tokeniser(batch.captions)
+        pixels, tokens = shapes.to_pixels(batch.images, size), tokeniser(batch.captions)
         with torch.no_grad():  # the text tower is shared and frozen
-            states = joint.text.states(tokens)
-            embeddings = F.normalize(joint.text.pool(states), dim=-1)
+            embeddings = F.normalize(text(tokens), dim=-1)
         features = model.image_features(pixels)
-        scores = embeddings @ features[:, 0].detach().T
-        candidates, picked = hard_candidates(scores, config.cross_texts, config.cross_candidates)
-        repeat = candidates.shape[1]
-        logits = model(states[picked].repeat_interleave(repeat, 0), embeddings[picked].repeat_interleave(repeat, 0),
-                       (tokens[picked] != shapes.Tokeniser.PAD).repeat_interleave(repeat, 0),
-                       features[candidates.flatten()])
-        loss = F.cross_entropy(logits.view(candidates.shape), torch.zeros(len(picked), dtype=torch.long))
+        loss = cluster_matching_loss(model, features, embeddings, torch.from_numpy(batch.clusters))
         _step(loss, optimiser, scheduler, params)
         bar.set_postfix(loss=f"{loss.item():.3f}")
     return model.eval()
 
 
-def hard_candidates(scores: torch.Tensor, n_texts: int, n_candidates: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per text, its true image first, then the highest-scoring other images.
+def cluster_matching_loss(model: nn.Module, features: torch.Tensor, embeddings: torch.Tensor,
+                          clusters: torch.Tensor) -> torch.Tensor:
+    """Listwise matching inside each cluster of near misses, both ways.
+
+    Every caption is scored against every image of its cluster (the true one
+    and the variants that differ in one attribute), and every image against
+    every caption of its cluster: exactly the distinctions a re-ranker exists for.
 
     Args:
-        scores: ``(texts, images)``; text i's true image is image i.
-    Returns:
-        ``(n_texts, n_candidates)`` image indices, and the ``(n_texts,)`` text indices used.
+        features: ``(n, ...)`` image features; embeddings: ``(n, d)`` unit text
+            embeddings, caption i describing image i; clusters: ``(n,)`` cluster ids.
     """
-    picked = torch.randperm(len(scores))[: min(n_texts, len(scores))]
-    masked = scores[picked].clone()
-    masked[torch.arange(len(picked)), picked] = -float("inf")
-    k = min(n_candidates - 1, scores.shape[1] - 1)
-    negatives = masked.topk(k, dim=1).indices
-    return torch.cat([picked[:, None], negatives], dim=1), picked
+    texts, images = (clusters[:, None] == clusters[None, :]).nonzero(as_tuple=True)
+    logits = torch.full((len(clusters), len(clusters)), -float("inf"))
+    logits = logits.index_put((texts, images), model(features[images], embeddings[texts]))
+    target = torch.arange(len(clusters))
+    return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
 
 
 # ---------------------------------------------------------------- evaluation
@@ -286,9 +280,9 @@ def evaluate(weights_dir: Path, n_images: int, k_1: int | None = None, rerank_k:
         encoder = shapes.load(name, weights_dir)
         image_features = _encode(encoder, images)
         scores[name] = torch.from_numpy(encoder.encode_texts(queries) @ image_features.T)
-        macs[name] = {"image_macs": encoder.image_macs, "text_macs": encoder.text_macs}
+        macs[name] = {"id": encoder.id, "image_macs": encoder.image_macs, "text_macs": encoder.text_macs}
     cross = shapes.load("cross", weights_dir)
-    macs["cross"] = {"image_macs": cross.image_macs, "pair_macs": cross.pair_macs}
+    macs["cross"] = {"id": cross.id, "image_macs": cross.image_macs, "pair_macs": cross.pair_macs}
     features = _encode(cross, images)
     runs = {
         **scores,
@@ -299,7 +293,7 @@ def evaluate(weights_dir: Path, n_images: int, k_1: int | None = None, rerank_k:
     recalls = {name: recall_at_k(run, positives, ks) for name, run in runs.items()}
     return {"n_images": n_images, "n_queries": len(queries), "k_1": k_1, "rerank_k": rerank_k,
             "recall": {name: {f"R@{k}": round(v, 2) for k, v in r.items()} for name, r in recalls.items()},
-            "macs": macs}
+            "models": macs}
 
 
 def _encode(encoder, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
@@ -318,7 +312,7 @@ def train_family(config: TrainConfig, out_dir: Path) -> dict[str, float]:
     torch.manual_seed(config.seed)
     vocab = world.vocabulary()
     extra = {"train_config": dataclasses.asdict(config), "world_version": world.WORLD_VERSION}
-    seconds = {}
+    seconds: dict[str, float] = {}
     start = time.perf_counter()
     joint = train_joint(config, vocab)
     seconds["joint"] = time.perf_counter() - start
@@ -329,9 +323,27 @@ def train_family(config: TrainConfig, out_dir: Path) -> dict[str, float]:
         shapes.save(tower, name, vocab, out_dir, extra)
     seconds["students"] = time.perf_counter() - start
     start = time.perf_counter()
-    shapes.save(train_cross(config, joint), "cross", vocab, out_dir, extra)
+    shapes.save(train_cross(config, joint.text, joint.large, vocab), "cross", vocab, out_dir, extra)
     seconds["cross"] = time.perf_counter() - start
     return {name: round(value, 1) for name, value in seconds.items()}
+
+
+def retrain_cross(config: TrainConfig, out_dir: Path) -> dict[str, float]:
+    """Stage 3 alone, from the text and large towers already in ``out_dir``. Returns wall seconds."""
+    vocab = world.vocabulary()
+    text, large = shapes.read_module("text", out_dir), shapes.read_module("large", out_dir)
+    start = time.perf_counter()
+    model = train_cross(config, text, large, vocab)
+    extra = {"train_config": dataclasses.asdict(config), "world_version": world.WORLD_VERSION}
+    shapes.save(model, "cross", vocab, out_dir, extra)
+    return {"cross": round(time.perf_counter() - start, 1)}
+
+
+def _previous_report(out_dir: Path) -> dict:
+    try:
+        return json.loads((out_dir / "shapes_family.json").read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -340,6 +352,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, help="steps for every stage (default: the recipe's)")
     parser.add_argument("--quick", action="store_true", help="a few tiny steps: checks the pipeline, not the models")
     parser.add_argument("--seed", type=int, default=TrainConfig.seed)
+    parser.add_argument("--stages", choices=("all", "cross"), default="all",
+                        help="'cross': retrain only the cross-encoder, from the text and large towers in --out")
     parser.add_argument("--threads", type=int, default=TrainConfig.threads, help="torch CPU threads")
     parser.add_argument("--eval-images", type=int, default=world.TEST_GALLERY_IMAGES,
                         help="test images to evaluate on afterwards (0: skip)")
@@ -350,7 +364,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(config.threads)
     try:
         cpu_start = time.process_time()
-        report = {"train_config": dataclasses.asdict(config), "train_seconds": train_family(config, args.out)}
+        report = {"train_config": dataclasses.asdict(config), "stages": args.stages}
+        if args.stages == "cross":  # keep the other stages' times from the run that made their weights
+            report["train_seconds"] = {**_previous_report(args.out).get("train_seconds", {}),
+                                       **retrain_cross(config, args.out)}
+        else:
+            report["train_seconds"] = train_family(config, args.out)
         report["train_cpu_seconds"] = round(time.process_time() - cpu_start, 1)  # summed over threads
         if args.eval_images > 0:
             start = time.perf_counter()

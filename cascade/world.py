@@ -447,22 +447,25 @@ class TrainingBatch:
         images: ``(n, 64, 64, 3)`` uint8; members of one cluster are adjacent.
         captions: ``n`` strings.
         labels: ``(n, len(ATTRIBUTES))`` int64 class indices, -1 where an attribute is absent.
+        clusters: ``(n,)`` int64, equal for members of one cluster of near misses.
     """
 
     images: np.ndarray
     captions: list[str]
     labels: np.ndarray
+    clusters: np.ndarray
 
 
 def training_batch(rng: random.Random, n_clusters: int, cluster_size: int = 4) -> TrainingBatch:
     """A batch of train-split scenes in ``n_clusters`` clusters of near misses (``n <= n_clusters * cluster_size``)."""
-    images, texts, labels = [], [], []
-    for _ in range(n_clusters):
+    images, texts, labels, clusters = [], [], [], []
+    for cluster_id in range(n_clusters):
         for scene in cluster(rng, cluster_size, "train"):
             images.append(render(scene, rng.getrandbits(64)))
             texts.append(captions(scene)[rng.randrange(2)])
             labels.append(attribute_labels(scene))
-    return TrainingBatch(np.stack(images), texts, np.array(labels, dtype=np.int64))
+            clusters.append(cluster_id)
+    return TrainingBatch(np.stack(images), texts, np.array(labels, dtype=np.int64), np.array(clusters, dtype=np.int64))
 
 
 # What a scene is, as classification targets (used as auxiliary training signal):

@@ -70,13 +70,21 @@ class TransformerConfig:
     dim: int = 128
 
 
+@dataclass(frozen=True)
+class FilmConfig:
+    """The cross-encoder's per-pair layers: a 3x3 conv of ``width`` channels, an MLP of ``hidden`` units."""
+
+    width: int = 128
+    hidden: int = 128
+
+
 IMAGE_TOWERS: dict[str, ConvConfig] = {
     "small": ConvConfig(image_size=32, widths=(16, 32, 64), depths=(0, 0, 1)),
     "medium": ConvConfig(image_size=48, widths=(16, 32, 64), depths=(0, 1, 1)),
     "large": ConvConfig(image_size=64, widths=(24, 48, 96, 192), depths=(0, 1, 1, 1)),
 }
 TEXT_TOWER = TransformerConfig()
-CROSS = TransformerConfig(width=128, layers=2, heads=4, mlp=256, dim=1)  # max_tokens unused: text states come in
+CROSS = FilmConfig()
 CROSS_TOWER = "large"  # the cross-encoder's image side: a fine-tuned copy of this tower, plus its feature map
 MODELS: tuple[str, ...] = (*IMAGE_TOWERS, "cross")
 
@@ -244,65 +252,56 @@ def _world_array(image: Image.Image) -> np.ndarray:
     image = image.convert("RGB")
     if image.size != (WORLD_IMAGE_PX, WORLD_IMAGE_PX):
         image = image.resize((WORLD_IMAGE_PX, WORLD_IMAGE_PX), Image.BOX)
-    return np.asarray(image, dtype=np.uint8)
+    return np.array(image, dtype=np.uint8)  # a writable copy: torch warns on read-only arrays
 
 
 # ---------------------------------------------------------------- cross-encoder
 
 
 class CrossModel(nn.Module):
-    """Scores (query, image) pairs jointly, as a correction on top of a bi-encoder score.
+    """Scores (query, image) pairs jointly: the query modulates the image's feature map (FiLM).
 
-    - Image side (once per image; what a cache keeps): ``(1 + s*s, width)``
-      features, row 0 its tower's unit embedding, then the tower's last feature
-      map as ``s*s`` tokens. The tower starts as a copy of the large one.
-    - Query side (once per query): the shared text tower's token states and
-      unit embedding (``TextTower.states`` / ``pool``).
-    - Per pair (``forward``): a transformer over ``[text states; image tokens]``;
-      logit = ``scale * cos(text, image) + head(first state)``. The head starts
-      at zero, so before training the model ranks exactly like the large bi-encoder.
+    - Image side (once per image; what a cache keeps): a flat ``(d + C*s*s,)``
+      vector, the tower's unit embedding then its last ``(C, s, s)`` feature map.
+      The tower starts as a copy of the large one.
+    - Query side (once per query): the shared text tower's unit embedding.
+    - Per pair (``forward``): the feature map scaled and shifted channel-wise by
+      the query, a 3x3 convolution and an MLP over the flattened map (so *where*
+      a red star is can meet *which* group the query says is red). Logit =
+      ``scale * cos(text, image) + mlp(...)``; the MLP's last layer starts at
+      zero, so before training the model ranks exactly like the large bi-encoder.
     """
 
-    def __init__(self, tower: ConvConfig, config: TransformerConfig, text: TransformerConfig) -> None:
+    def __init__(self, tower: ConvConfig, config: FilmConfig, text_dim: int) -> None:
         super().__init__()
-        if tower.dim != config.width:
-            raise ValueError(f"the image embedding ({tower.dim}) must fit a token ({config.width})")
         self.tower = ConvTower(tower)
-        self.project = nn.Linear(tower.widths[-1], config.width)
-        self.image_position = nn.Parameter(torch.randn(tower.map_size**2, config.width) * 0.02)
-        self.text_project = nn.Linear(text.width, config.width)
-        self.blocks = nn.ModuleList(Block(config) for _ in range(config.layers))
-        self.norm = nn.LayerNorm(config.width)
-        self.head = nn.Linear(config.width, 1)
-        nn.init.zeros_(self.head.weight)
-        nn.init.zeros_(self.head.bias)
+        self.channels, self.map_size = tower.widths[-1], tower.map_size
+        self.film = nn.Linear(text_dim, 2 * self.channels)
+        self.conv = nn.Conv2d(self.channels, config.width, 3, padding=1)
+        self.mlp = nn.Sequential(nn.Linear(config.width * self.map_size**2, config.hidden), nn.ReLU(),
+                                 nn.Linear(config.hidden, 1))
+        nn.init.zeros_(self.mlp[-1].weight)
+        nn.init.zeros_(self.mlp[-1].bias)
         self.log_scale = nn.Parameter(torch.tensor(math.log(20.0)))
 
     def image_features(self, pixels: torch.Tensor) -> torch.Tensor:
-        """``(n, 3, S, S)`` -> ``(n, 1 + s*s, width)``."""
+        """``(n, 3, S, S)`` -> ``(n, d + C*s*s)``."""
         return self.features_from_maps(self.tower.trunk(pixels.contiguous(memory_format=torch.channels_last)))
 
     def features_from_maps(self, maps: torch.Tensor) -> torch.Tensor:
-        """The tower's ``(n, C, s, s)`` feature maps -> ``(n, 1 + s*s, width)`` image features."""
-        embedding = F.normalize(self.tower.head(maps.flatten(1)), dim=-1)
-        tokens = self.project(maps.flatten(2).transpose(1, 2)) + self.image_position
-        return torch.cat([embedding[:, None], tokens], dim=1)
+        """The tower's ``(n, C, s, s)`` feature maps -> ``(n, d + C*s*s)`` image features."""
+        flat = maps.flatten(1)
+        return torch.cat([F.normalize(self.tower.head(flat), dim=-1), flat], dim=1)
 
-    def forward(self, states: torch.Tensor, embedding: torch.Tensor, keep: torch.Tensor,
-                features: torch.Tensor) -> torch.Tensor:
-        """One logit per pair.
-
-        Args:
-            states: ``(n, L, text width)`` text token states; ``keep (n, L)`` bool marks real tokens.
-            embedding: ``(n, d)`` unit text embeddings.
-            features: ``(n, 1 + s*s, width)`` image features.
-        """
-        similarity = (embedding * features[:, 0]).sum(dim=-1)
-        x = torch.cat([self.text_project(states), features[:, 1:]], dim=1)
-        keep = torch.cat([keep, torch.ones(features.shape[0], features.shape[1] - 1, dtype=torch.bool)], dim=1)
-        for block in self.blocks:
-            x = block(x, keep)
-        return self.log_scale.exp() * similarity + self.head(self.norm(x[:, 0]))[:, 0]
+    def forward(self, features: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+        """``features (n, d + C*s*s)`` and unit text ``embedding (n, d)`` -> ``(n,)`` logits, pair by pair."""
+        d = embedding.shape[1]
+        maps = features[:, d:].reshape(-1, self.channels, self.map_size, self.map_size)
+        scale, shift = self.film(embedding).chunk(2, dim=1)
+        x = F.relu(maps * (1 + scale[:, :, None, None]) + shift[:, :, None, None])
+        x = F.relu(self.conv(x))
+        similarity = (embedding * features[:, :d]).sum(dim=1)
+        return self.log_scale.exp() * similarity + self.mlp(x.flatten(1))[:, 0]
 
 
 # ---------------------------------------------------------------- the contract
@@ -334,11 +333,11 @@ class ShapesBiEncoder(BiEncoder):
 
 
 class ShapesCrossEncoder(CrossEncoder):
-    """``shapes:cross``: image features ``(1 + s*s, width)``; a query is scored jointly with each image.
+    """``shapes:cross``: image features ``(d + C*s*s,)``; a query is scored jointly with each image.
 
     It shares the family's text tower: ``text_tower_id`` and ``text_macs`` are
     the bi-encoders', so after a bi-encoder level the query side costs nothing
-    more; ``pair_macs`` is the per-pair fusion only.
+    more; ``pair_macs`` is the per-pair part only.
     """
 
     def __init__(self, model: CrossModel, text: TextTower, tokeniser: Tokeniser, digest: str,
@@ -348,11 +347,10 @@ class ShapesCrossEncoder(CrossEncoder):
         self.text_tower_id = f"shapes:text@{text_digest}"
         self.image_size = tower.image_size
         self._model, self._text, self._tokeniser = model.eval(), text.eval(), tokeniser
-        self.image_macs = _macs(_ImageSide(model), torch.zeros(1, 3, tower.image_size, tower.image_size))
+        pixels = torch.zeros(1, 3, tower.image_size, tower.image_size)
+        self.image_macs = _macs(_ImageSide(model), pixels)
         self.text_macs = _macs(text, tokeniser(["a"]))
-        states, embedding, keep = self._query("a")
-        features = torch.zeros(1, 1 + tower.map_size**2, CROSS.width)
-        self.pair_macs = _macs(model, states, embedding, keep, features)
+        self.pair_macs = _macs(model, model.image_features(pixels).detach(), torch.zeros(1, tower.dim))
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         return to_pixels(_world_array(image)[None], self.image_size)[0]
@@ -364,18 +362,9 @@ class ShapesCrossEncoder(CrossEncoder):
     @torch.inference_mode()
     def score(self, text: str, image_features: np.ndarray, batch_size: int = 256) -> np.ndarray:
         features = torch.as_tensor(np.asarray(image_features, dtype=np.float32))
-        states, embedding, keep = self._query(text)
-        scores = [
-            self._model(*(t.expand(len(chunk), *t.shape[1:]) for t in (states, embedding, keep)), chunk)
-            for chunk in features.split(batch_size)
-        ]
+        embedding = F.normalize(self._text(self._tokeniser([text])), dim=-1)
+        scores = [self._model(chunk, embedding.expand(len(chunk), -1)) for chunk in features.split(batch_size)]
         return torch.cat(scores).numpy().astype(np.float32) if scores else np.zeros(0, np.float32)
-
-    @torch.inference_mode()
-    def _query(self, text: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        tokens = self._tokeniser([text])
-        states = self._text.states(tokens)
-        return states, F.normalize(self._text.pool(states), dim=-1), tokens != Tokeniser.PAD
 
 
 class _ImageSide(nn.Module):
@@ -402,7 +391,7 @@ def build(model: str, vocab: Sequence[str]) -> nn.Module:
     if model == "text":
         return TextTower(TEXT_TOWER, vocab_size)
     if model == "cross":
-        return CrossModel(IMAGE_TOWERS[CROSS_TOWER], CROSS, TEXT_TOWER)
+        return CrossModel(IMAGE_TOWERS[CROSS_TOWER], CROSS, TEXT_TOWER.dim)
     return ConvTower(IMAGE_TOWERS[model])
 
 
@@ -426,6 +415,7 @@ def save(module: nn.Module, model: str, vocab: Sequence[str], weights_dir: Path,
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {name: tensor.detach().contiguous() for name, tensor in module.state_dict().items()}
     save_file(state, str(path), metadata=metadata)
+    path.chmod(0o644)  # safetensors creates files readable by the owner only; these are shipped assets
     return path
 
 
@@ -466,6 +456,11 @@ def _load_cross(weights_dir: Path) -> ShapesCrossEncoder:
     model, digest = _read_file("cross", weights_dir)
     text, tokeniser, text_digest = _text_tower(weights_dir)
     return ShapesCrossEncoder(model, text, tokeniser, _joint_digest(digest, text_digest), text_digest)
+
+
+def read_module(model: str, weights_dir: Path) -> nn.Module:
+    """The network in ``shapes_<model>.safetensors`` (``text`` or one of MODELS), e.g. to train on from it."""
+    return _read_file(model, weights_dir)[0]
 
 
 def _read_file(model: str, weights_dir: Path) -> tuple[nn.Module, str]:
