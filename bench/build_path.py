@@ -20,7 +20,6 @@ Both sides run interleaved in one process, several times; medians are reported.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import tempfile
@@ -33,6 +32,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from bench import section_main
 from cascade.cache import MemoryCache
 from cascade.corpus import Corpus
 from cascade.encoders import create_encoder
@@ -172,11 +172,7 @@ def markdown(report: BuildPathReport) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.build_path", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args(argv)
-    print(markdown(run(quick=args.quick)))
-    return 0
+    return section_main("build_path", __doc__, run, markdown, argv)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ encoders (tests/fakes.py), so every number below is exact and the tests need no 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -20,61 +19,17 @@ import pytest
 
 import app
 from analysis.engine import Choice, Engine, GallerySource, ReplayStopped, SharedObjects
-from analysis.presets import Preset
-from analysis.store import Store
-from cascade import world
-from cascade.corpus import Corpus
 from cascade.errors import ConfigError, CorpusError
-from tests.fakes import FakeBiEncoder, FakeCrossEncoder, make_gallery, make_karpathy
-
-ROOT = Path(__file__).resolve().parent.parent
-N_IMAGES = 40
-SMALL_MACS, LARGE_MACS = 1_000, 50_000
-PRESET = Preset(
-    name="test",
-    description="40 world images, fake encoders",
-    levels=("fake:small", "fake:large"),
-    ks=(20, 5),
-    reranker="fake:cross",
-    comparisons=((("fake:small",), (10,)), (("fake:small", "fake:large"), (20, 10))),
+from tests.app_engine import (
+    LARGE_MACS,
+    N_IMAGES,
+    PRESET,
+    ROOT,
+    SMALL_MACS,
+    free_port,
+    make_engine,
 )
-PAPER_GMACS = {"B/16": 10.0, "L/14": 50.0, "g/14": 180.0}
-
-
-def fake_encoders() -> dict:
-    return {
-        "fake:small": FakeBiEncoder("small", seed=1, image_macs=SMALL_MACS),
-        "fake:large": FakeBiEncoder("large", seed=2, image_macs=LARGE_MACS),
-        "fake:cross": FakeCrossEncoder(),
-    }
-
-
-def make_engine(root: Path, n_images: int = N_IMAGES, folders: tuple[Path, ...] = ()) -> Engine:
-    """An engine on ``root``: its own database, a small world gallery, fake encoders, fixed MAC counts."""
-    json_path, image_root = world.materialise_small(root / "world", n_images=n_images)
-    encoders = fake_encoders()
-
-    def create(name: str):
-        if name not in encoders:
-            raise ConfigError(f"unknown encoder {name!r}")
-        return encoders[name]
-
-    return Engine(
-        Store(root / "cascade.duckdb"),
-        preset=PRESET,
-        world=lambda: Corpus.from_karpathy(json_path, image_root),
-        world_root=image_root,
-        folders=folders,
-        create=create,
-        image_gmacs=lambda encoder, mode: PAPER_GMACS.get(encoder.label, 1.0) * (2 if mode == "full" else 1),
-        names=list(encoders),
-    )
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from tests.fakes import make_gallery, make_karpathy
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import app
-from tests.test_app import free_port, make_engine
+from tests.app_engine import free_port, make_engine
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -78,7 +78,7 @@ def _search_two_stages(page) -> None:
     query.fill("two small red circles")
     page.locator("#search-button").click()
     page.wait_for_function("document.querySelectorAll('#stage-2 img').length === 5")
-    assert (_images(page, 1), _images(page, 2)) == (20, 5)  # k_1 = 20, k_2 = 5 (tests/test_app.py's preset)
+    assert (_images(page, 1), _images(page, 2)) == (20, 5)  # k_1 = 20, k_2 = 5 (tests/app_engine.py's preset)
     assert not page.locator("#stage-3").is_visible()
     assert "embedded now" in page.locator("#stage-2").inner_text()
     assert "fake:large" in page.locator("#cost-card").inner_text()

@@ -23,8 +23,8 @@ from analysis.store import Store, StoreError
 from bench.load import hammer
 from cascade.corpus import Corpus
 from cascade.search import CascadeSearcher
+from tests.app_engine import fake_encoders, free_port, make_engine
 from tests.fakes import FakeBiEncoder, make_gallery
-from tests.test_app import fake_encoders, free_port, make_engine
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIENTS = 16
@@ -95,7 +95,7 @@ REPLAY_CHILD = textwrap.dedent(
     import sys
     from pathlib import Path
 
-    from tests.test_app import make_engine
+    from tests.app_engine import make_engine
 
     engine = make_engine(Path(sys.argv[1]), n_images=60)
 

@@ -34,8 +34,8 @@ from cascade.encoders import create_encoder, shapes
 from cascade.errors import ConfigError, CorpusError, WeightsUnavailable
 from cascade.search import CascadeSearcher
 from cascade.types import CascadeConfig, validate_ks
+from tests.app_engine import PRESET, free_port, make_engine
 from tests.fakes import FakeBiEncoder, make_gallery
-from tests.test_app import PRESET, free_port, make_engine
 
 N_IMAGES = 12
 KS = (6, 3)
@@ -422,7 +422,7 @@ def test_corrupt_shapes_weights_are_weights_unavailable(tmp_path, damage):
 
 
 def test_a_blip_checkpoint_with_pickled_weights_runs_no_code(tmp_path):
-    from tests.test_blip import save_tiny_checkpoint
+    from tests.blip_tiny import save_tiny_checkpoint
 
     folder = save_tiny_checkpoint(tmp_path / "blip")
     marker = tmp_path / "ran"
@@ -435,7 +435,7 @@ def test_a_blip_checkpoint_with_pickled_weights_runs_no_code(tmp_path):
 
 @pytest.mark.parametrize("damage", ["pickle", "garbage"])
 def test_a_blip_checkpoint_whose_safetensors_is_not_one_is_weights_unavailable(tmp_path, damage):
-    from tests.test_blip import save_tiny_checkpoint
+    from tests.blip_tiny import save_tiny_checkpoint
 
     folder = save_tiny_checkpoint(tmp_path / "blip")
     marker = tmp_path / "ran"
