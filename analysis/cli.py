@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from analysis import presets
+from analysis import presets, progress
 from analysis.evaluate import evaluate
 from analysis.store import EvalRecord, Store
 from cascade.corpus import Corpus
@@ -55,7 +55,7 @@ def _cmd_index(args: argparse.Namespace) -> int:
         levels = _levels(args)[:1]
         searcher = CascadeSearcher(levels, corpus, cache=store)
         with _bar(args, "embedding", len(corpus)) as bar:
-            report = searcher.build(progress=_progress(bar))
+            report = searcher.build(progress=progress.callback(bar))
     _print(args, {"images": report.images, "embedded": report.embedded, "reused": report.reused,
                   "skipped": len(corpus.skipped)},  # fmt: skip
            f"{report.images} images: {report.embedded} embedded, {report.reused} reused from the cache, "
@@ -73,7 +73,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
         levels, ks = _levels(args), config.ks
         searcher = CascadeSearcher(levels, corpus, cache=store, log=store)
         with _bar(args, "embedding", len(corpus)) as bar:
-            searcher.build(progress=_progress(bar))
+            searcher.build(progress=progress.callback(bar))
         result = searcher.search(args.query, ks)
     payload = {
         "query": result.query,
@@ -103,9 +103,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     with Store(args.db) as store:
         searcher = CascadeSearcher(levels, corpus, cache=store)
         with _bar(args, "embedding", len(corpus)) as bar:
-            searcher.build(progress=_progress(bar))
+            searcher.build(progress=progress.callback(bar))
         with _bar(args, "queries", None) as bar:
-            result = evaluate(searcher, ks, progress=_progress(bar), limit=args.limit)
+            result = evaluate(searcher, ks, progress=progress.callback(bar), limit=args.limit)
         store.save_evaluation(EvalRecord(
             config_key=searcher.config(ks).key, dataset=dataset, n_images=result.n_images,
             n_queries=result.n_queries, r1=result.r1, r5=result.r5, r10=result.r10,
@@ -231,7 +231,7 @@ def _corpus(args: argparse.Namespace, store: Store) -> Corpus:
     if not args.images:
         return presets.gallery(args.preset)
     with _bar(args, "scanning", None) as bar:
-        corpus = Corpus.from_folder(args.images, progress=_progress(bar), known=store)
+        corpus = Corpus.from_folder(args.images, progress=progress.callback(bar), known=store)
     if corpus.skipped:
         print(f"warning: skipped {len(corpus.skipped)} unreadable or non-image file(s) in {args.images}",
               file=sys.stderr)  # fmt: skip
@@ -250,17 +250,7 @@ def _dataset(args: argparse.Namespace) -> tuple[Corpus, str]:
 
 
 def _bar(args: argparse.Namespace, what: str, total: int | None) -> tqdm:
-    return tqdm(total=total, desc=what, unit="img" if what != "queries" else "q", disable=args.quiet,
-                file=sys.stderr, leave=False)  # fmt: skip
-
-
-def _progress(bar: tqdm):
-    def update(done: int, total: int) -> None:
-        bar.total = total
-        bar.n = done
-        bar.refresh()
-
-    return update
+    return progress.bar(what, total, quiet=args.quiet)
 
 
 def _path(corpus: Corpus, image_id: str) -> str:

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from cascade.corpus import Corpus
+from cascade.encoders.base import BiEncoder
 from cascade.errors import CascadeError, ConfigError
 from cascade.search import CascadeSearcher
 
@@ -101,8 +102,9 @@ def evaluate(
         texts, positives = texts[:limit], positives[:limit]
     ranked = np.empty((len(texts), max(RECALL_KS)), dtype=np.int64)
     needed: list[set[str]] = [set() for _ in searcher.levels]  # images each level >= 2 had to have
+    embeddings = _text_embeddings(searcher.levels, texts)
     for i, text in enumerate(texts):
-        result = searcher.search(text, ks)
+        result = searcher.search(text, ks, text_embeddings={tower: rows[i] for tower, rows in embeddings.items()})
         ranked[i] = [searcher.corpus.position(image_id) for image_id in result.ids[: max(RECALL_KS)]]
         for index in range(1, len(result.levels)):  # level i is handed level i-1's kept ids
             needed[index].update(result.levels[index - 1].ids)
@@ -124,27 +126,66 @@ def evaluate(
     )
 
 
+def _text_embeddings(levels: Sequence, texts: Sequence[str], batch_size: int = 512) -> dict[str, np.ndarray]:
+    """Every query's embedding by each bi-encoder text tower of the cascade, encoded in batches.
+
+    One query at a time, a small text tower's fixed overhead dominates an evaluation;
+    the searcher bills the batch-encoded embeddings per query as if it had computed them.
+    """
+    embeddings: dict[str, np.ndarray] = {}
+    for level in levels:
+        if isinstance(level, BiEncoder) and level.text_tower_id not in embeddings:
+            batches = [texts[start : start + batch_size] for start in range(0, len(texts), batch_size)]
+            embeddings[level.text_tower_id] = np.concatenate([level.encode_texts(batch) for batch in batches])
+    return embeddings
+
+
+JSON_KEYS = ("levels", "ks", "r1", "r5", "r10", "image_macs", "alpha")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m analysis.evaluate --preset shapes [--json]``: the preset's table of configurations."""
-    from analysis import presets
+    from analysis import presets, progress
 
     parser = argparse.ArgumentParser(prog="python -m analysis.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="shapes", choices=presets.names())
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N captions")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
+    if args.limit is not None and args.limit < 1:
+        print(f"error: --limit must be at least 1, got {args.limit}", file=sys.stderr)
+        return 2
+    n_rows = len(presets.get(args.preset).comparisons)
+    bars: list = []
+
+    def on_comparison(index: int, levels: Sequence[str]):
+        for old in bars:
+            old.close()
+        bars[:] = [progress.bar(f"{index + 1}/{n_rows} {' > '.join(levels)}", quiet=args.quiet, unit="q")]
+        return progress.callback(bars[0])
+
     try:
-        rows = presets.evaluation_table(args.preset, limit=args.limit)
+        for row in presets.evaluation_rows(args.preset, limit=args.limit, progress=on_comparison):
+            _print_row(row, args.json)
     except CascadeError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    for row in rows:
-        if args.json:
-            print(json.dumps({key: row.as_json()[key] for key in ("levels", "ks", "r1", "r5", "r10", "image_macs")}))
-        else:
-            print(f"{' > '.join(row.levels):60s} ks={list(row.ks)!s:14s} R@1 {row.r1:5.1f}  R@5 {row.r5:5.1f}  "
-                  f"R@10 {row.r10:5.1f}  image GMACs {row.image_macs / 1e9:10.2f}")  # fmt: skip
+    finally:
+        for old in bars:
+            old.close()
     return 0
+
+
+def _print_row(row: EvalResult, as_json: bool) -> None:
+    if as_json:
+        values = row.as_json()
+        payload = {key: round(values[key], 4) if isinstance(values[key], float) else values[key] for key in JSON_KEYS}
+        print(json.dumps(payload), flush=True)
+    else:
+        print(f"{' > '.join(row.levels):60s} ks={list(row.ks)!s:14s} R@1 {row.r1:5.2f}  R@5 {row.r5:5.2f}  "
+              f"R@10 {row.r10:5.2f}  image GMACs {row.image_macs / 1e9:10.2f}  alpha {row.alpha:.3f}",
+              flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -270,24 +270,26 @@ class Store:
     def record(self, result: SearchResult, corpus_id: str, corpus_size: int) -> None:
         """Log one search: a queries row and one query_levels row per level, atomically."""
         first = result.levels[0]
+        levels = [
+            [i, t.encoder, t.k, t.candidates, t.hits, t.misses, t.macs_per_image, t.image_macs, t.text_macs,
+             t.latency_ms]
+            for i, t in enumerate(result.levels, start=1)
+        ]  # fmt: skip
+        # Two statements, not 2 + L round trips: the id comes back from the insert, the levels go in one VALUES list.
         with self._transaction() as cursor:
-            query_id = cursor.execute("SELECT nextval('query_seq')").fetchone()[0]
-            cursor.execute(
-                "INSERT INTO queries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            query_id = cursor.execute(
+                "INSERT INTO queries VALUES (nextval('query_seq'), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING query_id",
                 [
-                    query_id, datetime.now(UTC).replace(tzinfo=None), result.config.key, list(result.config.levels),
+                    datetime.now(UTC).replace(tzinfo=None), result.config.key, list(result.config.levels),
                     list(result.config.ks), corpus_id, corpus_size, result.query, corpus_size * first.macs_per_image,
                     result.image_macs, result.text_macs, result.latency_ms,
                 ],
-            )  # fmt: skip
-            cursor.executemany(
-                "INSERT INTO query_levels VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    [query_id, i, t.encoder, t.k, t.candidates, t.hits, t.misses, t.macs_per_image,
-                     t.image_macs, t.text_macs, t.latency_ms]
-                    for i, t in enumerate(result.levels, start=1)
-                ],
-            )  # fmt: skip
+            ).fetchone()[0]  # fmt: skip
+            row = "(" + ", ".join(["?"] * 11) + ")"
+            cursor.execute(
+                f"INSERT INTO query_levels VALUES {', '.join([row] * len(levels))}",
+                [value for level in levels for value in (query_id, *level)],
+            )
 
     def clear_log(self, config_key: str, corpus_id: str | None = None) -> int:
         """Delete the log of one configuration (and corpus); features and evaluations stay. Returns rows deleted."""

@@ -15,18 +15,18 @@ this), the MAC side from the architectures (``analysis.crisp.compare_architectur
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from analysis.crisp import CrispMacs, CrispResult, compare, compare_architectures
+from bench import section_main
 from bench.lifetime import shapes_gallery
 from cascade.cache import MemoryCache
 from cascade.encoders import create_encoder
 from cascade.errors import CascadeError
 
-SHAPES_PAIRS: tuple[tuple[str, int], ...] = (("shapes:small", 100),)  # each pair re-runs the slow cross alone
+SHAPES_PAIRS: tuple[tuple[str, int], ...] = (("shapes:small", 100), ("shapes:large", 20))  # each re-runs cross alone
 CROSS = "shapes:cross"
 # (bi-encoder variant, cross-encoder variant, gallery size, k): Flickr30k-1k and COCO-5k sized galleries.
 BLIP_ROWS: tuple[tuple[str, str, int, int], ...] = (
@@ -54,7 +54,7 @@ def run(quick: bool = False) -> CrispReport:
 
 
 def _shapes_rows(quick: bool) -> tuple[CrispResult, ...]:
-    corpus, _ = shapes_gallery(quick)
+    corpus, _ = shapes_gallery(quick, "test")
     cross, cache = create_encoder(CROSS), MemoryCache()  # one cache: the cross features are embedded once
     return tuple(
         compare(
@@ -111,11 +111,7 @@ def short_id(encoder_id: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.crisp", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args(argv)
-    print(markdown(run(quick=args.quick)))
-    return 0
+    return section_main("crisp", __doc__, run, markdown, argv)
 
 
 if __name__ == "__main__":

@@ -1,15 +1,16 @@
-"""Lifetime cost, measured: a replay of the shapes test captions through a cascade and through its largest encoder.
+"""Lifetime cost, measured: replays of shapes captions through a cascade and through its largest encoder.
 
-The cascade [shapes:small -> shapes:large] (k = 100, 10) and shapes:large alone
-start fresh on the 5,000-image test gallery. Each builds (embeds the gallery
+The preset's cascade [shapes:small -> shapes:large] (k = 15, 10) and
+shapes:large alone start fresh on the preset's 100,000-image lifetime gallery
+(whose first 5,000 images are the test gallery). Each builds (embeds the gallery
 with its first level), then answers the same queries. Image MACs are what the
 searches report (build + every cache miss); wall time is what they took, build
 included. The two sides' builds alternate (twice each, medians), and their
 queries are interleaved one by one, so the machine's noise hits both alike.
 
 Two workloads (``analysis.replay.workload``):
-- ``uniform``: every test caption once, shuffled. Nearly every image is soon
-  handed to level 2 (alpha -> 1), so the cascade pays for both encoders: the
+- ``uniform``: 10,000 captions of the whole gallery, shuffled: alpha climbs
+  with every new query, so the cascade ends up paying for both encoders: the
   honest worst case of the small-world assumption.
 - ``zipf``: queries about a popular tenth of the gallery (the paper's regime).
 
@@ -18,7 +19,6 @@ Two workloads (``analysis.replay.workload``):
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
@@ -28,6 +28,7 @@ from pathlib import Path
 
 from analysis import presets
 from analysis.replay import workload
+from bench import section_main
 from cascade import world
 from cascade.cache import MemoryCache
 from cascade.corpus import Corpus
@@ -36,18 +37,21 @@ from cascade.encoders.base import ImageTower
 from cascade.paths import cache_dir
 from cascade.search import CascadeSearcher
 
-SMALL, LARGE = "shapes:small", "shapes:large"
-CASCADE_KS, ALONE_KS = (100, 10), (10,)
+PRESET = presets.get("shapes")
+SMALL, LARGE = PRESET.levels
+CASCADE_KS, ALONE_KS = PRESET.ks, PRESET.ks[-1:]
 QUICK_GALLERY_IMAGES = 500
+UNIFORM_QUERIES, ZIPF_QUERIES, QUICK_QUERIES = 10_000, 2_000, 300
 
 
-def shapes_gallery(quick: bool) -> tuple[Corpus, Path]:
-    """The shapes test gallery (5,000 images), or for a quick run a 500-image one: (corpus, image root)."""
+def shapes_gallery(quick: bool, which: str = "lifetime") -> tuple[Corpus, Path]:
+    """A shapes gallery (``which``: ``lifetime``, 100,000 images, or ``test``, 5,000), or for a quick run a
+    500-image one: (corpus, image root)."""
     if quick:
         json_path, image_root = world.materialise_small(cache_dir() / "bench", n_images=QUICK_GALLERY_IMAGES)
-        return Corpus.from_karpathy(json_path, image_root), image_root
-    json_path, image_root = world.materialise("test")
-    return presets.gallery("shapes"), image_root
+    else:
+        json_path, image_root = world.materialise(which)
+    return Corpus.from_karpathy(json_path, image_root), image_root
 
 
 @dataclass(frozen=True)
@@ -141,34 +145,30 @@ def replay_both(corpus: Corpus, queries: Sequence[str], name: str, builds: _Buil
 
 
 def run(quick: bool = False) -> tuple[LifetimeRow, ...]:
-    """Both workloads on the shapes test gallery (quick: a small gallery, fewer queries, one build each)."""
+    """Both workloads on the shapes lifetime gallery (quick: a small gallery, fewer queries, one build each)."""
     corpus, _ = shapes_gallery(quick)
     builds = _builds(create_encoder(SMALL), create_encoder(LARGE), corpus, repeats=1 if quick else 2)
-    uniform = workload(corpus, "uniform", 300 if quick else None, seed=0)
-    zipf = workload(corpus, "zipf", 300 if quick else 2000, seed=0)
+    uniform = workload(corpus, "uniform", QUICK_QUERIES if quick else UNIFORM_QUERIES, seed=0)
+    zipf = workload(corpus, "zipf", QUICK_QUERIES if quick else ZIPF_QUERIES, seed=0)
     return tuple(replay_both(corpus, queries, name, builds) for name, queries in (("uniform", uniform), ("zipf", zipf)))
 
 
 def markdown(rows: Sequence[LifetimeRow]) -> str:
     lines = [
-        f"| workload | queries | alpha | cascade GMACs | {LARGE} alone GMACs | MACs saved (x) | cascade wall (s) | "
-        f"{LARGE} alone wall (s) | wall saved (x) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"| workload | images | queries | alpha | cascade GMACs | {LARGE} alone GMACs | MACs saved (x) | "
+        f"cascade wall (s) | {LARGE} alone wall (s) | wall saved (x) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        lines.append(f"| {r.workload} | {r.queries:,} | {r.alpha:.3f} | {r.cascade_image_macs / 1e9:,.2f} | "
-                     f"{r.alone_image_macs / 1e9:,.2f} | {r.macs_reduction:.2f} | "
+        lines.append(f"| {r.workload} | {r.n_images:,} | {r.queries:,} | {r.alpha:.3f} | "
+                     f"{r.cascade_image_macs / 1e9:,.2f} | {r.alone_image_macs / 1e9:,.2f} | {r.macs_reduction:.2f} | "
                      f"{r.cascade_build_s:.1f} + {r.cascade_queries_s:.1f} | {r.alone_build_s:.1f} + "
                      f"{r.alone_queries_s:.1f} | {r.wall_reduction:.2f} |")  # fmt: skip
     return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.lifetime", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args(argv)
-    print(markdown(run(quick=args.quick)))
-    return 0
+    return section_main("lifetime", __doc__, run, markdown, argv)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Load: concurrent users of the app's /search API, through gradio_client, on loopback.
 
 The app serves the offline shapes preset (5,000 images, [shapes:small ->
-shapes:large], k = 100, 10; 500 images in a quick run) from a fresh database. After one warm-up search
+shapes:large], k = 15, 10; 500 images in a quick run) from a fresh database. After one warm-up search
 (the gallery's build), ``clients`` threads, each with its own
 ``gradio_client.Client``, send distinct test captions for ``duration_s``
 seconds. Reported: client-observed latency (p50, p95), throughput, errors,
@@ -145,7 +145,7 @@ def measure(quick: bool = False, clients: int = CLIENTS) -> LoadRow:
     from bench.lifetime import shapes_gallery
 
     duration_s = 8.0 if quick else 20.0
-    corpus, image_root = shapes_gallery(quick)
+    corpus, image_root = shapes_gallery(quick, "test")
     with tempfile.TemporaryDirectory(prefix="bench-load-") as folder:
         engine = Engine(Store(Path(folder) / "load.duckdb"), world=lambda: corpus, world_root=image_root)
         try:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
@@ -118,12 +118,17 @@ class CascadeSearcher:
 
     # -- search --------------------------------------------------------------------------------
 
-    def search(self, query: str, ks: Sequence[int]) -> SearchResult:
+    def search(
+        self, query: str, ks: Sequence[int], text_embeddings: Mapping[str, np.ndarray] | None = None
+    ) -> SearchResult:
         """Run one query through every level.
 
         Args:
             query: free text; must contain something other than whitespace.
             ks: one k per level, ``N >= k_1 >= ... >= k_L >= 1``; the last is the number of results.
+            text_embeddings: the query's embeddings by text tower id, if the caller already has
+                them (an evaluator encodes all its queries in batches). They are billed as if
+                computed here: once per query and tower.
 
         Returns:
             A SearchResult with one LevelTrace per level.
@@ -140,11 +145,12 @@ class CascadeSearcher:
         validate_ks(tuple(ks), n_levels=len(self.levels), n_images=len(self.corpus))
         if self._matrix is None:
             self.build()
-        text_embeddings: dict[str, np.ndarray] = {}
+        embeddings = dict(text_embeddings or {})  # text tower id -> this query's embedding
+        billed: set[str] = set()  # text towers whose cost this query has paid
         traces: list[LevelTrace] = []
         candidates: list[str] = list(self.corpus.ids)
         for index, (level, k) in enumerate(zip(self.levels, ks)):
-            trace = self._run_level(index, level, query, candidates, k, text_embeddings)
+            trace = self._run_level(index, level, query, candidates, k, embeddings, billed)
             traces.append(trace)
             candidates = list(trace.ids)
         result = SearchResult(query=query, config=self.config(ks), levels=tuple(traces))
@@ -160,14 +166,18 @@ class CascadeSearcher:
         candidates: list[str],
         k: int,
         text_embeddings: dict[str, np.ndarray],
+        billed: set[str],
     ) -> LevelTrace:
         started = time.perf_counter()
         text_macs = 0
         if isinstance(level, BiEncoder):
-            if level.text_tower_id not in text_embeddings:  # a shared text tower runs once per query
-                text_embeddings[level.text_tower_id] = level.encode_texts([query])[0]
+            tower = level.text_tower_id
+            if tower not in text_embeddings:  # a shared text tower runs once per query
+                text_embeddings[tower] = level.encode_texts([query])[0]
+            if tower not in billed:
+                billed.add(tower)
                 text_macs = level.text_macs
-            query_embedding = text_embeddings[level.text_tower_id]
+            query_embedding = text_embeddings[tower]
         if index == 0:
             features, missed = self._matrix, []
             scores = _dot(features, query_embedding)

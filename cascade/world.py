@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from tqdm import tqdm
 
 from cascade.paths import cache_dir
 
@@ -42,6 +43,11 @@ WORLD_VERSION = 1
 IMAGE_SIZE_PX = 64
 TEST_GALLERY_IMAGES = 5000
 TEST_GALLERY_SEED = 20240
+# A search system's whole collection, for lifetime replays: the test gallery grown
+# twentyfold (its first 5,000 images *are* the test gallery). The alpha-small-world
+# regime needs a gallery large against k_1 x the number of distinct queries.
+LIFETIME_GALLERY_IMAGES = 100_000
+GALLERY_SIZES: dict[str, int] = {"test": TEST_GALLERY_IMAGES, "lifetime": LIFETIME_GALLERY_IMAGES}
 CLUSTER_SIZE = 5
 _SUPERSAMPLE = 2  # draw at 2x, average 2x2 blocks: smooth edges without a rasteriser
 _GAP_PX = 2.0  # clear space between objects, so every object stays a separate blob
@@ -502,19 +508,24 @@ def attribute_labels(scene: Scene) -> list[int]:
 
 
 def materialise(split: str = "test", root: Path | None = None) -> tuple[Path, Path]:
-    """Write the held-out test gallery (TEST_GALLERY_IMAGES PNGs + Karpathy-style JSON) once.
+    """Write a held-out gallery (PNGs + Karpathy-style JSON) once; later calls return at once.
 
     Args:
-        split: only ``"test"``: the training stream is generated on the fly.
+        split: ``"test"`` (TEST_GALLERY_IMAGES, for recall) or ``"lifetime"``
+            (LIFETIME_GALLERY_IMAGES, for lifetime replays; about 2.5 min and 460 MB
+            the first time). Both hold test-split scenes only, captioned as the test
+            split in the JSON. The training stream is generated on the fly.
         root: parent folder; default ``cache_dir() / "shapes-world"``.
 
     Returns:
         ``(json_path, image_root)``; an image's file is ``image_root / filepath / filename``.
     """
-    if split != "test":
-        raise ValueError(f"only the test split is materialised (training data is generated on the fly), got {split!r}")
+    if split not in GALLERY_SIZES:
+        raise ValueError(
+            f"galleries are {' and '.join(GALLERY_SIZES)} (training data is generated on the fly), got {split!r}"
+        )
     root = Path(root) if root is not None else cache_dir() / "shapes-world"
-    return _materialise_gallery(root / f"test-v{WORLD_VERSION}", TEST_GALLERY_IMAGES, TEST_GALLERY_SEED)
+    return _materialise_gallery(root / f"{split}-v{WORLD_VERSION}", GALLERY_SIZES[split], TEST_GALLERY_SEED)
 
 
 def materialise_small(root: Path, n_images: int = 50, seed: int = 0) -> tuple[Path, Path]:
@@ -555,7 +566,7 @@ def _is_complete(folder: Path, marker: dict) -> bool:
 def _write_gallery(folder: Path, items: Sequence[GalleryItem]) -> None:
     (folder / "images").mkdir(parents=True)
     records, sentence_id = [], 0
-    for item in items:
+    for item in tqdm(items, desc="writing the gallery", unit="image", disable=None):
         filename = f"{item.index:06d}.png"
         Image.fromarray(item.image()).save(folder / "images" / filename, compress_level=1)
         sentences = []

@@ -109,6 +109,22 @@ def test_separate_text_towers_each_pay(corpus):
     assert [trace.text_macs for trace in result.levels] == [1000, 1000]
 
 
+def test_precomputed_text_embeddings_are_used_and_billed_as_if_computed(corpus):
+    def levels():
+        return [FakeBiEncoder("small", seed=1, image_macs=10, text_tower="a"),
+                FakeBiEncoder("large", seed=3, image_macs=1000, text_tower="b")]  # fmt: skip
+
+    computed = CascadeSearcher(levels(), corpus).search("stripes", ks=[10, 2])
+    given_levels = levels()
+    given = {"a": given_levels[0].encode_texts(["stripes"])[0]}  # only the first tower's: the second computes its own
+    before = [level.texts_encoded for level in given_levels]
+    result = CascadeSearcher(given_levels, corpus).search("stripes", ks=[10, 2], text_embeddings=given)
+    assert [level.texts_encoded - b for level, b in zip(given_levels, before)] == [0, 1]
+    assert result.ids == computed.ids
+    assert [t.text_macs for t in result.levels] == [t.text_macs for t in computed.levels] == [1000, 1000]
+    assert set(given) == {"a"}  # the caller's mapping is not written to
+
+
 def test_cross_encoder_stage_reranks_and_pays_per_pair(corpus):
     bi, cross = FakeBiEncoder("small", seed=1, image_macs=10), FakeCrossEncoder(pair_macs=300)
     searcher = CascadeSearcher([bi, cross], corpus)

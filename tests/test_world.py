@@ -195,5 +195,22 @@ def test_materialise_test_split_goes_to_the_cache_dir():
     records = json.loads(json_path.read_text())["images"]
     assert len(records) == world.TEST_GALLERY_IMAGES
     assert len(list((image_root / "images").glob("*.png"))) == world.TEST_GALLERY_IMAGES
-    with pytest.raises(ValueError, match="only the test split"):
+    with pytest.raises(ValueError, match="galleries are test and lifetime"):
         world.materialise("train")
+
+
+def test_the_lifetime_gallery_grows_the_test_gallery(tmp_path, monkeypatch):
+    monkeypatch.setitem(world.GALLERY_SIZES, "test", 10)
+    monkeypatch.setitem(world.GALLERY_SIZES, "lifetime", 25)
+    test_json, test_root = world.materialise("test", root=tmp_path)
+    life_json, life_root = world.materialise("lifetime", root=tmp_path)
+    assert test_root != life_root
+    test_records = json.loads(test_json.read_text())["images"]
+    life_records = json.loads(life_json.read_text())["images"]
+    assert len(test_records) == 10 and len(life_records) == 25
+    assert life_records[:10] == test_records  # the test gallery is the lifetime gallery's first tenth here
+    for record in test_records:
+        name = f"images/{record['filename']}"
+        assert (life_root / name).read_bytes() == (test_root / name).read_bytes()
+    captions = [s["raw"] for r in life_records for s in r["sentences"]]
+    assert len(captions) == len(set(captions))

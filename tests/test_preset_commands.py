@@ -1,0 +1,74 @@
+"""The commands behind the README's shapes tables, on tiny galleries: ``analysis.evaluate`` and ``analysis.replay``."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from analysis import evaluate, presets, replay
+from cascade import world
+from cascade.encoders import create_encoder
+
+TEST_IMAGES, LIFETIME_IMAGES = 150, 300
+REPLAY_KEYS = {"workload", "queries", "alpha", "cascade_image_macs", "baseline_image_macs", "reduction"}
+
+
+@pytest.fixture
+def tiny_world(monkeypatch):
+    """The shapes galleries shrunk (same generator, same seed: the test gallery still opens the lifetime one)."""
+    monkeypatch.setitem(world.GALLERY_SIZES, "test", TEST_IMAGES)
+    monkeypatch.setitem(world.GALLERY_SIZES, "lifetime", LIFETIME_IMAGES)
+
+
+def _base(name: str) -> str:
+    return name.split("@")[0]
+
+
+def test_evaluate_prints_one_row_per_comparison_of_the_preset(tiny_world, capsys):
+    assert evaluate.main(["--preset", "shapes", "--json", "--quiet", "--limit", "40"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    comparisons = presets.get("shapes").comparisons
+    assert [(tuple(map(_base, row["levels"])), tuple(row["ks"])) for row in rows] == list(comparisons)
+    for row in rows:
+        assert set(row) == set(evaluate.JSON_KEYS)
+        assert 0 <= row["r1"] <= row["r5"] <= row["r10"] <= 100
+        assert row["r1"] == round(row["r1"], 4)  # no float noise in the documented output
+    small, large = create_encoder("shapes:small"), create_encoder("shapes:large")
+    assert rows[0]["image_macs"] == TEST_IMAGES * small.image_macs and rows[0]["alpha"] == 0
+    cascade = rows[3]  # [small, large] at the preset's ks: build + each image handed to level 2, once
+    assert (
+        cascade["image_macs"]
+        == TEST_IMAGES * small.image_macs + round(cascade["alpha"] * TEST_IMAGES) * large.image_macs
+    )
+
+
+def test_replay_defaults_to_the_lifetime_gallery_and_prints_the_documented_row(tiny_world, capsys):
+    assert replay.main(["--preset", "shapes", "--workload", "zipf", "--queries", "40", "--json", "--quiet"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert REPLAY_KEYS <= set(row)
+    preset = presets.get("shapes")
+    assert (row["gallery"], row["images"], row["queries"], row["ks"]) == (
+        "lifetime",
+        LIFETIME_IMAGES,
+        40,
+        list(preset.ks),
+    )
+    small, large = (create_encoder(name) for name in preset.levels)
+    handed = round(row["alpha"] * LIFETIME_IMAGES)
+    assert preset.ks[0] <= handed <= 40 * preset.ks[0]  # at least one query's candidates, at most all distinct
+    assert row["baseline_image_macs"] == LIFETIME_IMAGES * large.image_macs
+    assert row["cascade_image_macs"] == LIFETIME_IMAGES * small.image_macs + handed * large.image_macs
+    assert row["reduction"] == pytest.approx(row["baseline_image_macs"] / row["cascade_image_macs"], abs=1e-3)
+
+
+def test_replay_on_the_test_gallery(tiny_world, capsys):
+    assert replay.main(["--gallery", "test", "--workload", "uniform", "--queries", "30", "--json", "--quiet"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert (row["workload"], row["gallery"], row["images"], row["queries"]) == ("uniform", "test", TEST_IMAGES, 30)
+
+
+def test_replay_refuses_a_bad_query_count_with_one_line(tiny_world, capsys):
+    assert replay.main(["--queries", "0", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "at least 1" in err and len(err.strip().splitlines()) == 1
