@@ -9,7 +9,7 @@ included. The two sides' builds alternate (twice each, medians), and their
 queries are interleaved one by one, so the machine's noise hits both alike.
 
 Two workloads (``analysis.replay.workload``):
-- ``uniform``: 10,000 captions of the whole gallery, shuffled: alpha climbs
+- ``uniform``: 5,000 captions of the whole gallery, shuffled: alpha climbs
   with every new query, so the cascade ends up paying for both encoders: the
   honest worst case of the small-world assumption.
 - ``zipf``: queries about a popular tenth of the gallery (the paper's regime).
@@ -41,7 +41,7 @@ PRESET = presets.get("shapes")
 SMALL, LARGE = PRESET.levels
 CASCADE_KS, ALONE_KS = PRESET.ks, PRESET.ks[-1:]
 QUICK_GALLERY_IMAGES = 500
-UNIFORM_QUERIES, ZIPF_QUERIES, QUICK_QUERIES = 10_000, 2_000, 300
+UNIFORM_QUERIES, ZIPF_QUERIES, QUICK_QUERIES = 5_000, 2_000, 300
 
 
 def shapes_gallery(quick: bool, which: str = "lifetime") -> tuple[Corpus, Path]:
