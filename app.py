@@ -143,6 +143,14 @@ def describe_choice(choice: Choice) -> str:
     return f"{stages} on {where.get(choice.gallery.kind, choice.gallery.kind)}"
 
 
+def skipped_note(corpus: Corpus, shown: int = 3) -> str:
+    """`` · N file(s) skipped ...`` naming the first few files of a folder or upload that are not readable images."""
+    if not corpus.skipped:
+        return ""
+    names = ", ".join(path.name for path in corpus.skipped[:shown]) + (", ..." if len(corpus.skipped) > shown else "")
+    return f" · {len(corpus.skipped)} file(s) skipped, not readable images: {names}"
+
+
 # ---------------------------------------------------------------- search results
 
 
@@ -362,14 +370,15 @@ def search_tab(engine: Engine, session: gr.State) -> dict:
         outcome = engine.search(current, text, progress=progress_fn(progress))
         stages = [stage_gallery(t, outcome.corpus, n) for n, t in enumerate(outcome.result.levels, start=1)]
         stages += [gr.Gallery(value=None, visible=False)] * (MAX_STAGES - len(stages))
-        note = f"Cascade: {describe_choice(current)}"
+        note = f"Cascade: {describe_choice(current)}{skipped_note(outcome.corpus)}"
         return dict(zip(outputs, [gr.Markdown(note), *stages, cost_card(outcome), result_json(outcome)]))
 
     @guarded(status)
     def run_build(state: Session, progress: gr.Progress = PROGRESS):
         current = state.valid()
         searcher = engine.searcher(current, progress=progress_fn(progress))
-        return {status: gr.Markdown(f"Built: {describe_choice(current)} ({len(searcher.corpus):,} images ready)")}
+        ready = f"({len(searcher.corpus):,} images ready){skipped_note(searcher.corpus)}"
+        return {status: gr.Markdown(f"Built: {describe_choice(current)} {ready}")}
 
     searched = search_button.click(run_search, [query, session], outputs, api_name="search",
                                    concurrency_limit=SEARCH_CONCURRENCY, concurrency_id="search")  # fmt: skip

@@ -16,6 +16,9 @@ import plotly.graph_objects as go
 
 CASCADE_COLOUR = "#d62728"
 BASELINE_COLOURS = ("#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#17becf")
+# Baselines of equal cost draw on top of each other (a cross-encoder built on the large tower costs what it
+# costs per image); a dash pattern each keeps both visible.
+BASELINE_DASHES = ("dash", "dot", "dashdot", "longdash", "longdashdot")
 LEVEL_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b")
 _HEIGHT_PX = 380
 _WEIGHTS_SUFFIX = re.compile(r"@[0-9a-f]{8,}$")  # content digests of weights: noise in a legend
@@ -68,10 +71,10 @@ def cumulative_cost_figure(cumulative: pd.DataFrame, baselines: pd.DataFrame, ti
     figure.add_trace(go.Scatter(x=x, y=y, mode="lines+markers" if len(x) < 60 else "lines", name="cascade",
                                 line={"color": CASCADE_COLOUR, "width": 3}))  # fmt: skip
     for i, row in enumerate(baselines.itertuples()):
-        colour = BASELINE_COLOURS[i % len(BASELINE_COLOURS)]
+        colour, dash = BASELINE_COLOURS[i % len(BASELINE_COLOURS)], BASELINE_DASHES[i % len(BASELINE_DASHES)]
         figure.add_trace(go.Scatter(x=[x[0], max(x[-1], 1)], y=[row.image_macs] * 2, mode="lines",
                                     name=f"{short_encoder(row.encoder_id)} alone",
-                                    line={"color": colour, "dash": "dash"}))  # fmt: skip
+                                    line={"color": colour, "dash": dash}))  # fmt: skip
         crossing = break_even_index(y, row.image_macs)
         if 0 < (crossing or 0):  # a crossing at build (0) is the cheap level itself: nothing to mark
             figure.add_trace(go.Scatter(x=[x[crossing]], y=[y[crossing]], mode="markers", showlegend=False,
@@ -127,7 +130,8 @@ def whatif_figure(curves: pd.DataFrame, break_evens: dict[str, int | None] | Non
         if name == "cascade":
             line = {"color": CASCADE_COLOUR, "width": 3}
         else:
-            line = {"color": BASELINE_COLOURS[baseline_index % len(BASELINE_COLOURS)], "dash": "dash"}
+            line = {"color": BASELINE_COLOURS[baseline_index % len(BASELINE_COLOURS)],
+                    "dash": BASELINE_DASHES[baseline_index % len(BASELINE_DASHES)]}  # fmt: skip
             baseline_index += 1
         figure.add_trace(go.Scatter(x=rows["queries"], y=rows["image_macs"], mode="lines", name=name, line=line))
     cascade = curves[curves["series"] == "cascade"]

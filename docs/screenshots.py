@@ -73,11 +73,17 @@ def shot(page, out: Path, name: str) -> None:
 def search_tab(page, out: Path) -> None:
     page.locator("#rerank input").check()
     page.wait_for_function("document.querySelector('#search-status').innerText.includes(':cross')")
-    query = page.locator("#query textarea")
+    query, card = page.locator("#query textarea"), page.locator("#cost-card")
     for text in QUERIES:
+        before = card.inner_text()
         query.fill(text)
         page.locator("#search-button").click()
-        page.wait_for_function(f"document.querySelector('#cost-card').innerText.includes({text[:40]!r})")
+        # the card names no query; a new search shows as a new card (wall times always differ)
+        page.wait_for_function(
+            "before => { const t = document.querySelector('#cost-card').innerText; "
+            "return t !== before && t.includes('total'); }",
+            arg=before,
+        )
     page.wait_for_function("document.querySelectorAll('#stage-3 img').length > 0")
     shot(page, out, "search")
 

@@ -313,6 +313,13 @@ def test_a_shared_folder_and_uploads_are_searchable(tmp_path):
         uploads = tuple(str(p) for p in sorted((shared / "photos").iterdir())[:6])
         upload = Choice(GallerySource("upload", uploads=uploads), PRESET.levels, (6, 3))
         assert len(engine.search(upload, "anything").corpus) == 6
+        assert app.skipped_note(engine.search(upload, "anything").corpus) == ""
+        notes = tmp_path / "notes.png"
+        notes.write_text("not an image")
+        mixed = Choice(GallerySource("upload", uploads=(*uploads, str(notes))), PRESET.levels, (6, 3))
+        outcome = engine.search(mixed, "anything")
+        assert len(outcome.corpus) == 6  # the bad file costs nothing but a line in the page
+        assert app.skipped_note(outcome.corpus) == " · 1 file(s) skipped, not readable images: notes.png"
     finally:
         engine.store.close()
 
