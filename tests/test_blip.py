@@ -32,6 +32,7 @@ from tests.fakes import make_gallery
 
 QUERIES = ["a red cat on the grass", "a man sitting in a blue car", "green bus"]
 
+
 @pytest.fixture(scope="module")
 def checkpoint_dir(tmp_path_factory) -> Path:
     return save_tiny_checkpoint(tmp_path_factory.mktemp("blip-tiny"))
