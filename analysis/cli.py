@@ -13,7 +13,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from tqdm import tqdm
@@ -31,8 +31,17 @@ from cascade.types import CascadeConfig
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    return guarded(lambda: args.run(args))
+
+
+def guarded(body: Callable[[], int]) -> int:
+    """Run a command's body: errors become one line on stderr and an exit code, never a traceback.
+
+    CascadeError and anything unexpected (a full disk, say) exit 1, Ctrl-C exits 130;
+    ``CASCADE_DEBUG=1`` re-raises the unexpected ones.
+    """
     try:
-        return args.run(args)
+        return body()
     except CascadeError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

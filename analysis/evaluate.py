@@ -25,7 +25,7 @@ import numpy as np
 
 from cascade.corpus import Corpus
 from cascade.encoders.base import BiEncoder
-from cascade.errors import CascadeError, ConfigError
+from cascade.errors import ConfigError
 from cascade.search import CascadeSearcher
 
 RECALL_KS: tuple[int, ...] = (1, 5, 10)
@@ -146,6 +146,7 @@ JSON_KEYS = ("levels", "ks", "r1", "r5", "r10", "image_macs", "alpha")
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m analysis.evaluate --preset shapes [--json]``: the preset's table of configurations."""
     from analysis import presets, progress
+    from analysis.cli import guarded
 
     parser = argparse.ArgumentParser(prog="python -m analysis.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="shapes", choices=presets.names())
@@ -165,16 +166,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         bars[:] = [progress.bar(f"{index + 1}/{n_rows} {' > '.join(levels)}", quiet=args.quiet, unit="q")]
         return progress.callback(bars[0])
 
-    try:
-        for row in presets.evaluation_rows(args.preset, limit=args.limit, progress=on_comparison):
-            _print_row(row, args.json)
-    except CascadeError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    finally:
-        for old in bars:
-            old.close()
-    return 0
+    def run() -> int:
+        try:
+            for row in presets.evaluation_rows(args.preset, limit=args.limit, progress=on_comparison):
+                _print_row(row, args.json)
+        finally:
+            for old in bars:
+                old.close()
+        return 0
+
+    return guarded(run)
 
 
 def _print_row(row: EvalResult, as_json: bool) -> None:

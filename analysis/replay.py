@@ -32,7 +32,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from cascade.corpus import Corpus
-from cascade.errors import CascadeError, ConfigError
+from cascade.errors import ConfigError
 from cascade.search import CascadeSearcher
 from cascade.types import SearchResult
 
@@ -142,8 +142,8 @@ def replay(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from analysis import presets, progress
-    from cascade.encoders import create_encoder
+    from analysis import presets
+    from analysis.cli import guarded
 
     parser = argparse.ArgumentParser(prog="python -m analysis.replay", description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="shapes", choices=presets.names())
@@ -162,17 +162,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.queries < 1:  # before materialising a gallery that may take minutes
         print(f"error: the number of queries must be at least 1, got {args.queries}", file=sys.stderr)
         return 2
-    try:
-        preset, corpus = presets.get(args.preset), presets.gallery(args.preset, args.gallery)
-        searcher = CascadeSearcher([create_encoder(name) for name in preset.levels], corpus)
-        queries = workload(corpus, args.workload, args.queries, args.seed)
-        with progress.bar("embedding", len(corpus), args.quiet) as bar:
-            searcher.build(progress=progress.callback(bar))
-        with progress.bar("queries", len(queries), args.quiet) as bar:
-            result = replay(searcher, queries, preset.ks, args.workload, on_query=lambda done, *_: bar.update())
-    except CascadeError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    return guarded(lambda: _run(args))
+
+
+def _run(args: argparse.Namespace) -> int:
+    from analysis import presets, progress
+    from cascade.encoders import create_encoder
+
+    preset, corpus = presets.get(args.preset), presets.gallery(args.preset, args.gallery)
+    searcher = CascadeSearcher([create_encoder(name) for name in preset.levels], corpus)
+    queries = workload(corpus, args.workload, args.queries, args.seed)
+    with progress.bar("embedding", len(corpus), args.quiet) as bar:
+        searcher.build(progress=progress.callback(bar))
+    with progress.bar("queries", len(queries), args.quiet) as bar:
+        result = replay(searcher, queries, preset.ks, args.workload, on_query=lambda done, *_: bar.update())
     row = {**result.as_json(), "gallery": args.gallery, "images": len(corpus), "ks": list(preset.ks)}
     if args.json:
         print(json.dumps(row))

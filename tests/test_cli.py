@@ -138,8 +138,13 @@ def test_database_locked_by_another_process(tmp_path, gallery):
     assert "in use by another process" in out.stderr and "Traceback" not in out.stderr
 
 
+N_BIG = 4000
+
+
 def test_killed_index_resumes_without_recomputing(tmp_path):
-    folder = make_gallery(tmp_path / "big", 1500, seed=5)[0].parent
+    # Big enough that the index runs for seconds: the watcher below reads its progress bar and must
+    # kill it mid-way, however fast the machine (1,500 images took about 1.5 s, too close to call).
+    folder = make_gallery(tmp_path / "big", N_BIG, seed=5)[0].parent
     db = tmp_path / "db.duckdb"
     cmd = [sys.executable, "-m", "cascade", "index", "--images", str(folder), "--levels", SMALL, "--db", str(db)]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
@@ -150,8 +155,8 @@ def test_killed_index_resumes_without_recomputing(tmp_path):
         buffer = ""
         while (char := proc.stderr.read(1)) != "":
             buffer = buffer[-200:] + char
-            match = re.findall(r"embedding:\s+\d+%\S*\s+(\d+)/1500", buffer)
-            if match and 96 <= int(match[-1]) < 1400:
+            match = re.findall(rf"embedding:\s+\d+%\|[^|]*\|\s*(\d+)/{N_BIG}", buffer)  # "12%|█▏    | 480/4000"
+            if match and 96 <= int(match[-1]) < N_BIG // 2:
                 seen.set()
                 proc.send_signal(signal.SIGKILL)
                 return
@@ -164,10 +169,10 @@ def test_killed_index_resumes_without_recomputing(tmp_path):
 
     with Store(db, read_only=True) as store:  # the killed run left a clean, partial cache
         done = store.count_features(f"{SMALL}0")
-    assert 96 <= done < 1500
+    assert 96 <= done < N_BIG
 
     resumed = run_cli("index", "--images", str(folder), "--levels", SMALL, "--db", str(db), "--json", "--quiet")
-    assert json.loads(resumed.stdout) == {"images": 1500, "embedded": 1500 - done, "reused": done, "skipped": 0}
+    assert json.loads(resumed.stdout) == {"images": N_BIG, "embedded": N_BIG - done, "reused": done, "skipped": 0}
 
     fresh_db = tmp_path / "fresh.duckdb"
     fresh = run_cli("index", "--images", str(folder), "--levels", SMALL, "--db", str(fresh_db), "--quiet")

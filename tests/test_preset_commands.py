@@ -72,3 +72,22 @@ def test_replay_refuses_a_bad_query_count_with_one_line(tiny_world, capsys):
     assert replay.main(["--queries", "0", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "at least 1" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("command", [evaluate.main, replay.main])
+@pytest.mark.parametrize(
+    ("failure", "code", "says"),
+    [
+        (OSError(28, "No space left on device"), 1, "error: unexpected OSError: [Errno 28] No space left on device"),
+        (KeyboardInterrupt(), 130, "interrupted"),
+    ],
+)
+def test_a_failure_while_materialising_is_one_line_and_an_exit_code(monkeypatch, capsys, command, failure, code, says):
+    def fail(*args, **kwargs):
+        raise failure
+
+    monkeypatch.setattr(presets, "gallery", fail)
+    assert command(["--quiet"]) == code
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.splitlines()[0].startswith(says)
+    assert len(captured.err.strip().splitlines()) == 1
