@@ -47,6 +47,8 @@ class ReplayResult:
 
     Attributes:
         alpha: share of the gallery ever handed to the levels above the first.
+        distinct_queries: how many different texts the workload held; with k_1 they bound alpha:
+            alpha <= distinct_queries x k_1 / N, whatever the encoders.
         cascade_image_macs: build (N x C_1) + each image embedded once by each level >= 2 that needed it.
         baseline_image_macs: N x C_L (the last level alone embeds everything at build).
         curve_image_macs: cumulative cascade cost after 0..Q queries (index 0 = build).
@@ -55,6 +57,7 @@ class ReplayResult:
 
     workload: str
     queries: int
+    distinct_queries: int
     alpha: float
     cascade_image_macs: int
     baseline_image_macs: int
@@ -69,6 +72,7 @@ class ReplayResult:
         return {
             "workload": self.workload,
             "queries": self.queries,
+            "distinct_queries": self.distinct_queries,
             "alpha": round(self.alpha, 4),
             "cascade_image_macs": self.cascade_image_macs,
             "baseline_image_macs": self.baseline_image_macs,
@@ -133,6 +137,7 @@ def replay(
     return ReplayResult(
         workload=workload_name,
         queries=len(queries),
+        distinct_queries=len(set(queries)),
         alpha=len(handed[1]) / n_images if len(levels) > 1 else 0.0,
         cascade_image_macs=cumulative,
         baseline_image_macs=n_images * levels[-1].image_macs,

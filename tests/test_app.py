@@ -19,6 +19,7 @@ import pytest
 
 import app
 from analysis.engine import Choice, Engine, GallerySource, ReplayStopped, SharedObjects
+from analysis.replay import ReplayResult, workload
 from cascade.errors import ConfigError, CorpusError
 from tests.app_engine import (
     LARGE_MACS,
@@ -174,6 +175,17 @@ def test_replay_logs_every_query_and_measures_alpha(engine):
     # A fresh cache: what the replay handed to level 2 is exactly what the cache now holds for it.
     assert engine.measured_alpha(choice) == pytest.approx(result.alpha)
     assert result.cascade_image_macs == N_IMAGES * SMALL_MACS + round(result.alpha * N_IMAGES) * LARGE_MACS
+    assert result.distinct_queries == len(set(workload(engine.corpus(choice.gallery), "zipf", 30, seed=3)))
+    assert result.alpha <= result.distinct_queries * choice.ks[0] / N_IMAGES  # the floor the app explains
+
+
+def test_the_replay_verdict_explains_a_high_alpha_by_distinct_queries_and_k1():
+    def result(alpha: float, distinct: int) -> ReplayResult:
+        return ReplayResult("zipf", 300, distinct, alpha, 10, 20, (10,), 1.0)
+
+    assert app.alpha_floor_note(result(0.12, 200), k_1=15, n_images=100_000) == ""  # near the paper's 0.1
+    note = app.alpha_floor_note(result(0.67, 548), k_1=15, n_images=5_000)
+    assert "548 distinct queries x k_1 = 15 can hand up to 8,220 images to level 2, against 5,000" in note
 
 
 def test_a_stopped_replay_keeps_what_it_logged(engine):
