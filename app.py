@@ -36,6 +36,7 @@ from cascade.corpus import Corpus
 from cascade.errors import CascadeError, ConfigError
 from cascade.paths import default_db_path
 from cascade.types import LevelTrace
+from cascade.world import LIFETIME_GALLERY_IMAGES
 
 LOG = logging.getLogger("cascade.app")
 
@@ -495,7 +496,7 @@ def alpha_floor_note(result: ReplayResult, k_1: int, n_images: int) -> str:
     return (f" Why so high: {result.distinct_queries:,} distinct queries x k_1 = {k_1} can hand up to {reach:,} "
             f"images to level 2, against {n_images:,} in this gallery. Alpha stays near {PAPER_ALPHA} only in a "
             f"gallery large against that: `python -m analysis.replay` replays on the preset's lifetime gallery "
-            f"(100,000 images).")  # fmt: skip
+            f"({LIFETIME_GALLERY_IMAGES:,} images).")  # fmt: skip
 
 
 def whatif_tab(engine: Engine) -> dict:

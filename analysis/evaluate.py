@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from cascade.corpus import Corpus
+from cascade.corpus import Corpus, ProgressFn
 from cascade.encoders.base import BiEncoder
 from cascade.errors import ConfigError
 from cascade.search import CascadeSearcher
@@ -158,21 +158,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: --limit must be at least 1, got {args.limit}", file=sys.stderr)
         return 2
     n_rows = len(presets.get(args.preset).comparisons)
-    bars: list = []
-
-    def on_comparison(index: int, levels: Sequence[str]):
-        for old in bars:
-            old.close()
-        bars[:] = [progress.bar(f"{index + 1}/{n_rows} {' > '.join(levels)}", quiet=args.quiet, unit="q")]
-        return progress.callback(bars[0])
 
     def run() -> int:
-        try:
+        with progress.bar("evaluating", quiet=args.quiet, unit="q") as bar:
+
+            def on_comparison(index: int, levels: Sequence[str]) -> ProgressFn:  # one bar, restarted per row
+                bar.set_description(f"{index + 1}/{n_rows} {' > '.join(levels)}", refresh=False)
+                bar.reset()
+                return progress.callback(bar)
+
             for row in presets.evaluation_rows(args.preset, limit=args.limit, progress=on_comparison):
                 _print_row(row, args.json)
-        finally:
-            for old in bars:
-                old.close()
         return 0
 
     return guarded(run)

@@ -311,7 +311,7 @@ def train_family(config: TrainConfig, out_dir: Path) -> dict[str, float]:
     """Train all four models and write their safetensors into ``out_dir``. Returns wall seconds per stage."""
     torch.manual_seed(config.seed)
     vocab = world.vocabulary()
-    extra = {"train_config": dataclasses.asdict(config), "world_version": world.WORLD_VERSION}
+    extra = _metadata(config)
     seconds: dict[str, float] = {}
     start = time.perf_counter()
     joint = train_joint(config, vocab)
@@ -334,9 +334,13 @@ def retrain_cross(config: TrainConfig, out_dir: Path) -> dict[str, float]:
     text, large = shapes.read_module("text", out_dir), shapes.read_module("large", out_dir)
     start = time.perf_counter()
     model = train_cross(config, text, large, vocab)
-    extra = {"train_config": dataclasses.asdict(config), "world_version": world.WORLD_VERSION}
-    shapes.save(model, "cross", vocab, out_dir, extra)
+    shapes.save(model, "cross", vocab, out_dir, _metadata(config))
     return {"cross": round(time.perf_counter() - start, 1)}
+
+
+def _metadata(config: TrainConfig) -> dict:
+    """What every weights file records of the run that made it."""
+    return {"train_config": dataclasses.asdict(config), "world_version": world.WORLD_VERSION}
 
 
 def _previous_report(out_dir: Path) -> dict:

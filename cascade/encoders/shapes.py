@@ -60,7 +60,7 @@ class ConvConfig:
 
 @dataclass(frozen=True)
 class TransformerConfig:
-    """A pre-norm transformer over ``max_tokens`` word tokens (plus image tokens for the cross-encoder)."""
+    """A pre-norm transformer over ``max_tokens`` word tokens: the shared text tower."""
 
     width: int = 128
     layers: int = 2
@@ -188,20 +188,12 @@ class TextTower(nn.Module):
         self.norm = nn.LayerNorm(config.width)
         self.head = nn.Linear(config.width, config.dim)
 
-    def states(self, tokens: torch.Tensor) -> torch.Tensor:
-        """``(m, L)`` -> ``(m, L, width)`` contextual token states."""
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         x = self.embed(tokens) + self.position[: tokens.shape[1]]
         keep = tokens != Tokeniser.PAD
         for block in self.blocks:
             x = block(x, keep)
-        return x
-
-    def pool(self, states: torch.Tensor) -> torch.Tensor:
-        """``(m, L, width)`` states -> ``(m, dim)`` embeddings (from the CLS state)."""
-        return self.head(self.norm(states[:, 0]))
-
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.pool(self.states(tokens))
+        return self.head(self.norm(x[:, 0]))
 
 
 # ---------------------------------------------------------------- images
