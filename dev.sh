@@ -12,10 +12,11 @@ VENV=.venv
 setup_venv() {  # $1: requirements file; re-installs only when it changed
   local reqs=$1 stamp="$VENV/.installed-$(basename "$1")"
   [[ -x $VENV/bin/python ]] || "$PYTHON" -m venv "$VENV"
-  if [[ ! -f $stamp ]] || ! cmp -s <(cat requirements.txt "$reqs") "$stamp"; then
+  if [[ ! -f $stamp ]] || ! cmp -s <(cat requirements.txt "$reqs" pyproject.toml) "$stamp"; then
     "$VENV/bin/python" -m pip install --quiet --upgrade pip
     "$VENV/bin/python" -m pip install --quiet -r "$reqs"
-    cat requirements.txt "$reqs" > "$stamp"
+    "$VENV/bin/python" -m pip install --quiet --no-deps -e .  # the `cascade` console script
+    cat requirements.txt "$reqs" pyproject.toml > "$stamp"
   fi
 }
 

@@ -280,12 +280,8 @@ class Engine:
         searcher = self.searcher(choice, progress)
         result = searcher.search(query, choice.ks)
         self._record(searcher, result)
-        totals = self.store.frame(
-            "SELECT count(*) - 1 AS queries, max(cumulative_image_macs) AS macs FROM cumulative_cost "
-            "WHERE config_key = ? AND corpus_id = ?",
-            [result.config.key, searcher.corpus.fingerprint],
-        ).iloc[0]
-        return SearchOutcome(result, searcher.corpus, int(totals["queries"]), int(totals["macs"]))
+        queries, macs = self.store.lifetime(result.config.key, searcher.corpus.fingerprint)
+        return SearchOutcome(result, searcher.corpus, queries, macs)
 
     def _record(self, searcher: CascadeSearcher, result: SearchResult) -> None:
         self.store.record(result, corpus_id=searcher.corpus.fingerprint, corpus_size=len(searcher.corpus))
@@ -302,13 +298,7 @@ class Engine:
         if searcher is None:
             return None
         key, corpus_id = searcher.config(choice.ks).key, searcher.corpus.fingerprint
-        per_level = self.store.frame(
-            "WITH q AS (SELECT query_id, row_number() OVER (ORDER BY query_id) AS query_index FROM queries "
-            "WHERE config_key = ? AND corpus_id = ?) "
-            "SELECT q.query_index, l.level, l.encoder_id, l.image_macs, l.misses FROM q JOIN query_levels l "
-            "USING (query_id) WHERE q.query_index <= ? ORDER BY q.query_index, l.level",
-            [key, corpus_id, first_queries],
-        )
+        per_level = self.store.first_queries_levels(key, corpus_id, first_queries)
         baselines = pd.DataFrame(
             {
                 "level": range(1, len(searcher.levels) + 1),
@@ -396,7 +386,7 @@ class Engine:
         return results
 
     def evaluations(self, dataset: GallerySource) -> pd.DataFrame:
-        return self.store.frame("SELECT * FROM evaluations WHERE dataset = ? ORDER BY ts", [self.dataset_name(dataset)])
+        return self.store.evaluations(self.dataset_name(dataset))
 
 
 def is_cross_name(name: str) -> bool:

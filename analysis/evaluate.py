@@ -10,20 +10,21 @@ embeds the whole gallery (N x C_1), and level i >= 2 embeds each image the first
 time any query hands it that image. So the figure does not depend on earlier
 runs, and alpha = share of the gallery ever embedded above level 1.
 
-    python -m analysis.evaluate --preset shapes --json
+    cascade compare --preset shapes --json
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from analysis import presets
+from analysis.presets import Preset
+from cascade.cache import MemoryCache
 from cascade.corpus import Corpus, ProgressFn
+from cascade.encoders import create_encoder
 from cascade.encoders.base import BiEncoder
 from cascade.errors import ConfigError
 from cascade.search import CascadeSearcher
@@ -140,50 +141,22 @@ def _text_embeddings(levels: Sequence, texts: Sequence[str], batch_size: int = 5
     return embeddings
 
 
-JSON_KEYS = ("levels", "ks", "r1", "r5", "r10", "image_macs", "alpha")
+JSON_KEYS = ("levels", "ks", "r1", "r5", "r10", "image_macs", "alpha")  # the documented ``--json`` row
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m analysis.evaluate --preset shapes [--json]``: the preset's table of configurations."""
-    from analysis import presets, progress
-    from analysis.cli import guarded
+def compare(
+    preset: Preset, limit: int | None = None, progress: Callable[[int, Sequence[str]], ProgressFn | None] | None = None
+) -> Iterator[EvalResult]:
+    """Evaluate every comparison of ``preset`` on its test gallery (no logging), yielding each row when done.
 
-    parser = argparse.ArgumentParser(prog="python -m analysis.evaluate", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--preset", default="shapes", choices=presets.names())
-    parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N captions")
-    parser.add_argument("--json", action="store_true", help="one JSON object per line")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    args = parser.parse_args(argv)
-    if args.limit is not None and args.limit < 1:
-        print(f"error: --limit must be at least 1, got {args.limit}", file=sys.stderr)
-        return 2
-    n_rows = len(presets.get(args.preset).comparisons)
+    One in-memory cache serves all comparisons: rows are keyed by encoder, and the
+    evaluator's cost figures do not depend on what the cache held before.
 
-    def run() -> int:
-        with progress.bar("evaluating", quiet=args.quiet, unit="q") as bar:
-
-            def on_comparison(index: int, levels: Sequence[str]) -> ProgressFn:  # one bar, restarted per row
-                bar.set_description(f"{index + 1}/{n_rows} {' > '.join(levels)}", refresh=False)
-                bar.reset()
-                return progress.callback(bar)
-
-            for row in presets.evaluation_rows(args.preset, limit=args.limit, progress=on_comparison):
-                _print_row(row, args.json)
-        return 0
-
-    return guarded(run)
-
-
-def _print_row(row: EvalResult, as_json: bool) -> None:
-    if as_json:
-        values = row.as_json()
-        payload = {key: round(values[key], 4) if isinstance(values[key], float) else values[key] for key in JSON_KEYS}
-        print(json.dumps(payload), flush=True)
-    else:
-        print(f"{' > '.join(row.levels):60s} ks={list(row.ks)!s:14s} R@1 {row.r1:5.2f}  R@5 {row.r5:5.2f}  "
-              f"R@10 {row.r10:5.2f}  image GMACs {row.image_macs / 1e9:10.2f}  alpha {row.alpha:.3f}",
-              flush=True)  # fmt: skip
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    Args:
+        progress: called with (comparison index, its levels) before each comparison; may
+            return a ``progress(done, total)`` callback for that comparison's queries.
+    """
+    corpus, cache = presets.gallery(preset.name), MemoryCache()
+    for index, (levels, ks) in enumerate(preset.comparisons):
+        searcher = CascadeSearcher([create_encoder(level) for level in levels], corpus, cache=cache)
+        yield evaluate(searcher, ks, progress=progress(index, levels) if progress else None, limit=limit)

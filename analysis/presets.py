@@ -6,14 +6,10 @@ the project's own world and encoder family, so everything works offline.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
-from cascade.cache import MemoryCache
-from cascade.corpus import Corpus, ProgressFn
-from cascade.encoders import create_encoder
+from cascade.corpus import Corpus
 from cascade.errors import ConfigError
-from cascade.search import CascadeSearcher
 
 
 @dataclass(frozen=True)
@@ -89,23 +85,3 @@ def gallery(name: str, which: str = "test") -> Corpus:
 
     json_path, image_root = world.materialise(which)
     return Corpus.from_karpathy(json_path, image_root, split="test")
-
-
-def evaluation_rows(
-    name: str, limit: int | None = None, progress: Callable[[int, Sequence[str]], ProgressFn | None] | None = None
-) -> Iterator:
-    """Evaluate every comparison of the preset on its test gallery (no logging), yielding each row when done.
-
-    One in-memory cache serves all comparisons: rows are keyed by encoder, and the
-    evaluator's cost figures do not depend on what the cache held before.
-
-    Args:
-        progress: called with (comparison index, its levels) before each comparison; may
-            return a ``progress(done, total)`` callback for that comparison's queries.
-    """
-    from analysis.evaluate import evaluate
-
-    preset, corpus, cache = get(name), gallery(name), MemoryCache()
-    for index, (levels, ks) in enumerate(preset.comparisons):
-        searcher = CascadeSearcher([create_encoder(level) for level in levels], corpus, cache=cache)
-        yield evaluate(searcher, ks, progress=progress(index, levels) if progress else None, limit=limit)

@@ -18,15 +18,12 @@ The command replays on the preset's *lifetime* gallery by default (100,000
 images for ``shapes``): alpha can never be below k_1 / N, and a real system's
 collection is large against k_1 times its number of distinct queries.
 
-    python -m analysis.replay --preset shapes --workload zipf --queries 2000 --json
+    cascade replay --preset shapes --workload zipf --queries 2000 --json
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import random
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -144,53 +141,3 @@ def replay(
         curve_image_macs=tuple(curve),
         wall_s=time.perf_counter() - started,
     )
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    from analysis import presets
-    from analysis.cli import guarded
-
-    parser = argparse.ArgumentParser(prog="python -m analysis.replay", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--preset", default="shapes", choices=presets.names())
-    parser.add_argument("--workload", default="zipf", choices=WORKLOADS)
-    parser.add_argument("--queries", type=int, default=2000)
-    parser.add_argument(
-        "--gallery",
-        default="lifetime",
-        choices=presets.GALLERIES,
-        help="lifetime: the preset's large collection (default); test: its evaluation gallery",
-    )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", action="store_true")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    args = parser.parse_args(argv)
-    if args.queries < 1:  # before materialising a gallery that may take minutes
-        print(f"error: the number of queries must be at least 1, got {args.queries}", file=sys.stderr)
-        return 2
-    return guarded(lambda: _run(args))
-
-
-def _run(args: argparse.Namespace) -> int:
-    from analysis import presets, progress
-    from cascade.encoders import create_encoder
-
-    preset, corpus = presets.get(args.preset), presets.gallery(args.preset, args.gallery)
-    searcher = CascadeSearcher([create_encoder(name) for name in preset.levels], corpus)
-    queries = workload(corpus, args.workload, args.queries, args.seed)
-    with progress.bar("embedding", len(corpus), args.quiet) as bar:
-        searcher.build(progress=progress.callback(bar))
-    with progress.bar("queries", len(queries), args.quiet) as bar:
-        result = replay(searcher, queries, preset.ks, args.workload, on_query=lambda done, *_: bar.update())
-    row = {**result.as_json(), "gallery": args.gallery, "images": len(corpus), "ks": list(preset.ks)}
-    if args.json:
-        print(json.dumps(row))
-    else:
-        alone = f"{result.baseline_image_macs / 1e9:,.1f} GMACs for {preset.levels[-1]} alone"
-        print(f"{row['workload']}: {row['queries']} queries on the {args.gallery} gallery ({len(corpus):,} images, "
-              f"ks {preset.ks}): alpha {row['alpha']:.3f}, cascade {result.cascade_image_macs / 1e9:,.1f} GMACs vs "
-              f"{alone}: {row['reduction']:.2f}x")  # fmt: skip
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -316,6 +316,35 @@ class Store:
             [config_key, corpus_id],
         )
 
+    def config_totals(self) -> pd.DataFrame:
+        """One row per (config_key, corpus_id): queries logged, build_image_macs, cumulative_image_macs."""
+        return self.frame(
+            "SELECT config_key, corpus_id, count(*) - 1 AS queries, "
+            "max(cumulative_image_macs) AS cumulative_image_macs, "
+            "max(CASE WHEN query_index = 0 THEN image_macs END) AS build_image_macs "
+            "FROM cumulative_cost GROUP BY config_key, corpus_id ORDER BY config_key"
+        )
+
+    def lifetime(self, config_key: str, corpus_id: str) -> tuple[int, int]:
+        """(queries logged, image MACs spent so far, build included) for one configuration on one corpus."""
+        queries, macs = self._cursor().execute(
+            "SELECT count(*) - 1, max(cumulative_image_macs) FROM cumulative_cost "
+            "WHERE config_key = ? AND corpus_id = ?",
+            [config_key, corpus_id],
+        ).fetchone()
+        return int(queries), int(macs or 0)
+
+    def first_queries_levels(self, config_key: str, corpus_id: str, n_queries: int) -> pd.DataFrame:
+        """Per-level rows of the first ``n_queries`` logged queries: query_index (from 1), level, encoder_id,
+        image_macs, misses."""
+        return self.frame(
+            "WITH q AS (SELECT query_id, row_number() OVER (ORDER BY query_id) AS query_index FROM queries "
+            "WHERE config_key = ? AND corpus_id = ?) "
+            "SELECT q.query_index, l.level, l.encoder_id, l.image_macs, l.misses FROM q JOIN query_levels l "
+            "USING (query_id) WHERE q.query_index <= ? ORDER BY q.query_index, l.level",
+            [config_key, corpus_id, n_queries],
+        )
+
     def recent_queries(self, limit: int = 20) -> pd.DataFrame:
         return self.frame(
             "SELECT query_id, ts, config_key, query, image_macs, text_macs, latency_ms FROM queries "
@@ -346,8 +375,11 @@ class Store:
                 ],
             )  # fmt: skip
 
-    def evaluations(self) -> pd.DataFrame:
-        return self.frame("SELECT * FROM evaluations ORDER BY ts")
+    def evaluations(self, dataset: str | None = None) -> pd.DataFrame:
+        """Every stored evaluation in time order, or only those on ``dataset``."""
+        if dataset is None:
+            return self.frame("SELECT * FROM evaluations ORDER BY ts")
+        return self.frame("SELECT * FROM evaluations WHERE dataset = ? ORDER BY ts", [dataset])
 
 
 def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:

@@ -1,6 +1,6 @@
 """Reproduce the cost columns of the paper's Table 1 from MAC counts.
 
-    python -m analysis.table1 [--json] [--macs paper|full] [--alpha 0.1] [--k1 50 --k2 14]
+    cascade table1 [--json] [--macs paper|full] [--alpha 0.1] [--k1 50 --k2 14]
 
 ``--macs paper`` (the default) counts MACs with THOP as the paper did and matches every
 printed figure; ``--macs full`` also counts the attention THOP misses (see ``cascade.cost``),
@@ -24,14 +24,12 @@ JSON schema (``--json``)::
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 from analysis import cost_model
 from analysis.cost_model import CascadeCosts
+from cascade.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -165,14 +163,14 @@ ImageGmacs = Callable[[EncoderSpec, str], float]
 
 def count_image_gmacs(encoder: EncoderSpec, macs_mode: str) -> float:
     """GMACs per image of ``encoder`` at its resolution, counted on a meta-device model."""
-    from cascade import cost  # torch, open_clip and transformers load only when a table is built
+    from cascade import cost, units  # torch, open_clip and transformers load only when a table is built
 
     if encoder.backend == "blip":
-        return cost.gmacs(cost.blip_vision_macs(encoder.spec, macs_mode, encoder.resolution))
+        return units.gmacs(cost.blip_vision_macs(encoder.spec, macs_mode, encoder.resolution))
     native = cost.openclip_image_size(encoder.spec)
     if native != encoder.resolution:
         raise ValueError(f"{encoder.name} runs at {native} px, Table 1 lists {encoder.resolution} px")
-    return cost.gmacs(cost.openclip_image_macs(encoder.spec, macs_mode))
+    return units.gmacs(cost.openclip_image_macs(encoder.spec, macs_mode))
 
 
 def build_table1(
@@ -190,11 +188,11 @@ def build_table1(
     """
     # Check the cheap things first: counting MACs takes seconds.
     if macs_mode not in ("paper", "full"):
-        raise ValueError(f"MAC mode must be 'paper' or 'full', got {macs_mode!r}")
+        raise ConfigError(f"MAC mode must be 'paper' or 'full', got {macs_mode!r}")
     if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
+        raise ConfigError(f"alpha must lie in [0, 1], got {alpha}")
     if not k1 >= k2 >= 1:
-        raise ValueError(f"need k_1 >= k_2 >= 1, got k_1 = {k1}, k_2 = {k2}")
+        raise ConfigError(f"need k_1 >= k_2 >= 1, got k_1 = {k1}, k_2 = {k2}")
     encoders, singles, cascades = [], [], []
     for family in families:
         gmacs = {e.name: image_gmacs(e, macs_mode) for e in family.encoders}
@@ -243,41 +241,3 @@ def format_table(table: Table1, k1: int, k2: int, families: Sequence[Family] = F
             lines.append(f"{title:<16}{cascade:<20}{lifetime:>8.1f}x{early_text:>15}".rstrip())
     lines += ["", NOTES[table.macs_mode]]
     return "\n".join(lines)
-
-
-# ---------------------------------------------------------------- command line
-
-
-class _UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse would print usage and exit: main reports one line instead
-        raise _UsageError(message)
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m analysis.table1", description="Reproduce the cost columns of Table 1.")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    parser.add_argument("--macs", choices=("paper", "full"), default="paper", help="MAC counting mode")
-    parser.add_argument("--alpha", type=float, default=0.1, help="share of images that ever reach level 2")
-    parser.add_argument("--k1", type=int, default=50, help="candidates level 1 hands on")
-    parser.add_argument("--k2", type=int, default=14, help="candidates level 2 hands on (3-level cascades)")
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Print Table 1; returns the exit code (2 with one line on stderr for bad arguments)."""
-    try:
-        args = _parser().parse_args(argv)
-        table = build_table1(args.macs, args.alpha, args.k1, args.k2)
-    except (_UsageError, ValueError) as err:
-        print(f"table1: error: {err}", file=sys.stderr)
-        return 2
-    print(json.dumps(table.to_json_dict(), indent=2) if args.json else format_table(table, args.k1, args.k2))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

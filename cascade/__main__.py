@@ -1,11 +1,12 @@
-"""``python -m cascade``: the command line (implemented in ``analysis.cli``, which owns the DuckDB store).
+"""``python -m cascade``: the one shim from the library into the command-line face (``cli``).
 
-This file is an entry point at the top of the import graph, like ``app.py``;
-the layering test exempts it from the rule that ``cascade`` never imports ``analysis``.
+The command line lives in the top-level ``cli`` package (installed as the ``cascade``
+console script); this file only lets ``python -m cascade`` reach it. The layering test
+names it as the face's entry point.
 """
 
 import sys
 
-from analysis.cli import main
+from cli import main
 
 sys.exit(main())

@@ -46,13 +46,6 @@ from cascade.errors import EncoderNotFound
 MacsMode = Literal["paper", "full"]
 MACS_MODES: tuple[str, ...] = ("paper", "full")
 
-_GIGA = 1e9
-
-
-def gmacs(macs: int) -> float:
-    """MACs -> GMACs (10^9 MACs). The one place where MAC units convert."""
-    return macs / _GIGA
-
 
 def count_macs(module: nn.Module, inputs: tuple, mode: MacsMode = "full") -> int:
     """MACs of one ``module(*inputs)`` forward pass.

@@ -14,8 +14,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from analysis.cli import main
 from analysis.store import Store
+from cli import main
 from tests.fakes import make_gallery, make_karpathy
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -121,10 +121,10 @@ def test_bad_input_is_one_line_and_exit_1(tmp_path, gallery, capsys, argv, messa
 
 
 def test_bad_ks_syntax_is_a_usage_error(tmp_path, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(["search", "q", "--levels", SMALL, "--ks", "10,x"])
-    assert exit_info.value.code == 2
-    assert "expected whole numbers" in capsys.readouterr().err
+    assert main(["search", "q", "--levels", SMALL, "--ks", "10,x"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: cascade search: ") and "expected whole numbers" in err
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_database_locked_by_another_process(tmp_path, gallery):

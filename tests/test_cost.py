@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from cascade import cost  # importing cascade installs the torchvision shim before open_clip, timm, BLIP
+from cascade import cost, units  # importing cascade installs the torchvision shim before open_clip, timm, BLIP
 from cascade.errors import EncoderNotFound
 
 
@@ -47,8 +47,8 @@ def tiny_openclip_arch(tmp_path_factory):
 
 
 def test_gmacs_converts_units():
-    assert cost.gmacs(17_579_188_224) == pytest.approx(17.579188224)
-    assert cost.gmacs(0) == 0.0
+    assert units.gmacs(17_579_188_224) == pytest.approx(17.579188224)
+    assert units.gmacs(0) == 0.0
 
 
 def test_tiny_openclip_vit_matches_closed_form(tiny_openclip_arch):
@@ -83,8 +83,8 @@ def test_real_openclip_vits_match_closed_form(arch, shape):
 
 def test_vit_b16_full_mode_is_the_known_17_6_gmacs():
     # The usual figure for ViT-B/16 at 224 px is ~17.6 GMACs; THOP alone reports ~11.3.
-    assert cost.gmacs(cost.openclip_image_macs("ViT-B-16", "full")) == pytest.approx(17.58, abs=0.01)
-    assert cost.gmacs(cost.openclip_image_macs("ViT-B-16", "paper")) == pytest.approx(11.27, abs=0.01)
+    assert units.gmacs(cost.openclip_image_macs("ViT-B-16", "full")) == pytest.approx(17.58, abs=0.01)
+    assert units.gmacs(cost.openclip_image_macs("ViT-B-16", "paper")) == pytest.approx(11.27, abs=0.01)
 
 
 def test_multihead_attention_counts_projections_and_matmuls():

@@ -1,4 +1,4 @@
-"""The commands behind the README's shapes tables, on tiny galleries: ``analysis.evaluate`` and ``analysis.replay``."""
+"""The commands behind the README's shapes tables, on tiny galleries: ``cascade compare`` and ``cascade replay``."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import json
 
 import pytest
 
-from analysis import evaluate, presets, replay
+from analysis import evaluate, presets
 from cascade import world
 from cascade.encoders import create_encoder
+from cli import main
 
 TEST_IMAGES, LIFETIME_IMAGES = 150, 300
 REPLAY_KEYS = {"workload", "queries", "alpha", "cascade_image_macs", "baseline_image_macs", "reduction"}
@@ -26,7 +27,7 @@ def _base(name: str) -> str:
 
 
 def test_evaluate_prints_one_row_per_comparison_of_the_preset(tiny_world, capsys):
-    assert evaluate.main(["--preset", "shapes", "--json", "--quiet", "--limit", "40"]) == 0
+    assert main(["compare", "--preset", "shapes", "--json", "--quiet", "--limit", "40"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     comparisons = presets.get("shapes").comparisons
     assert [(tuple(map(_base, row["levels"])), tuple(row["ks"])) for row in rows] == list(comparisons)
@@ -44,7 +45,7 @@ def test_evaluate_prints_one_row_per_comparison_of_the_preset(tiny_world, capsys
 
 
 def test_replay_defaults_to_the_lifetime_gallery_and_prints_the_documented_row(tiny_world, capsys):
-    assert replay.main(["--preset", "shapes", "--workload", "zipf", "--queries", "40", "--json", "--quiet"]) == 0
+    assert main(["replay", "--preset", "shapes", "--workload", "zipf", "--queries", "40", "--json", "--quiet"]) == 0
     row = json.loads(capsys.readouterr().out)
     assert REPLAY_KEYS <= set(row)
     preset = presets.get("shapes")
@@ -63,18 +64,18 @@ def test_replay_defaults_to_the_lifetime_gallery_and_prints_the_documented_row(t
 
 
 def test_replay_on_the_test_gallery(tiny_world, capsys):
-    assert replay.main(["--gallery", "test", "--workload", "uniform", "--queries", "30", "--json", "--quiet"]) == 0
+    assert main(["replay", "--gallery", "test", "--workload", "uniform", "--queries", "30", "--json", "--quiet"]) == 0
     row = json.loads(capsys.readouterr().out)
     assert (row["workload"], row["gallery"], row["images"], row["queries"]) == ("uniform", "test", TEST_IMAGES, 30)
 
 
 def test_replay_refuses_a_bad_query_count_with_one_line(tiny_world, capsys):
-    assert replay.main(["--queries", "0", "--quiet"]) == 2
+    assert main(["replay", "--queries", "0", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "at least 1" in err and len(err.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("command", [evaluate.main, replay.main])
+@pytest.mark.parametrize("command", ["compare", "replay"])
 @pytest.mark.parametrize(
     ("failure", "code", "says"),
     [
@@ -87,7 +88,7 @@ def test_a_failure_while_materialising_is_one_line_and_an_exit_code(monkeypatch,
         raise failure
 
     monkeypatch.setattr(presets, "gallery", fail)
-    assert command(["--quiet"]) == code
+    assert main([command, "--quiet"]) == code
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err.splitlines()[0].startswith(says)
     assert len(captured.err.strip().splitlines()) == 1

@@ -10,6 +10,7 @@ import pytest
 
 from analysis import table1
 from analysis.table1 import EncoderSpec, Family, build_table1
+from cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -117,7 +118,7 @@ def test_resolution_must_be_native():
 
 
 def test_text_output_is_aligned_and_explains_the_modes(paper, capsys):
-    assert table1.main([]) == 0
+    assert main(["table1"]) == 0
     out = capsys.readouterr().out
     assert "15.8x" in out and "1.75x" in out and "1.97x" in out
     assert "THOP misses attention" in out.splitlines()[-1]
@@ -135,7 +136,7 @@ def test_text_output_is_aligned_and_explains_the_modes(paper, capsys):
     ],
 )
 def test_bad_arguments_give_one_line_and_exit_2(argv, message, capsys):
-    assert table1.main(argv) == 2
+    assert main(["table1", *argv]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and message in err and "Traceback" not in err
 
@@ -144,7 +145,7 @@ def test_bad_arguments_give_one_line_and_exit_2(argv, message, capsys):
 def test_cli_json_in_a_subprocess():
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(
-        [sys.executable, "-m", "analysis.table1", "--json", "--macs", "paper"],
+        [sys.executable, "-m", "cascade", "table1", "--json", "--macs", "paper"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr

@@ -1,0 +1,134 @@
+"""What several commands share: options, parsing helpers, corpora, progress, output."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import NoReturn
+
+from tqdm import tqdm
+
+from analysis import presets, progress
+from analysis.store import Store
+from cascade.corpus import Corpus
+from cascade.encoders import create_encoder
+from cascade.errors import ConfigError
+from cascade.paths import default_db_path
+from cascade.types import CascadeConfig
+from cli.guard import UsageError
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that raises instead of printing usage and exiting: the guard reports one line, exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def command(sub, name: str, run: Callable[[argparse.Namespace], int], help_text: str,
+            db: bool = True) -> argparse.ArgumentParser:  # fmt: skip
+    """Add subcommand ``name`` with the options every command has (``--json``, ``--quiet``, and ``--db``)."""
+    p = sub.add_parser(name, help=help_text, description=help_text)
+    p.set_defaults(run=run)
+    if db:
+        p.add_argument("--db", default=str(default_db_path()), help="DuckDB file (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="machine-readable output (see README)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def preset_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", default="shapes", choices=presets.names(), help="defaults (default: %(default)s)")
+
+
+def cascade_args(p: argparse.ArgumentParser, with_ks: bool = True) -> None:
+    preset_arg(p)
+    p.add_argument("--levels", type=comma_list, help="encoders, cheapest first, e.g. shapes:small,shapes:large")
+    if with_ks:
+        p.add_argument("--ks", type=comma_ints, help="one k per level, non-increasing, e.g. 100,10")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def comma_list(text: str) -> list[str]:
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError("expected a comma-separated list")
+    return items
+
+
+def comma_ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(item) for item in comma_list(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected whole numbers like 100,10, got {text!r}") from None
+
+
+def level_names(args: argparse.Namespace) -> list[str]:
+    return args.levels or list(presets.get(args.preset).levels)
+
+
+def levels(args: argparse.Namespace) -> list:
+    return [create_encoder(name) for name in level_names(args)]
+
+
+def config(args: argparse.Namespace) -> CascadeConfig:
+    return CascadeConfig(levels=tuple(level_names(args)), ks=ks(args))
+
+
+def ks(args: argparse.Namespace) -> tuple[int, ...]:
+    if args.ks:
+        return args.ks
+    if args.levels:
+        raise ConfigError("--levels needs --ks (one k per level)")
+    return presets.get(args.preset).ks
+
+
+def corpus(args: argparse.Namespace, store: Store) -> Corpus:
+    """The folder given with ``--images`` (ids remembered in ``store``), else the preset's gallery."""
+    if not args.images:
+        return presets.gallery(args.preset)
+    with bar(args, "scanning", None) as scan:
+        found = Corpus.from_folder(args.images, progress=progress.callback(scan), known=store)
+    if found.skipped:
+        print(f"warning: skipped {len(found.skipped)} unreadable or non-image file(s) in {args.images}",
+              file=sys.stderr)  # fmt: skip
+    return found
+
+
+def dataset(args: argparse.Namespace) -> tuple[Corpus, str]:
+    """(corpus, dataset label) for ``--dataset``: the preset's gallery, or ``karpathy:PATH.json`` with ``--images``."""
+    if not args.dataset or args.dataset == args.preset:
+        return presets.gallery(args.preset), f"{args.preset}:{args.split}"
+    kind, _, path = args.dataset.partition(":")
+    if kind != "karpathy" or not path:
+        raise ConfigError(f"--dataset must be karpathy:PATH.json, got {args.dataset!r}")
+    if not args.images:
+        raise ConfigError("--dataset karpathy:... needs --images ROOT (the folder the dataset's paths start from)")
+    return Corpus.from_karpathy(path, args.images, split=args.split), f"{Path(path).name}:{args.split}"
+
+
+def bar(args: argparse.Namespace, what: str, total: int | None, unit: str | None = None) -> tqdm:
+    return progress.bar(what, total, quiet=args.quiet, unit=unit)
+
+
+def build(searcher, args: argparse.Namespace):
+    """Embed the gallery with level 1 (what the cache lacks), with a progress bar; returns the BuildReport."""
+    with bar(args, "embedding", len(searcher.corpus)) as embedding:
+        return searcher.build(progress=progress.callback(embedding))
+
+
+def emit(args: argparse.Namespace, payload: dict, text: str) -> None:
+    """Print the command's result: ``payload`` as one JSON line with ``--json``, else ``text``."""
+    print(json.dumps(payload) if args.json else text, flush=True)

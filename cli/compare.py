@@ -1,0 +1,46 @@
+"""``cascade compare``: every configuration a preset compares, evaluated on its test gallery.
+
+This is the command behind the README's recall table (it was ``python -m analysis.evaluate``).
+Rows stream as they finish; ``--json`` prints one object per line.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from analysis import presets, progress
+from analysis.evaluate import JSON_KEYS, EvalResult, compare
+from cascade import units
+from cascade.corpus import ProgressFn
+from cli import common
+
+
+def register(sub) -> None:
+    p = common.command(sub, "compare", run, "Recall@1/5/10 and cost of every configuration of a preset", db=False)
+    common.preset_arg(p)
+    p.add_argument("--limit", type=common.positive_int, help="evaluate only the first N captions")
+
+
+def run(args: argparse.Namespace) -> int:
+    preset = presets.get(args.preset)
+    with common.bar(args, "evaluating", None, unit="q") as bar:
+
+        def on_comparison(index: int, levels: Sequence[str]) -> ProgressFn:  # one bar, restarted per row
+            bar.set_description(f"{index + 1}/{len(preset.comparisons)} {' > '.join(levels)}", refresh=False)
+            bar.reset()
+            return progress.callback(bar)
+
+        for row in compare(preset, limit=args.limit, progress=on_comparison):
+            common.emit(args, _json_row(row), _text_row(row))
+    return 0
+
+
+def _json_row(row: EvalResult) -> dict:
+    values = row.as_json()
+    return {key: round(values[key], 4) if isinstance(values[key], float) else values[key] for key in JSON_KEYS}
+
+
+def _text_row(row: EvalResult) -> str:
+    return (f"{' > '.join(row.levels):60s} ks={list(row.ks)!s:14s} R@1 {row.r1:5.2f}  R@5 {row.r5:5.2f}  "
+            f"R@10 {row.r10:5.2f}  image GMACs {units.gmacs(row.image_macs):10.2f}  alpha {row.alpha:.3f}")  # fmt: skip

@@ -1,0 +1,43 @@
+"""``cascade eval``: Recall@1/5/10 and image cost of one cascade on a captioned dataset."""
+
+from __future__ import annotations
+
+import argparse
+
+from analysis import progress
+from analysis.evaluate import JSON_KEYS, evaluate
+from analysis.store import EvalRecord, Store
+from cascade import units
+from cascade.search import CascadeSearcher
+from cli import common
+
+
+def register(sub) -> None:
+    p = common.command(sub, "eval", run, "Recall@1/5/10 and image cost of a cascade on a captioned dataset")
+    p.add_argument("--dataset", help="karpathy:PATH.json (Flickr30k/COCO Karpathy split) (default: the preset's)")
+    p.add_argument("--images", help="image root of the dataset")
+    p.add_argument("--split", default="test")
+    p.add_argument("--limit", type=common.positive_int, help="only the first N captions")
+    common.cascade_args(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = common.config(args)
+    corpus, dataset = common.dataset(args)
+    config.check_corpus_size(len(corpus))
+    with Store(args.db) as store:
+        searcher = CascadeSearcher(common.levels(args), corpus, cache=store)
+        common.build(searcher, args)
+        with common.bar(args, "queries", None) as bar:
+            result = evaluate(searcher, config.ks, progress=progress.callback(bar), limit=args.limit)
+        store.save_evaluation(EvalRecord(
+            config_key=searcher.config(config.ks).key, dataset=dataset, n_images=result.n_images,
+            n_queries=result.n_queries, r1=result.r1, r5=result.r5, r10=result.r10,
+            image_macs=result.image_macs, alpha=result.alpha,
+        ))  # fmt: skip
+    payload = {key: result.as_json()[key] for key in JSON_KEYS}
+    common.emit(args, payload,
+                f"{' > '.join(result.levels)}  ks={list(result.ks)}  on {dataset} ({result.n_images} images, "
+                f"{result.n_queries} queries)\nR@1 {result.r1:.1f}  R@5 {result.r5:.1f}  R@10 {result.r10:.1f}  "
+                f"image GMACs {units.gmacs(result.image_macs):.2f}  alpha {result.alpha:.3f}")  # fmt: skip
+    return 0

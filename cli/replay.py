@@ -1,0 +1,43 @@
+"""``cascade replay``: a query workload through the preset's cascade from a fresh start; measured alpha and cost.
+
+It was ``python -m analysis.replay``. The default gallery is the preset's lifetime
+gallery (see ``analysis.replay`` for why).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from analysis import presets
+from analysis.replay import WORKLOADS, replay, workload
+from cascade import units
+from cascade.encoders import create_encoder
+from cascade.search import CascadeSearcher
+from cli import common
+
+
+def register(sub) -> None:
+    p = common.command(sub, "replay", run, "replay a workload through the preset's cascade; measured alpha and cost",
+                       db=False)  # fmt: skip
+    common.preset_arg(p)
+    p.add_argument("--workload", default="zipf", choices=WORKLOADS)
+    p.add_argument("--queries", type=common.positive_int, default=2000, help="how many queries (default: %(default)s)")
+    p.add_argument("--gallery", default="lifetime", choices=presets.GALLERIES,
+                   help="lifetime: the preset's large collection (default); test: its evaluation gallery")  # fmt: skip
+    p.add_argument("--seed", type=int, default=0)
+
+
+def run(args: argparse.Namespace) -> int:
+    preset, corpus = presets.get(args.preset), presets.gallery(args.preset, args.gallery)
+    searcher = CascadeSearcher([create_encoder(name) for name in preset.levels], corpus)
+    queries = workload(corpus, args.workload, args.queries, args.seed)
+    common.build(searcher, args)
+    with common.bar(args, "queries", len(queries)) as bar:
+        result = replay(searcher, queries, preset.ks, args.workload, on_query=lambda done, *_: bar.update())
+    row = {**result.as_json(), "gallery": args.gallery, "images": len(corpus), "ks": list(preset.ks)}
+    alone = f"{units.gmacs(result.baseline_image_macs):,.1f} GMACs for {preset.levels[-1]} alone"
+    common.emit(args, row,
+                f"{row['workload']}: {row['queries']} queries on the {args.gallery} gallery ({len(corpus):,} images, "
+                f"ks {preset.ks}): alpha {row['alpha']:.3f}, cascade {units.gmacs(result.cascade_image_macs):,.1f} "
+                f"GMACs vs {alone}: {row['reduction']:.2f}x")  # fmt: skip
+    return 0

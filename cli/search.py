@@ -1,0 +1,58 @@
+"""``cascade search "QUERY"``: one query through a cascade, every level's ranking and cost."""
+
+from __future__ import annotations
+
+import argparse
+
+from analysis.store import Store
+from cascade import units
+from cascade.errors import ConfigError
+from cascade.search import CascadeSearcher
+from cli import common
+
+
+def register(sub) -> None:
+    p = common.command(sub, "search", run, "search the images with a cascade")
+    p.add_argument("query", help="the text query")
+    p.add_argument("--images", help="image folder (default: the preset's gallery)")
+    common.cascade_args(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.query.strip():
+        raise ConfigError("the query is empty")
+    config = common.config(args)  # cheap checks before scanning a folder or loading a model
+    with Store(args.db) as store:
+        corpus = common.corpus(args, store)
+        config.check_corpus_size(len(corpus))
+        searcher = CascadeSearcher(common.levels(args), corpus, cache=store, log=store)
+        common.build(searcher, args)
+        result = searcher.search(args.query, config.ks)
+    payload = {
+        "query": result.query,
+        "levels": [
+            {"encoder": t.encoder, "k": t.k, "candidates": t.candidates, "hits": t.hits, "misses": t.misses,
+             "image_macs": t.image_macs, "text_macs": t.text_macs, "latency_ms": round(t.latency_ms, 3),
+             "results": [{"path": _path(corpus, i), "score": s} for i, s in zip(t.ids, t.scores)]}
+            for t in result.levels
+        ],
+    }  # fmt: skip
+    common.emit(args, payload, _text(payload))
+    return 0
+
+
+def _text(payload: dict) -> str:
+    lines = []
+    for number, level in enumerate(payload["levels"], start=1):
+        lines.append(f"level {number}: {level['encoder']}  k={level['k']}  candidates={level['candidates']}  "
+                     f"hits={level['hits']} misses={level['misses']}  "
+                     f"image GMACs={units.gmacs(level['image_macs']):.3f}  "
+                     f"text GMACs={units.gmacs(level['text_macs']):.3f}  {level['latency_ms']:.1f} ms")  # fmt: skip
+        if number == len(payload["levels"]):
+            lines += [f"  {rank:3d}. {r['score']:.4f}  {r['path']}" for rank, r in enumerate(level["results"], 1)]
+    return "\n".join(lines)
+
+
+def _path(corpus, image_id: str) -> str:
+    path = corpus.paths.get(image_id)
+    return str(path) if path is not None else image_id
