@@ -12,8 +12,9 @@ and only when the extension really failed to load: where torchvision works
 (a matching CUDA build, a Space), this module does nothing. None of our code
 calls nms; the ops only have to exist for the import to succeed.
 
-Import this module before anything imports torchvision. ``cascade/__init__``
-does so, which covers every entry point of the project.
+``install()`` must run before anything imports torchvision. ``cascade/__init__``
+arms an import hook that calls it when ``import torchvision`` starts, which
+covers every entry point of the project without importing torch up front.
 """
 
 from __future__ import annotations
@@ -64,6 +65,3 @@ def _loaded_modules() -> set[str]:
     import sys
 
     return set(sys.modules)
-
-
-install()

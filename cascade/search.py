@@ -248,9 +248,16 @@ def _dot(features: np.ndarray, query_embedding: np.ndarray) -> np.ndarray:
 
 
 def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the k best scores, best first; ties keep the candidates' incoming order."""
+    """Indices of the k best scores, best first; ties keep the candidates' incoming order.
+
+    That holds at the cut too: of the candidates tied with the k-th best score, the
+    earliest are kept (``argpartition`` alone would pick among them arbitrarily).
+    """
     if k < len(scores):
-        part = np.argpartition(-scores, k - 1)[:k]
+        kth = np.partition(scores, len(scores) - k)[len(scores) - k]  # the k-th best value
+        above = np.flatnonzero(scores > kth)
+        tied = np.flatnonzero(scores == kth)[: k - len(above)]
+        part = np.concatenate([above, tied])
     else:
         part = np.arange(len(scores))
     order = np.lexsort((part, -scores[part]))  # primary: score desc; secondary: incoming rank

@@ -1,6 +1,7 @@
 """Test-wide settings: never touch the network, never share state between tests."""
 
 import os
+from pathlib import Path
 
 # Set before anything imports huggingface_hub: offline, a missing hub file then
 # fails at once instead of costing minutes of DNS retries.
@@ -9,6 +10,10 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest  # noqa: E402
+
+import cascade  # noqa: E402, F401  (arms the torchvision shim before a test imports transformers or open_clip)
+
+ROOT = Path(__file__).resolve().parent.parent  # the repository: subprocesses run from here
 
 
 @pytest.fixture(autouse=True)

@@ -68,6 +68,17 @@ class FakeBiEncoder(BiEncoder):
         return _normalise(np.stack([_text_vector(t, self.dim, self._tower_seed) for t in texts]))
 
 
+SMALL_MACS, LARGE_MACS = 10, 1000  # per image: a cascade of the two saves 100x per image not handed to level 2
+
+
+def small_and_large(large_seed: int = 3) -> list[FakeBiEncoder]:
+    """A fresh two-level cascade of fakes: ``fake:small`` (10 MACs an image) then ``fake:large`` (1,000)."""
+    return [
+        FakeBiEncoder("small", seed=1, image_macs=SMALL_MACS),
+        FakeBiEncoder("large", seed=large_seed, image_macs=LARGE_MACS),
+    ]
+
+
 class FakeCrossEncoder(CrossEncoder):
     """Scores a pair as the cosine of a text vector with a projection of the image, plus 1."""
 

@@ -16,9 +16,9 @@ import pytest
 
 from analysis.store import Store
 from cli import main
+from tests.conftest import ROOT
 from tests.fakes import make_gallery, make_karpathy
 
-ROOT = Path(__file__).resolve().parent.parent
 SMALL, MEDIUM = "openclip:tiny-vit-s@random", "openclip:tiny-vit-m@random"
 pytestmark = pytest.mark.slow
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,9 +12,9 @@ import pytest
 from analysis import crisp
 from cascade.corpus import Corpus
 from cascade.errors import ConfigError
+from tests.conftest import ROOT
 from tests.fakes import FakeBiEncoder, FakeCrossEncoder, make_karpathy
 
-ROOT = Path(__file__).resolve().parent.parent
 N_IMAGES = 30
 BI_MACS, CROSS_IMAGE_MACS, PAIR_MACS = 1_000, 500, 300
 

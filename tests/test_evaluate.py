@@ -9,7 +9,7 @@ from analysis.evaluate import evaluate, recall_at_k
 from cascade.corpus import Corpus
 from cascade.errors import ConfigError
 from cascade.search import CascadeSearcher
-from tests.fakes import FakeBiEncoder, make_karpathy
+from tests.fakes import FakeBiEncoder, make_karpathy, small_and_large
 
 
 def test_recall_at_k_on_hand_made_rankings():
@@ -49,7 +49,7 @@ def test_single_level_recall_matches_brute_force_reference(tmp_path, captions_pe
 def test_full_k_cascade_recall_equals_last_level_and_cost_counts_each_image_once(tmp_path):
     json_path, root = make_karpathy(tmp_path, n_images=40, captions_per_image=2)
     corpus = Corpus.from_karpathy(json_path, root, split="test")
-    small, large = FakeBiEncoder("small", seed=1, image_macs=10), FakeBiEncoder("large", seed=3, image_macs=1000)
+    small, large = small_and_large()
     full = evaluate(CascadeSearcher([small, large], corpus), ks=[40, 10])
     alone = evaluate(CascadeSearcher([FakeBiEncoder("large", seed=3, image_macs=1000)], corpus), ks=[10])
     assert (full.r1, full.r5, full.r10) == (alone.r1, alone.r5, alone.r10)

@@ -12,7 +12,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,9 +23,9 @@ from bench.load import hammer
 from cascade.corpus import Corpus
 from cascade.search import CascadeSearcher
 from tests.app_engine import fake_encoders, free_port, make_engine
-from tests.fakes import FakeBiEncoder, make_gallery
+from tests.conftest import ROOT
+from tests.fakes import make_gallery, small_and_large
 
-ROOT = Path(__file__).resolve().parent.parent
 CLIENTS = 16
 
 
@@ -166,7 +165,7 @@ def held_db(tmp_path):
     db = tmp_path / "held.duckdb"
     corpus = Corpus.from_folder(make_gallery(tmp_path / "gallery", 20)[0].parent)
     with Store(db) as store:
-        levels = [FakeBiEncoder("small", seed=1, image_macs=10), FakeBiEncoder("large", seed=2, image_macs=1000)]
+        levels = small_and_large(large_seed=2)
         CascadeSearcher(levels, corpus, cache=store, log=store).search("logged before the holder came", (5, 2))
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLDER_CHILD, str(db)], cwd=ROOT, stdout=subprocess.PIPE, text=True

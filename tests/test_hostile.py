@@ -35,7 +35,7 @@ from cascade.errors import ConfigError, CorpusError, WeightsUnavailable
 from cascade.search import CascadeSearcher
 from cascade.types import CascadeConfig, validate_ks
 from tests.app_engine import PRESET, free_port, make_engine
-from tests.fakes import FakeBiEncoder, make_gallery
+from tests.fakes import make_gallery, small_and_large
 
 N_IMAGES = 12
 KS = (6, 3)
@@ -64,7 +64,7 @@ def searched(tmp_path_factory):
     root = tmp_path_factory.mktemp("hostile")
     corpus = Corpus.from_folder(make_gallery(root / "gallery", N_IMAGES)[0].parent)
     store = Store(root / "db.duckdb")
-    levels = [FakeBiEncoder("small", seed=1, image_macs=10), FakeBiEncoder("large", seed=2, image_macs=1000)]
+    levels = small_and_large(large_seed=2)
     searcher = CascadeSearcher(levels, corpus, cache=store, log=store)
     searcher.build()
     yield searcher, store

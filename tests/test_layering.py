@@ -1,4 +1,12 @@
-"""The import direction app.py -> analysis -> cascade, checked on the source."""
+"""The import graph, checked on the source: faces over analysis over cascade, and no circles.
+
+    app.py -> ui -> analysis -> cascade
+              cli -> analysis -> cascade
+
+``cascade/__main__.py`` is the one shim from the library into a face: it lets
+``python -m cascade`` reach ``cli``. Every import counts, also those inside a
+function: a lazy import that runs upwards is still a circle in the design.
+"""
 
 from __future__ import annotations
 
@@ -7,47 +15,128 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import ROOT
 
+PROJECT = ("cascade", "analysis", "cli", "ui", "tools", "bench", "app")
+# What each part may not import (the project's own parts, and libraries that belong to a face).
 FORBIDDEN = {
-    "cascade": {"gradio", "plotly", "duckdb", "analysis", "app"},
-    "analysis": {"gradio", "app"},
+    "cascade": {"analysis", "cli", "ui", "app", "tools", "bench", "gradio", "plotly", "duckdb"},
+    "analysis": {"cli", "ui", "app", "tools", "bench", "gradio"},
+    "cli": {"ui", "app", "tools", "bench", "gradio"},
+    "ui": {"cli", "app", "tools", "bench"},
+    "tools": {"cli", "ui", "app", "bench", "gradio"},
 }
-# The command line is the CLI's "app.py": an entry point at the top of the graph,
-# it may reach into analysis (the DuckDB store) like app.py does.
-ENTRY_POINTS = {ROOT / "cascade" / "__main__.py"}
+FACE_SHIMS = {"cascade.__main__": {"cli"}}  # python -m cascade -> the command line
 
 
-def imported_roots(path: Path) -> set[str]:
-    roots = set()
+def module_files() -> dict[str, Path]:
+    """Dotted module name -> file, for every Python file of the project (tests excluded)."""
+    files = {"app": ROOT / "app.py"} if (ROOT / "app.py").is_file() else {}
+    for part in PROJECT:
+        for path in sorted((ROOT / part).rglob("*.py")) if (ROOT / part).is_dir() else []:
+            dotted = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+            files[dotted.removesuffix(".__init__")] = path
+    return files
+
+
+def imports_of(name: str, path: Path, known: set[str]) -> set[str]:
+    """Every module ``name`` imports, anywhere in its source: project modules resolved, others by top name."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
     for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
         if isinstance(node, ast.Import):
-            roots.update(alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            roots.add(node.module.split(".")[0])
-    return roots
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([base] if base else []))
+            for alias in node.names:  # ``from cascade import world`` imports the module cascade.world
+                found.add(f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base)
+    return found
 
 
-def test_packages_import_only_downwards():
+def graph() -> dict[str, set[str]]:
+    files = module_files()
+    return {name: imports_of(name, path, set(files)) for name, path in files.items()}
+
+
+def test_the_graph_sees_the_whole_tree():
+    names = set(graph())
+    assert {"app", "cli", "cascade.search", "analysis.store", "cascade.__main__"} <= names
+    assert "cli" in graph()["cascade.__main__"]
+
+
+def test_nothing_imports_upwards():
     violations = []
-    for package, forbidden in FORBIDDEN.items():
-        files = sorted((ROOT / package).rglob("*.py"))
-        assert files, f"no python files found in {package}/"
-        for path in files:
-            if path in ENTRY_POINTS:
-                continue
-            bad = imported_roots(path) & forbidden
-            if bad:
-                violations.append(f"{path.relative_to(ROOT)} imports {sorted(bad)}")
-    assert not violations, "\n".join(violations)
+    for name, imported in graph().items():
+        part = name.split(".")[0]
+        allowed = FACE_SHIMS.get(name, set())
+        for target in imported:
+            if target.split(".")[0] in FORBIDDEN.get(part, set()) - allowed:
+                violations.append(f"{name} imports {target}")
+    assert not violations, "\n".join(sorted(violations))
 
 
-def test_importing_the_engine_loads_no_heavy_library():
-    """Importing cascade (and the encoder registry) must not pull open_clip, transformers or duckdb."""
-    code = (
-        "import sys, cascade, cascade.search, cascade.encoders; "
-        "heavy = {'open_clip', 'transformers', 'duckdb', 'gradio', 'plotly'} & set(sys.modules); "
-        "print(sorted(heavy))"
-    )
+def test_no_import_circles():
+    edges = graph()
+    project = {name: {t for t in targets if t in edges} for name, targets in edges.items()}
+    cycles, state = [], {}
+
+    def visit(node: str, stack: list[str]) -> None:  # depth-first search; grey nodes on the stack close a cycle
+        state[node] = "grey"
+        for nxt in sorted(project[node]):
+            if state.get(nxt) == "grey":
+                cycles.append(" -> ".join(stack[stack.index(nxt):] + [node, nxt]))
+            elif nxt not in state:
+                visit(nxt, stack + [node])
+        state[node] = "black"
+
+    for node in sorted(project):
+        if node not in state:
+            visit(node, [])
+    assert not cycles, "\n".join(cycles)
+
+
+def test_a_planted_circle_is_found(tmp_path, monkeypatch):
+    """The checker itself: two modules that import each other (lazily) must be reported."""
+    (tmp_path / "cascade").mkdir()
+    (tmp_path / "cascade" / "__init__.py").write_text("")
+    (tmp_path / "cascade" / "a.py").write_text("def f():\n    from cascade import b\n")
+    (tmp_path / "cascade" / "b.py").write_text("from cascade.a import f\nimport analysis.store\n")
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    assert graph()["cascade.a"] == {"cascade.b"}
+    try:
+        test_no_import_circles()
+    except AssertionError as err:
+        assert "cascade.a -> cascade.b -> cascade.a" in str(err) or "cascade.b -> cascade.a -> cascade.b" in str(err)
+    else:
+        raise AssertionError("the circle was not found")
+    try:
+        test_nothing_imports_upwards()
+    except AssertionError as err:
+        assert "cascade.b imports analysis.store" in str(err)
+    else:
+        raise AssertionError("the upward import was not found")
+
+
+def _loaded_after(statement: str) -> set[str]:
+    code = f"import sys; {statement}; print(' '.join(sorted(m.split('.')[0] for m in sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+    return set(out.stdout.split())
+
+
+def test_importing_the_package_loads_no_torch():
+    assert not {"torch", "torchvision", "open_clip", "transformers", "duckdb", "numpy"} & _loaded_after(
+        "import cascade, cascade.errors, cascade.types, cascade.units"
+    )
+
+
+def test_importing_the_engine_loads_no_model_library():
+    loaded = _loaded_after("import cascade.search, cascade.encoders, cascade.corpus, cascade.cache")
+    assert not {"open_clip", "transformers", "torchvision", "duckdb", "gradio", "plotly"} & loaded
+
+
+def test_the_torchvision_shim_runs_when_torchvision_is_first_imported():
+    loaded = _loaded_after("import cascade; import open_clip; from transformers import BlipForImageTextRetrieval")
+    assert {"torchvision", "open_clip", "transformers"} <= loaded

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
-from analysis import evaluate, presets
+from analysis import evaluate, presets, replay
 from cascade import world
 from cascade.encoders import create_encoder
 from cli import main
@@ -26,22 +27,37 @@ def _base(name: str) -> str:
     return name.split("@")[0]
 
 
-def test_evaluate_prints_one_row_per_comparison_of_the_preset(tiny_world, capsys):
+def _level_one_top(encoder_name: str, corpus, texts: list[str], k: int) -> np.ndarray:
+    """Each text's top-k gallery positions under one encoder, computed by hand (no searcher): ``(len(texts), k)``."""
+    encoder = create_encoder(encoder_name)
+    images = encoder.encode_images([corpus.load(image_id) for image_id in corpus.ids])
+    scores = encoder.encode_texts(texts) @ images.T
+    return np.argsort(-scores, axis=1, kind="stable")[:, :k]
+
+
+def test_compare_prints_one_row_per_comparison_of_the_preset(tiny_world, capsys):
     assert main(["compare", "--preset", "shapes", "--json", "--quiet", "--limit", "40"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     comparisons = presets.get("shapes").comparisons
     assert [(tuple(map(_base, row["levels"])), tuple(row["ks"])) for row in rows] == list(comparisons)
     for row in rows:
         assert set(row) == set(evaluate.JSON_KEYS)
-        assert 0 <= row["r1"] <= row["r5"] <= row["r10"] <= 100
         assert row["r1"] == round(row["r1"], 4)  # no float noise in the documented output
+
+    corpus = presets.gallery("shapes")
+    texts, positives = evaluate.caption_queries(corpus)
+    texts, positives = texts[:40], positives[:40]
+    top = _level_one_top("shapes:small", corpus, texts, 15)
+    small_alone = rows[0]  # R@k of the small encoder alone, by hand: is the caption's own image in the top k?
+    for k in (1, 5, 10):
+        hits = sum(int(positive in ranked[:k]) for positive, ranked in zip(positives, top))
+        assert small_alone[f"r{k}"] == round(100 * hits / 40, 4)
     small, large = create_encoder("shapes:small"), create_encoder("shapes:large")
-    assert rows[0]["image_macs"] == TEST_IMAGES * small.image_macs and rows[0]["alpha"] == 0
-    cascade = rows[3]  # [small, large] at the preset's ks: build + each image handed to level 2, once
-    assert (
-        cascade["image_macs"]
-        == TEST_IMAGES * small.image_macs + round(cascade["alpha"] * TEST_IMAGES) * large.image_macs
-    )
+    assert small_alone["image_macs"] == TEST_IMAGES * small.image_macs and small_alone["alpha"] == 0
+    handed = len(set(top.ravel().tolist()))  # [small, large] at k_1 = 15: level 2 embeds each image handed to it
+    cascade = rows[3]
+    assert cascade["alpha"] == round(handed / TEST_IMAGES, 4)
+    assert cascade["image_macs"] == TEST_IMAGES * small.image_macs + handed * large.image_macs
 
 
 def test_replay_defaults_to_the_lifetime_gallery_and_prints_the_documented_row(tiny_world, capsys):
@@ -49,15 +65,14 @@ def test_replay_defaults_to_the_lifetime_gallery_and_prints_the_documented_row(t
     row = json.loads(capsys.readouterr().out)
     assert REPLAY_KEYS <= set(row)
     preset = presets.get("shapes")
-    assert (row["gallery"], row["images"], row["queries"], row["ks"]) == (
-        "lifetime",
-        LIFETIME_IMAGES,
-        40,
-        list(preset.ks),
-    )
+    assert (row["gallery"], row["images"], row["queries"], row["ks"]) == ("lifetime", LIFETIME_IMAGES, 40,
+                                                                         list(preset.ks))  # fmt: skip
+    corpus = presets.gallery("shapes", "lifetime")
+    queries = replay.workload(corpus, "zipf", 40, seed=0)  # the command's own workload: the input, not the result
+    handed = len(set(_level_one_top(preset.levels[0], corpus, queries, preset.ks[0]).ravel().tolist()))
     small, large = (create_encoder(name) for name in preset.levels)
-    handed = round(row["alpha"] * LIFETIME_IMAGES)
-    assert preset.ks[0] <= handed <= 40 * preset.ks[0]  # at least one query's candidates, at most all distinct
+    assert row["distinct_queries"] == len(set(queries))
+    assert row["alpha"] == pytest.approx(handed / LIFETIME_IMAGES, abs=1e-4)
     assert row["baseline_image_macs"] == LIFETIME_IMAGES * large.image_macs
     assert row["cascade_image_macs"] == LIFETIME_IMAGES * small.image_macs + handed * large.image_macs
     assert row["reduction"] == pytest.approx(row["baseline_image_macs"] / row["cascade_image_macs"], abs=1e-3)

@@ -10,7 +10,7 @@ from analysis.replay import replay, workload
 from cascade.corpus import Corpus
 from cascade.errors import ConfigError
 from cascade.search import CascadeSearcher
-from tests.fakes import FakeBiEncoder, make_karpathy
+from tests.fakes import make_karpathy, small_and_large
 
 
 @pytest.fixture(scope="module")
@@ -37,11 +37,11 @@ def test_zipf_workload_draws_from_a_popular_tenth_with_a_skew(corpus):
 
 
 def test_replay_cost_is_build_plus_each_needed_image_once(corpus):
-    small, large = FakeBiEncoder("small", seed=1, image_macs=10), FakeBiEncoder("large", seed=3, image_macs=1000)
+    small, large = small_and_large()
     searcher = CascadeSearcher([small, large], corpus)
     queries = workload(corpus, "zipf", n_queries=60, seed=0)
     result = replay(searcher, queries, ks=[8, 3], workload_name="zipf")
-    reference = CascadeSearcher([FakeBiEncoder("small", 1, 10), FakeBiEncoder("large", 3, 1000)], corpus)
+    reference = CascadeSearcher(small_and_large(), corpus)
     needed = set()
     for query in queries:
         needed.update(reference.search(query, [8, 3]).levels[0].ids)
@@ -56,9 +56,9 @@ def test_replay_cost_is_build_plus_each_needed_image_once(corpus):
 
 def test_uniform_replay_pushes_alpha_up(corpus):
     zipf_queries = workload(corpus, "zipf", 100, seed=0)
-    zipf = replay(CascadeSearcher([FakeBiEncoder("s", 1, 10), FakeBiEncoder("l", 3, 1000)], corpus),
+    zipf = replay(CascadeSearcher(small_and_large(), corpus),
                   zipf_queries, ks=[5, 2])  # fmt: skip
-    uniform = replay(CascadeSearcher([FakeBiEncoder("s", 1, 10), FakeBiEncoder("l", 3, 1000)], corpus),
+    uniform = replay(CascadeSearcher(small_and_large(), corpus),
                      workload(corpus, "uniform", seed=0), ks=[5, 2])  # fmt: skip
     # few distinct queries can only ever hand k_1 images each to level 2
     assert zipf.alpha <= len(set(zipf_queries)) * 5 / 80 < 1.0

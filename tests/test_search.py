@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from cascade import search
 from cascade.cache import MemoryCache
 from cascade.corpus import Corpus
 from cascade.errors import ConfigError
-from cascade.search import CascadeSearcher
+from cascade.search import CascadeSearcher, _dot, _top_k
 from tests.fakes import FakeBiEncoder, FakeCrossEncoder, make_gallery, run_in_threads
 
 N_IMAGES = 60
@@ -200,3 +201,34 @@ def test_threads_never_embed_an_image_twice(corpus):
     for index in (1, 2):
         total_misses = sum(r.levels[index].misses for r in results)
         assert total_misses == levels[index].images_encoded == cache.count(levels[index].id)
+
+
+def _stable_top_k(scores: np.ndarray, k: int) -> list[int]:
+    """The promise, computed by hand: best score first, ties in incoming order."""
+    return sorted(range(len(scores)), key=lambda i: (-scores[i], i))[:k]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_top_k_keeps_incoming_order_among_ties_at_the_cut(seed):
+    rng = np.random.default_rng(seed)
+    scores = rng.integers(0, 3, size=500).astype(np.float32)  # three values: most of the cut is a tie
+    for k in (1, 7, 100, 333, 499, 500):
+        assert _top_k(scores, k).tolist() == _stable_top_k(scores, k), k
+
+
+def test_top_k_of_all_equal_scores_is_the_incoming_order():
+    assert _top_k(np.zeros(50, dtype=np.float32), 10).tolist() == list(range(10))
+
+
+def test_float16_level_one_scores_like_float32(monkeypatch):
+    monkeypatch.setattr(search, "_UPCAST_ROWS", 1024)  # so the 3,000 rows take several slices, the last one short
+    rng = np.random.default_rng(0)
+    matrix = rng.normal(size=(3000, 32)).astype(np.float32)
+    matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
+    query = matrix[17] + 0.1 * rng.normal(size=32).astype(np.float32)
+    half = matrix.astype(np.float16)
+    expected = half.astype(np.float64) @ query.astype(np.float64)  # the same stored values, in float64
+    got = _dot(half, query)
+    assert got.dtype == np.float32 and got.shape == (3000,)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert np.argmax(got) == 17

@@ -15,9 +15,8 @@ import pytest
 from analysis.store import SCHEMA_VERSION, Store, StoreError
 from cascade.corpus import Corpus
 from cascade.search import CascadeSearcher
+from tests.conftest import ROOT
 from tests.fakes import FakeBiEncoder, make_gallery, run_in_threads
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def levels() -> list[FakeBiEncoder]:

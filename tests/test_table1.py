@@ -4,15 +4,13 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from analysis import table1
 from analysis.table1 import EncoderSpec, Family, build_table1
 from cli import main
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import ROOT
 
 # The paper's Table 1, as printed (lifetime reduction to 1 decimal, early latency to 2).
 PAPER_SINGLES = {
