@@ -10,68 +10,34 @@ through the page. Everything here is shared by all sessions of a running app:
 - every search is logged in the one ``Store``; the cost charts are SQL over it;
 - a session's own choices (its ``Choice``) are passed in, never kept here.
 
-Security: a "folder on the server" must lie inside one of the folders the
-operator shared (``folders``); only those and the built-in world are served.
+Galleries and what may be served: ``analysis.galleries``; objects made once and
+shared: ``analysis.shared``.
 """
 
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TypeVar
 
 import pandas as pd
 
 from analysis import presets, table1
 from analysis.evaluate import EvalResult, evaluate
+from analysis.galleries import Galleries, GallerySource, Progress
 from analysis.presets import Preset
 from analysis.replay import ReplayResult, replay, workload
+from analysis.shared import SharedObjects
 from analysis.store import EvalRecord, Store
 from analysis.whatif import CostModel
 from cascade.corpus import Corpus
 from cascade.encoders import create_encoder, known_names
 from cascade.encoders.base import ImageTower
-from cascade.errors import CascadeError, ConfigError, CorpusError
+from cascade.errors import CascadeError, ConfigError
 from cascade.paths import cache_dir
 from cascade.search import CascadeSearcher
 from cascade.types import CascadeConfig, SearchResult
-
-Progress = Callable[[str, int, int], None]
-"""``(what, done, total)``: what is being done ("embedding", "queries"), and how far; ``total`` 0: not counted."""
-
-GALLERY_KINDS = ("world", "folder", "upload", "karpathy")
-T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class GallerySource:
-    """Where a session's images come from.
-
-    Attributes:
-        kind: ``world`` (the preset's built-in gallery), ``folder`` (a shared folder on the server),
-            ``upload`` (files the user uploaded) or ``karpathy`` (a captioned dataset on the server).
-        path: the folder, or the Karpathy JSON file.
-        image_root: the Karpathy dataset's image root.
-        uploads: uploaded file paths (in Gradio's upload folder).
-    """
-
-    kind: str = "world"
-    path: str = ""
-    image_root: str = ""
-    uploads: tuple[str, ...] = ()
-
-    def normalised(self) -> GallerySource:
-        """Only the fields ``kind`` uses: two sessions naming one gallery share it (it is a cache key)."""
-        if self.kind == "folder":
-            return GallerySource("folder", path=self.path.strip())
-        if self.kind == "karpathy":
-            return GallerySource("karpathy", path=self.path.strip(), image_root=self.image_root.strip())
-        if self.kind == "upload":
-            return GallerySource("upload", uploads=tuple(self.uploads))
-        return GallerySource(self.kind)
 
 
 @dataclass(frozen=True)
@@ -125,43 +91,6 @@ class ReplayStopped(CascadeError):
     """The session asked its replay to stop (closed the page or pressed Stop)."""
 
 
-class SharedObjects:
-    """A bounded map of shared objects, each made once per key even when sessions ask at the same time.
-
-    The slow ``make`` (embedding a gallery) runs under a per-key lock, not the map's
-    lock: two sessions wanting the same searcher wait for one build; sessions
-    wanting different ones do not wait for each other.
-    """
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self._items: OrderedDict[Hashable, object] = OrderedDict()
-        self._lock = threading.Lock()
-        self._making: dict[Hashable, threading.Lock] = {}
-
-    def peek(self, key: Hashable) -> object | None:
-        with self._lock:
-            return self._items.get(key)
-
-    def get(self, key: Hashable, make: Callable[[], T]) -> T:
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-            key_lock = self._making.setdefault(key, threading.Lock())
-        with key_lock:
-            found = self.peek(key)
-            if found is not None:
-                return found
-            value = make()
-            with self._lock:
-                self._items[key] = value
-                while len(self._items) > self.capacity:
-                    self._items.popitem(last=False)
-                self._making.pop(key, None)
-            return value
-
-
 class Engine:
     """Everything the app needs, Gradio-free.
 
@@ -191,20 +120,26 @@ class Engine:
     ) -> None:
         self.store = store
         self.preset = preset
-        self._world = world or (lambda: presets.gallery(preset.name))
-        self.world_root = Path(world_root or cache_dir() / "shapes-world").expanduser().resolve()
-        self.folders = tuple(Path(folder).expanduser().resolve() for folder in folders)
+        world = world or (lambda: presets.gallery(preset.name))
+        self.galleries = Galleries(world, world_root or cache_dir() / "shapes-world", folders, capacity)
         self._create = create
         self.cost_model = CostModel(image_gmacs)
         self._names = None if names is None else tuple(names)
-        self._galleries = SharedObjects(capacity)
         self._searchers = SharedObjects(capacity)
 
     # -- galleries -----------------------------------------------------------------------------
 
     def allowed_paths(self) -> list[str]:
         """The only folders the app may serve files from: the built-in world and the shared folders."""
-        return [str(self.world_root)] + [str(folder) for folder in self.folders]
+        return self.galleries.allowed_paths()
+
+    @property
+    def world_root(self) -> Path:
+        return self.galleries.world_root
+
+    @property
+    def folders(self) -> tuple[Path, ...]:
+        return self.galleries.folders
 
     def default_choice(self) -> Choice:
         return Choice(GallerySource("world"), self.preset.levels, self.preset.ks)
@@ -219,39 +154,15 @@ class Engine:
 
     def corpus(self, source: GallerySource, progress: Progress | None = None) -> Corpus:
         """The gallery of ``source``, loaded once and shared (raises CascadeError with one line)."""
-        source = source.normalised()
-        if source.kind not in GALLERY_KINDS:
-            raise ConfigError(f"gallery must be one of {', '.join(GALLERY_KINDS)}, got {source.kind!r}")
-        if source.kind == "folder":
-            folder = self._shared(source.path, "folder")
-            scan = None if progress is None else (lambda done, total: progress("scanning", done, total))
-            return self._galleries.get(source, lambda: Corpus.from_folder(folder, progress=scan))
-        if source.kind == "karpathy":
-            json_path, root = self._shared(source.path, "dataset file"), self._shared(source.image_root, "image root")
-            return self._galleries.get(source, lambda: Corpus.from_karpathy(json_path, root))
-        if source.kind == "upload":
-            return self._galleries.get(source, lambda: _uploaded(source.uploads))
-        return self._galleries.get(source, self._world)
-
-    def _shared(self, text: str, what: str) -> Path:
-        """``text`` as a path inside a shared folder, or a one-line error saying why not."""
-        if not text.strip():
-            raise ConfigError(f"enter the {what} on the server")
-        path = Path(text.strip()).expanduser().resolve()
-        if not any(path.is_relative_to(folder) for folder in self.folders):
-            shared = ", ".join(str(f) for f in self.folders) or "none (start the app with --folder PATH)"
-            raise ConfigError(f"{path} is outside the folders this server shares: {shared}")
-        if not path.exists():
-            raise CorpusError(f"{what} not found: {path}")
-        return path
+        return self.galleries.corpus(source, progress)
 
     # -- searching -----------------------------------------------------------------------------
 
     def validate(self, choice: Choice) -> None:
         """Cheap checks (names, ks, gallery size when the gallery is loaded); raises ConfigError."""
         config = choice.config()
-        corpus = self._galleries.peek(choice.gallery.normalised())
-        if isinstance(corpus, Corpus):
+        corpus = self.galleries.loaded(choice.gallery)
+        if corpus is not None:
             config.check_corpus_size(len(corpus))
 
     def searcher(self, choice: Choice, progress: Progress | None = None) -> CascadeSearcher:
@@ -377,11 +288,7 @@ class Engine:
             what = f"queries of configuration {number}/{len(choices)}"
             queries = None if progress is None else (lambda done, total, what=what: progress(what, done, total))
             result = evaluate(searcher, choice.ks, progress=queries, limit=limit)
-            self.store.save_evaluation(EvalRecord(
-                config_key=searcher.config(choice.ks).key, dataset=name, n_images=result.n_images,
-                n_queries=result.n_queries, r1=result.r1, r5=result.r5, r10=result.r10,
-                image_macs=result.image_macs, alpha=result.alpha,
-            ))  # fmt: skip
+            self.store.save_evaluation(EvalRecord.of(result, searcher.config(choice.ks).key, name))
             results.append(result)
         return results
 
@@ -394,10 +301,3 @@ def is_cross_name(name: str) -> bool:
     return name.endswith("+itm") or name.partition("@")[0].endswith(":cross")
 
 
-def _uploaded(paths: Sequence[str]) -> Corpus:
-    if not paths:
-        raise CorpusError("upload some images first")
-    corpus = Corpus.from_paths([Path(p) for p in paths])
-    if not corpus.ids:
-        raise CorpusError(f"none of the {len(paths)} uploaded file(s) is a readable image")
-    return corpus

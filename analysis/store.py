@@ -122,6 +122,12 @@ class EvalRecord:
     image_macs: int
     alpha: float
 
+    @classmethod
+    def of(cls, result, config_key: str, dataset: str) -> EvalRecord:
+        """The record of an ``analysis.evaluate.EvalResult`` (duck-typed: the store imports no evaluator)."""
+        return cls(config_key, dataset, result.n_images, result.n_queries, result.r1, result.r5, result.r10,
+                   result.image_macs, result.alpha)  # fmt: skip
+
 
 class Store:
     """A DuckDB database file: feature cache + query log + evaluations.

@@ -30,11 +30,7 @@ def run(args: argparse.Namespace) -> int:
         common.build(searcher, args)
         with common.bar(args, "queries", None) as bar:
             result = evaluate(searcher, config.ks, progress=progress.callback(bar), limit=args.limit)
-        store.save_evaluation(EvalRecord(
-            config_key=searcher.config(config.ks).key, dataset=dataset, n_images=result.n_images,
-            n_queries=result.n_queries, r1=result.r1, r5=result.r5, r10=result.r10,
-            image_macs=result.image_macs, alpha=result.alpha,
-        ))  # fmt: skip
+        store.save_evaluation(EvalRecord.of(result, searcher.config(config.ks).key, dataset))
     payload = {key: result.as_json()[key] for key in JSON_KEYS}
     common.emit(args, payload,
                 f"{' > '.join(result.levels)}  ks={list(result.ks)}  on {dataset} ({result.n_images} images, "
