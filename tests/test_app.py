@@ -13,6 +13,7 @@ import threading
 import time
 from pathlib import Path
 
+import gradio as gr
 import httpx
 import numpy as np
 import pytest
@@ -31,6 +32,9 @@ from tests.app_engine import (
     make_engine,
 )
 from tests.fakes import make_gallery, make_karpathy
+from ui.common import MAX_STAGES, Session, guarded
+from ui.controls import choice_from
+from ui.formatting import alpha_floor_note, skipped_note
 
 
 @pytest.fixture
@@ -56,7 +60,7 @@ def test_search_api_returns_each_stage_as_the_engine_ranks_it(served, tmp_path):
     engine, demo = served
     client = Client(demo.local_url, verbose=False, download_files=str(tmp_path / "downloads"))
     status, *rest = client.predict("two large striped red circles", api_name="/search")
-    galleries, card, data = rest[: app.MAX_STAGES], rest[app.MAX_STAGES], rest[app.MAX_STAGES + 1]
+    galleries, card, data = rest[: MAX_STAGES], rest[MAX_STAGES], rest[MAX_STAGES + 1]
 
     # The engine's own answer to the same query (a repeat: every image is cached by now).
     outcome = engine.search(engine.default_choice(), "two large striped red circles")
@@ -183,8 +187,8 @@ def test_the_replay_verdict_explains_a_high_alpha_by_distinct_queries_and_k1():
     def result(alpha: float, distinct: int) -> ReplayResult:
         return ReplayResult("zipf", 300, distinct, alpha, 10, 20, (10,), 1.0)
 
-    assert app.alpha_floor_note(result(0.12, 200), k_1=15, n_images=100_000) == ""  # near the paper's 0.1
-    note = app.alpha_floor_note(result(0.67, 548), k_1=15, n_images=5_000)
+    assert alpha_floor_note(result(0.12, 200), k_1=15, n_images=100_000) == ""  # near the paper's 0.1
+    note = alpha_floor_note(result(0.67, 548), k_1=15, n_images=5_000)
     assert "548 distinct queries x k_1 = 15 can hand up to 8,220 images to level 2, against 5,000" in note
 
 
@@ -282,25 +286,25 @@ def _controls(**changes) -> list:
 
 
 def test_controls_make_the_sessions_choice():
-    choice = app.choice_from(*_controls(rerank=True))
+    choice = choice_from(*_controls(rerank=True))
     assert choice == Choice(GallerySource("world"), ("fake:small", "fake:large", "fake:cross"), (20, 5, 3))
     with pytest.raises(ConfigError, match="must not grow"):
-        app.choice_from(*_controls(ks=[5, 20, 10, 10])).config()
+        choice_from(*_controls(ks=[5, 20, 10, 10])).config()
     with pytest.raises(ConfigError, match="stage 2 has no k"):
-        app.choice_from(*_controls(ks=[5, None, 10, 10]))
+        choice_from(*_controls(ks=[5, None, 10, 10]))
 
 
 def test_a_session_with_an_invalid_edit_refuses_to_run_the_old_cascade(engine):
-    session = app.Session(engine.default_choice(), problem="k must not grow from level to level")
+    session = Session(engine.default_choice(), problem="k must not grow from level to level")
     with pytest.raises(ConfigError, match="fix the cascade first: k must not grow"):
         session.valid()
-    assert app.Session(engine.default_choice()).valid() == engine.default_choice()
+    assert Session(engine.default_choice()).valid() == engine.default_choice()
 
 
 def test_impossible_k_and_bad_galleries_are_one_line_errors(engine, tmp_path):
     engine.searcher(engine.default_choice())  # loads the gallery: validation now knows N
     with pytest.raises(ConfigError, match=f"k_1 = 100 is larger than the collection \\({N_IMAGES} images\\)"):
-        engine.validate(app.choice_from(*_controls(ks=[100, 5, 1, 1])))
+        engine.validate(choice_from(*_controls(ks=[100, 5, 1, 1])))
     outside = Choice(GallerySource("folder", path=str(tmp_path)), PRESET.levels, (5, 2))
     with pytest.raises(ConfigError, match="outside the folders this server shares: none"):
         engine.searcher(outside)
@@ -325,13 +329,13 @@ def test_a_shared_folder_and_uploads_are_searchable(tmp_path):
         uploads = tuple(str(p) for p in sorted((shared / "photos").iterdir())[:6])
         upload = Choice(GallerySource("upload", uploads=uploads), PRESET.levels, (6, 3))
         assert len(engine.search(upload, "anything").corpus) == 6
-        assert app.skipped_note(engine.search(upload, "anything").corpus) == ""
+        assert skipped_note(engine.search(upload, "anything").corpus) == ""
         notes = tmp_path / "notes.png"
         notes.write_text("not an image")
         mixed = Choice(GallerySource("upload", uploads=(*uploads, str(notes))), PRESET.levels, (6, 3))
         outcome = engine.search(mixed, "anything")
         assert len(outcome.corpus) == 6  # the bad file costs nothing but a line in the page
-        assert app.skipped_note(outcome.corpus) == " · 1 file(s) skipped, not readable images: notes.png"
+        assert skipped_note(outcome.corpus) == " · 1 file(s) skipped, not readable images: notes.png"
     finally:
         engine.store.close()
 
@@ -339,9 +343,9 @@ def test_a_shared_folder_and_uploads_are_searchable(tmp_path):
 def test_guarded_handlers_turn_errors_into_a_visible_line(monkeypatch):
     warnings = []
     monkeypatch.setattr(app.gr, "Warning", warnings.append)
-    status = app.gr.Markdown()
+    status = gr.Markdown()
 
-    @app.guarded(status)
+    @guarded(status)
     def handler(x):
         raise ConfigError(f"k must not grow, got {x}")
 
