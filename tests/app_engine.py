@@ -1,9 +1,15 @@
-"""An app engine for tests: a temporary database, a small world gallery, seeded fake encoders, fixed MAC counts."""
+"""An app engine for tests (a temporary database, a small world gallery, seeded fake encoders, fixed MAC counts),
+and the rankings its cascades should give, computed by hand."""
 
 from __future__ import annotations
 
 import socket
+from collections.abc import Sequence
 from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
 
 from analysis.engine import Engine
 from analysis.presets import Preset
@@ -61,3 +67,21 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def expected_levels(query: str, corpus: Corpus, levels: Sequence[tuple[str, int]]) -> list[tuple[list[str], list]]:
+    """Algorithm 1 by hand: per level, the kept ids and scores (best first) of the fake encoders named in ``levels``.
+
+    Level 1 scores every image; each later level re-scores only the previous level's kept ids.
+    Images are read with PIL and encoded by fresh fakes (same seeds as the engine's), never by the cascade.
+    """
+    encoders, candidates, kept = fake_encoders(), list(corpus.ids), []
+    for name, k in levels:
+        encoder = encoders[name]
+        pixels = [encoder.preprocess(Image.open(corpus.paths[i]).convert("RGB")) for i in candidates]
+        images = encoder.encode_pixels(torch.stack(pixels))
+        scores = images @ encoder.encode_texts([query])[0]
+        order = np.argsort(-scores, kind="stable")[:k]
+        candidates = [candidates[j] for j in order]
+        kept.append((candidates, [float(scores[j]) for j in order]))
+    return kept

@@ -1,0 +1,147 @@
+"""The Cost tab: the session's cascade's log as charts, a replay that redraws them live, and resetting the log."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import gradio as gr
+import pandas as pd
+
+from analysis import plots
+from analysis.engine import Choice, Engine
+from analysis.replay import ReplayResult
+from ui.common import LONG_CONCURRENCY, PROGRESS, Session, describe, guarded, progress_fn
+from ui.formatting import cost_summary, replay_done
+
+REPLAY_REFRESH_S = 1.0
+# A replay whose page stopped listening (Stop pressed, tab closed) for this long stops itself: Gradio
+# cancels the event, but a sync generator's ``finally`` runs only when it is garbage collected.
+REPLAY_ABANDONED_S = 5.0
+
+
+def cost_outputs(engine: Engine, choice: Choice) -> tuple[str, object, object]:
+    """(summary markdown, cumulative figure, per-query figure) of the session's cascade, from the log."""
+    view = engine.cost_view(choice)
+    if view is None:
+        note = "Search (or press Build) with this cascade first: the charts read its query log."
+        empty = pd.DataFrame()
+        return note, plots.cumulative_cost_figure(empty, empty), plots.per_query_figure(empty)
+    title = plots.short_config(view.config_key)
+    summary = cost_summary(view, engine.measured_alpha(choice))
+    cumulative = plots.cumulative_cost_figure(view.cumulative, view.baselines, title)
+    return summary, cumulative, plots.per_query_figure(view.per_level)
+
+
+def cost_tab(engine: Engine, session: gr.State) -> dict:
+    """Lay out and wire the tab; returns the three components ``cost_outputs`` fills, for the page to refresh."""
+    summary = gr.Markdown("Search with a cascade, then come back here.", elem_id="cost-summary")
+    with gr.Row():
+        cumulative = gr.Plot(label="Cumulative image MACs", elem_id="cost-cumulative")
+        per_query = gr.Plot(label="Per-query image MACs", elem_id="cost-per-query")
+    with gr.Row():
+        n_queries = gr.Slider(10, 5000, value=200, step=10, label="Replay: queries", elem_id="replay-queries")
+        workload = gr.Radio(["zipf", "uniform"], value="zipf", label="Workload")
+        seed = gr.Number(0, precision=0, label="Seed")
+    with gr.Row():
+        replay_button = gr.Button("Replay", variant="primary", elem_id="replay-button")
+        stop_button = gr.Button("Stop")
+        reset_button = gr.Button("Reset this cascade's log…", variant="stop")
+    with gr.Row(visible=False) as confirm_row:
+        gr.Markdown("Delete every logged query of **this cascade on this gallery**? Embeddings, evaluations and "
+                    "other cascades stay.")  # fmt: skip
+        confirm = gr.Button("Yes, delete its log", variant="stop")
+        cancel = gr.Button("Cancel")
+    replay_status = gr.Markdown(elem_id="replay-status")
+    figures = [summary, cumulative, per_query]
+
+    def run_replay(state: Session, kind: str, n: float, seed_value: float, progress: gr.Progress = PROGRESS):
+        if state.problem:
+            yield {replay_status: f"**Replay:** fix the cascade first: {state.problem}"}
+            return
+        yield from replay_updates(engine, state.choice, kind, int(n), int(seed_value or 0), progress, figures,
+                                  replay_status)  # fmt: skip
+
+    # Callable by API (undocumented) so a test can prove a running replay never blocks a search.
+    replaying = replay_button.click(run_replay, [session, workload, n_queries, seed], [*figures, replay_status],
+                                    concurrency_limit=LONG_CONCURRENCY, concurrency_id="long", api_name="replay",
+                                    api_visibility="undocumented")  # fmt: skip
+    stop_button.click(None, None, None, cancels=[replaying], api_visibility="private")
+    reset_button.click(lambda: gr.Row(visible=True), None, confirm_row, queue=False, api_visibility="private")
+    cancel.click(lambda: gr.Row(visible=False), None, confirm_row, queue=False, api_visibility="private")
+
+    @guarded(replay_status)
+    def reset(state: Session):
+        deleted = engine.reset_log(state.choice)  # the cascade the charts show
+        text, fig_cumulative, fig_per_query = cost_outputs(engine, state.choice)
+        return {confirm_row: gr.Row(visible=False), replay_status: f"Deleted {deleted:,} logged queries.",
+                summary: text, cumulative: fig_cumulative, per_query: fig_per_query}  # fmt: skip
+
+    confirm.click(reset, session, [confirm_row, replay_status, *figures], api_visibility="private")
+    return {"summary": summary, "cumulative": cumulative, "per_query": per_query}
+
+
+@dataclass
+class ReplayWatch:
+    """What the replay's worker thread tells the generator that redraws the page, and when the page last asked.
+
+    Plain attribute reads and writes: one writer per field, and a stale read only delays a redraw by a poll.
+    """
+
+    total: int
+    what: str = "queries"
+    done: int = 0
+    polled: float = field(default_factory=time.monotonic)
+    result: ReplayResult | None = None
+    error: BaseException | None = None
+
+
+def replay_updates(engine: Engine, current: Choice, kind: str, n: int, seed: int, progress: gr.Progress,
+                   figures: Sequence, status: gr.Markdown) -> Iterator[dict]:  # fmt: skip
+    """Run a replay in a worker thread; yield the log's charts every second, then the measured alpha.
+
+    The worker, not this generator, runs the queries: a generator only runs between
+    yields, and the page should redraw while the replay is busy. The generator's polls
+    are the worker's heartbeat: once they stop (Stop pressed, page closed), it stops.
+    """
+    stop, watch = threading.Event(), ReplayWatch(total=n)
+
+    def on_query(done, result, cumulative):
+        watch.what, watch.done, watch.total = "queries", done, n
+        if time.monotonic() - watch.polled > REPLAY_ABANDONED_S:
+            stop.set()
+
+    def on_progress(what, done, total):
+        watch.what, watch.done, watch.total = what, done, total
+
+    def work():
+        try:
+            watch.result = engine.replay(current, kind, n, seed, on_query, stop, on_progress)
+        except Exception as err:  # noqa: BLE001  (reported by the generator)
+            watch.error = err
+
+    worker = threading.Thread(target=work, name="replay", daemon=True)
+    worker.start()
+    outputs = [*figures, status]
+    try:
+        while worker.is_alive():
+            worker.join(REPLAY_REFRESH_S)
+            watch.polled = time.monotonic()
+            progress_fn(progress)(watch.what, watch.done, watch.total)
+            text = f"Replaying: {watch.done:,} of {n:,} queries ({kind}, seed {seed})…"
+            yield dict(zip(outputs, [*cost_outputs(engine, current), text]))
+        yield dict(zip(outputs, [*cost_outputs(engine, current), replay_verdict(engine, current, watch)]))
+    finally:
+        stop.set()
+
+
+def replay_verdict(engine: Engine, current: Choice, watch: ReplayWatch) -> str:
+    """The status line once the worker ended: its error as one line (and a toast), or the measured alpha."""
+    if watch.error is not None:
+        message = describe(watch.error)
+        gr.Warning(message)
+        return f"**Replay:** {message}"
+    n_images = len(engine.corpus(current.gallery))  # cached by the replay
+    return replay_done(watch.result, engine.measured_alpha(current), current.ks[0], n_images)

@@ -1,0 +1,60 @@
+"""The Search tab: the cascade builder, a query, one gallery per stage, the cost card and the /search API."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from analysis.engine import Engine
+from analysis.search_json import search_json
+from cascade.corpus import Corpus
+from cascade.types import LevelTrace
+from ui.common import MAX_STAGES, PROGRESS, SEARCH_CONCURRENCY, Session, guarded, progress_fn
+from ui.controls import cascade_controls, wire_controls
+from ui.formatting import cost_card, describe_choice, skipped_note, stage_items, stage_label
+
+
+def stage_gallery(trace: LevelTrace, corpus: Corpus, number: int) -> gr.Gallery:
+    """One stage's kept images, best first, captioned with rank and score; cache misses marked."""
+    return gr.Gallery(value=stage_items(trace, corpus), label=stage_label(trace, number), visible=True)
+
+
+def search_tab(engine: Engine, session: gr.State) -> dict:
+    """Lay out and wire the tab; returns its ``done`` events (search, submit, build) for the Cost tab to follow."""
+    controls = cascade_controls(engine)
+    status = gr.Markdown(f"Cascade: {describe_choice(engine.default_choice())}", elem_id="search-status")
+    wire_controls(engine, controls, session, status)
+    with gr.Row():
+        query = gr.Textbox(label="Query", placeholder="e.g. two small striped red stars to the left of a blue circle",
+                           scale=5, elem_id="query")  # fmt: skip
+        search_button = gr.Button("Search", variant="primary", scale=1, elem_id="search-button")
+        build_button = gr.Button("Build (embed gallery)", scale=1)
+    galleries = [gr.Gallery(label=f"Stage {i + 1}", visible=False, columns=10, height=250, object_fit="contain",
+                            fit_columns=False, elem_id=f"stage-{i + 1}") for i in range(MAX_STAGES)]  # fmt: skip
+    card = gr.Markdown(elem_id="cost-card")
+    with gr.Accordion("Result as data (the /search API's answer)", open=False):
+        raw = gr.JSON()
+    outputs = [status, *galleries, card, raw]
+
+    @guarded(status)
+    def run_search(text: str, state: Session, progress: gr.Progress = PROGRESS):
+        current = state.valid()
+        outcome = engine.search(current, text, progress=progress_fn(progress))
+        stages = [stage_gallery(t, outcome.corpus, n) for n, t in enumerate(outcome.result.levels, start=1)]
+        stages += [gr.Gallery(value=None, visible=False)] * (MAX_STAGES - len(stages))
+        note = f"Cascade: {describe_choice(current)}{skipped_note(outcome.corpus)}"
+        data = search_json(outcome.result, outcome.corpus)
+        return dict(zip(outputs, [gr.Markdown(note), *stages, cost_card(outcome), data]))
+
+    @guarded(status)
+    def run_build(state: Session, progress: gr.Progress = PROGRESS):
+        current = state.valid()
+        searcher = engine.searcher(current, progress=progress_fn(progress))
+        ready = f"({len(searcher.corpus):,} images ready){skipped_note(searcher.corpus)}"
+        return {status: gr.Markdown(f"Built: {describe_choice(current)} {ready}")}
+
+    searched = search_button.click(run_search, [query, session], outputs, api_name="search",
+                                   concurrency_limit=SEARCH_CONCURRENCY, concurrency_id="search")  # fmt: skip
+    submitted = query.submit(run_search, [query, session], outputs, api_visibility="private",
+                             concurrency_id="search")  # fmt: skip
+    built = build_button.click(run_build, session, status, api_visibility="private", concurrency_id="search")
+    return {"done": [searched, submitted, built], "status": status}

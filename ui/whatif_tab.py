@@ -1,0 +1,65 @@
+"""The What-if tab: the paper's cost model on Table 1's architectures, and Table 1 itself in both MAC modes."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from analysis import plots, whatif
+from analysis.engine import Engine
+from analysis.table1 import NOTES
+from ui.common import PROGRESS, guarded
+from ui.formatting import PAPER_ALPHA, whatif_summary
+
+
+def whatif_tab(engine: Engine) -> dict:
+    """Lay out and wire the tab; returns its ``update`` handler and its inputs and outputs, for the tab's select."""
+    gr.Markdown("The paper's cost model on real architectures (MACs counted from the architecture, no weights).")
+    families = whatif.families()
+    with gr.Row():
+        family = gr.Dropdown(families, value=families[0], label="Family")
+        labels = gr.CheckboxGroup(whatif.family_labels(families[0]), value=whatif.family_labels(families[0]),
+                                  label="Cascade (cheapest first)")  # fmt: skip
+        mode = gr.Radio(["paper", "full"], value="paper", label="MAC counting")
+    with gr.Row():
+        log_n = gr.Slider(3, 9, value=6, step=0.1, label="Gallery size N = 10^x images")
+        alpha = gr.Slider(0.001, 1, value=PAPER_ALPHA, step=0.001, label="alpha (share ever reaching level 2)")
+        log_q = gr.Slider(1, 9, value=6, step=0.1, label="Queries Q = 10^x")
+    with gr.Row():
+        k1 = gr.Slider(1, 1000, value=50, step=1, label="k1 (handed to level 2)")
+        k2 = gr.Slider(1, 1000, value=14, step=1, label="k2 (handed to level 3)")
+    summary = gr.Markdown(elem_id="whatif-summary")
+    figure = gr.Plot(elem_id="whatif-plot")
+    table_button = gr.Button("Show Table 1 (both MAC modes)")
+    tables = gr.Markdown()
+    paper_table = gr.Dataframe(label="MACs: paper (THOP, as printed)", visible=False)
+    full_table = gr.Dataframe(label="MACs: full (attention counted)", visible=False)
+
+    inputs = [family, labels, mode, log_n, alpha, log_q, k1, k2]
+
+    @guarded(summary)
+    def update(family_title, chosen, macs_mode, x_n, a, x_q, first_k, second_k, progress: gr.Progress = PROGRESS):
+        progress(None, desc="counting MACs (first time per encoder: seconds)")
+        n, q = int(round(10**x_n)), int(round(10**x_q))
+        model = engine.cost_model.whatif(family_title, chosen, macs_mode, n, a, q, (int(first_k), int(second_k)))
+        plot = plots.whatif_figure(model.curves, model.break_even)
+        return {summary: whatif_summary(model, n, a, macs_mode), figure: plot}
+
+    gr.on([c.change for c in inputs], update, inputs, [summary, figure], api_visibility="private",
+          concurrency_id="whatif", trigger_mode="always_last")  # fmt: skip
+
+    def family_encoders(title: str) -> gr.CheckboxGroup:
+        return gr.CheckboxGroup(choices=whatif.family_labels(title), value=whatif.family_labels(title))
+
+    family.change(family_encoders, family, labels, queue=False, api_visibility="private")
+
+    @guarded(tables)
+    def show_tables(progress: gr.Progress = PROGRESS):
+        progress(None, desc="counting MACs of every Table 1 encoder, both modes (once per run)")
+        paper, full = engine.cost_model.table1("paper"), engine.cost_model.table1("full")
+        return {paper_table: gr.Dataframe(whatif.table1_frame(paper), visible=True),
+                full_table: gr.Dataframe(whatif.table1_frame(full), visible=True),
+                tables: f"**Why the two modes differ.** {NOTES['paper']}\n\n{NOTES['full']}"}  # fmt: skip
+
+    table_button.click(show_tables, None, [paper_table, full_table, tables], api_visibility="private",
+                       concurrency_id="long")  # fmt: skip
+    return {"update": update, "inputs": inputs, "outputs": [summary, figure]}
