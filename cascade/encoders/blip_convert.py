@@ -137,7 +137,7 @@ def read_original(source: Path) -> dict[str, torch.Tensor]:
     try:
         checkpoint = torch.load(source, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        if "weights only load failed" in str(err).lower():
+        if "unsupported global" in str(err).lower():  # a class or function to call: code, not tensors
             raise WeightsUnavailable(
                 f"{source} holds pickled objects besides tensors and was not loaded (pickled code is never run)"
             ) from None
@@ -256,6 +256,7 @@ def _strict_model(config: Any, state: dict[str, torch.Tensor], source: Path) -> 
 def _write(out_dir: Path, model: Any, tokenizer: Any, image_size: int) -> None:
     """Write everything beside ``out_dir``, then rename it into place: all or nothing."""
     from transformers import BlipImageProcessor
+    from transformers.utils import logging as hf_logging
 
     if len(tokenizer) != model.config.text_config.vocab_size:
         raise WeightsUnavailable(
@@ -265,6 +266,8 @@ def _write(out_dir: Path, model: Any, tokenizer: Any, image_size: int) -> None:
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     partial = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}"
     shutil.rmtree(partial, ignore_errors=True)
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # the library prints nothing; the command reports
     try:
         model.save_pretrained(partial, safe_serialization=True)
         tokenizer.save_pretrained(partial)
@@ -274,3 +277,5 @@ def _write(out_dir: Path, model: Any, tokenizer: Any, image_size: int) -> None:
         partial.rename(out_dir)
     finally:
         shutil.rmtree(partial, ignore_errors=True)
+        if bars:
+            hf_logging.enable_progress_bar()
