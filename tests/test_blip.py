@@ -1,4 +1,7 @@
-"""BLIP levels on a tiny random checkpoint: equal to transformers' own forward, MACs, loading, offline."""
+"""BLIP levels on a tiny random checkpoint: equal to transformers' own forward, MACs, loading, offline.
+
+The original ITM scoring ([ENC], logit + ITC) is tested in test_blip_scoring.py, conversion in test_blip_convert.py.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ import cascade  # noqa: F401  (torchvision shim before transformers' BLIP)
 from cascade.cache import MemoryCache
 from cascade.corpus import Corpus
 from cascade.cost import count_macs
-from cascade.encoders import blip, create_encoder
+from cascade.encoders import blip, blip_levels, create_encoder
 from cascade.errors import ConfigError, EncoderNotFound, WeightsUnavailable
 from cascade.search import CascadeSearcher
 from tests.blip_tiny import (
@@ -53,13 +56,20 @@ def random_images(n: int, seed: int = 0) -> list[Image.Image]:
 
 
 def test_names_resolve(checkpoint_dir):
-    assert blip.parse_spec("base") == ("Salesforce/blip-itm-base-coco", False)
-    assert blip.parse_spec("large+itm") == ("Salesforce/blip-itm-large-coco", True)
-    assert blip.parse_spec("Salesforce/blip-itm-base-flickr") == ("Salesforce/blip-itm-base-flickr", False)
-    assert blip.parse_spec(f"{checkpoint_dir}+itm") == (str(checkpoint_dir.resolve()), True)
-    assert "blip:base+itm" in blip.known_names()
+    assert blip.parse_spec("base") == blip.BlipSpec("Salesforce/blip-itm-base-coco", False, "original")
+    assert blip.parse_spec("large+itm") == blip.BlipSpec("Salesforce/blip-itm-large-coco", True, "original")
+    assert blip.parse_spec("large+itm@original") == blip.parse_spec("large+itm")
+    transformers_style = blip.parse_spec("base+itm@transformers")
+    assert transformers_style == blip.BlipSpec("Salesforce/blip-itm-base-coco", True, "transformers")
+    assert transformers_style.name == "blip:Salesforce/blip-itm-base-coco+itm@transformers"
+    assert blip.parse_spec("large+itm@original").name == "blip:Salesforce/blip-itm-large-coco+itm"
+    assert blip.parse_spec("Salesforce/blip-itm-base-flickr").source == "Salesforce/blip-itm-base-flickr"
+    assert blip.parse_spec(f"{checkpoint_dir}+itm") == blip.BlipSpec(str(checkpoint_dir.resolve()), True)
+    assert {"blip:base+itm", "blip:base+itm@transformers"} <= set(blip.known_names())
     with pytest.raises(EncoderNotFound, match="did you mean blip:base"):
         create_encoder("blip:bsae")
+    with pytest.raises(EncoderNotFound, match="blip:base\\+itm@hf"):
+        create_encoder("blip:base+itm@hf")
     with pytest.raises(WeightsUnavailable, match="does not exist"):
         create_encoder("blip:/no/such/blip/checkpoint")
 
@@ -69,7 +79,12 @@ def test_local_directory_loads_as_both_levels(checkpoint_dir):
     cross = create_encoder(f"blip:{checkpoint_dir}+itm")
     assert isinstance(bi, blip.BlipBiEncoder) and isinstance(cross, blip.BlipCrossEncoder)
     assert bi.checkpoint is cross.checkpoint  # one model in memory for both stages
-    assert bi.id == f"blip:{checkpoint_dir.resolve()}" and cross.id == bi.id + "+itm"
+    weights = bi.checkpoint.weights_id
+    assert weights.startswith("file-") and len(weights) == len("file-") + 12
+    assert bi.id == f"blip:{checkpoint_dir.resolve()}#{weights}"
+    assert cross.id == f"blip:{checkpoint_dir.resolve()}+itm#{weights}"
+    transformers_style = create_encoder(f"blip:{checkpoint_dir}+itm@transformers")
+    assert transformers_style.id == f"blip:{checkpoint_dir.resolve()}+itm@transformers#{weights}"
     assert bi.text_tower_id == bi.id
     assert (bi.dim, bi.image_size, cross.image_size) == (EMBED, IMAGE_SIZE, IMAGE_SIZE)
     assert bi.preprocess(random_images(1)[0]).shape == (3, IMAGE_SIZE, IMAGE_SIZE)
@@ -94,13 +109,14 @@ def test_itc_embeddings_equal_model_forward(checkpoint_dir, reference):
     assert np.ptp(cosine.cpu().numpy(), axis=0).min() > 0.05 and np.ptp(cosine.cpu().numpy(), axis=1).min() > 0.05
 
 
-def test_itm_scores_from_cached_states_equal_model_forward(checkpoint_dir, reference, monkeypatch):
+def test_transformers_scoring_equals_model_forward(checkpoint_dir, reference, monkeypatch):
+    """``+itm@transformers`` scores exactly as BlipForImageTextRetrieval(use_itm_head=True): [CLS], probability."""
     model, tokenizer = reference
-    cross = create_encoder(f"blip:{checkpoint_dir}+itm")
+    cross = create_encoder(f"blip:{checkpoint_dir}+itm@transformers")
     images = random_images(5, seed=1)
     features = cross.encode_images(images, batch_size=2)
     assert features.shape == (5, VISION_TOKENS, HIDDEN) and features.dtype == np.float32
-    monkeypatch.setattr(blip, "PAIR_BATCH", 2)  # several pair batches per query
+    monkeypatch.setattr(blip_levels, "PAIR_BATCH", 2)  # several pair batches per query
     pixels = torch.stack([cross.preprocess(image) for image in images]).to(model.device)
     for query in QUERIES:
         scores = cross.score(query, features)
@@ -119,7 +135,8 @@ def test_itm_scores_from_cached_states_equal_model_forward(checkpoint_dir, refer
 
 def test_macs_equal_counts_on_the_modules(checkpoint_dir):
     bi = create_encoder(f"blip:{checkpoint_dir}")
-    cross = create_encoder(f"blip:{checkpoint_dir}+itm")
+    cross = create_encoder(f"blip:{checkpoint_dir}+itm@transformers")
+    original = create_encoder(f"blip:{checkpoint_dir}+itm")
     model = bi.checkpoint.model
     pixels = torch.zeros(3, 3, IMAGE_SIZE, IMAGE_SIZE)
     assert count_macs(model.vision_model, (pixels,)) == 3 * cross.image_macs > 0
@@ -139,6 +156,12 @@ def test_macs_equal_counts_on_the_modules(checkpoint_dir):
     per_layer += 2 * tokens * VISION_TOKENS * HIDDEN + 4 * tokens * HIDDEN
     assert cross.pair_macs - bi.text_macs == LAYERS * per_layer + HIDDEN * 2 - HIDDEN * EMBED
 
+    # The original scoring adds, per pair, vision_proj of the CLS state and the cosine; per query, the ITC text pass.
+    text_embedding = torch.zeros(4, EMBED)
+    assert count_macs(blip.MatchScorer(model), (ids, None, states, text_embedding)) == 4 * original.pair_macs
+    assert original.pair_macs - cross.pair_macs == HIDDEN * EMBED + EMBED
+    assert (original.query_macs, cross.query_macs) == (bi.text_macs, 0)
+
 
 def test_paper_mode_counts_less_than_full_mode(checkpoint_dir):
     config = create_encoder(f"blip:{checkpoint_dir}").checkpoint.model.config
@@ -149,7 +172,7 @@ def test_paper_mode_counts_less_than_full_mode(checkpoint_dir):
 
 def test_cascade_meters_blip_stages(checkpoint_dir, tmp_path):
     bi = create_encoder(f"blip:{checkpoint_dir}")
-    cross = create_encoder(f"blip:{checkpoint_dir}+itm")
+    cross = create_encoder(f"blip:{checkpoint_dir}+itm@transformers")
     corpus = Corpus.from_folder(make_gallery(tmp_path / "gallery", 8)[0].parent)
     searcher = CascadeSearcher([bi, cross], corpus, cache=MemoryCache())
     build = searcher.build()
@@ -178,6 +201,8 @@ def test_vocab_txt_alone_is_a_tokenizer(tmp_path):
     vocab = tiny_vocab()
     assert ids[0, :5].tolist() == [vocab.index(w) for w in ("[CLS]", "a", "red", "cat", "[SEP]")]
     assert int(mask.sum()) == 5 and ids.shape[1] == blip.QUERY_TOKENS
+    # No [ENC] in a bare vocab.txt: BLIP's layout puts it second after the vocabulary ([DEC], [ENC]).
+    assert bi.checkpoint.enc_token_id == len(vocab) + 1
 
 
 def test_missing_files_fail_with_what_is_missing(checkpoint_dir, tmp_path):
@@ -188,11 +213,26 @@ def test_missing_files_fail_with_what_is_missing(checkpoint_dir, tmp_path):
     with pytest.raises(WeightsUnavailable, match="tokenizer.json or vocab.txt"):
         create_encoder(f"blip:{no_tokenizer}")
 
+    no_weights = tmp_path / "no-weights"
+    shutil.copytree(checkpoint_dir, no_weights)
+    (no_weights / "model.safetensors").unlink()
+    with pytest.raises(WeightsUnavailable, match=r"lacks model.safetensors \(or pytorch_model.bin\)"):
+        create_encoder(f"blip:{no_weights}+itm")
+
+
+def test_pytorch_model_bin_is_read_as_tensors(checkpoint_dir, tmp_path):
+    """A folder with only pytorch_model.bin loads (torch.load(weights_only=True)) and computes the same."""
+    from safetensors.torch import load_file
+
     pickled = tmp_path / "pickled"
     shutil.copytree(checkpoint_dir, pickled)
-    (pickled / "model.safetensors").rename(pickled / "pytorch_model.bin")
-    with pytest.raises(WeightsUnavailable, match="only pickled pytorch_model.bin"):
-        create_encoder(f"blip:{pickled}+itm")
+    torch.save(load_file(pickled / "model.safetensors"), pickled / "pytorch_model.bin")
+    (pickled / "model.safetensors").unlink()
+    images = random_images(3, seed=4)
+    from_bin = create_encoder(f"blip:{pickled}")
+    from_safetensors = create_encoder(f"blip:{checkpoint_dir}")
+    np.testing.assert_array_equal(from_bin.encode_images(images), from_safetensors.encode_images(images))
+    assert from_bin.id != from_safetensors.id  # another file, another digest
 
 
 def test_checkpoint_without_itm_head_is_refused(checkpoint_dir, tmp_path):

@@ -8,6 +8,11 @@ WEIGHTS is one of:
 - ``random``: seeded random init, for tests and cost studies.
 Without ``@WEIGHTS`` the architecture's first pretrained tag is used.
 
+Ids carry what identifies the weights, so the feature cache never serves another file's rows:
+``@file-<digest>`` for a file, ``@random0`` for the seeded init, and for a tag the hub snapshot it
+was read from (``ViT-B-16@laion2b_s34b_b88k#rev-<commit>``) or, for a tag open_clip fetches by URL,
+a digest of that URL (``#url-<digest>``; open_clip checks the sha256 such URLs carry).
+
 Beside open_clip's own architectures, the tiny test architectures in
 ``openclip_configs/`` (``tiny-vit-s``, ``tiny-vit-m``, ``tiny-vit-l``) are
 registered on first use: architectures are data, as in open_clip itself.
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import logging
 import os
 import pickle
@@ -28,9 +34,8 @@ import torch
 from PIL import Image
 
 from cascade import cost
-from cascade.encoders import not_found
+from cascade.encoders import hub, not_found
 from cascade.encoders.base import BiEncoder, l2_normalise
-from cascade.encoders.hub import require_hub_files
 from cascade.errors import EncoderNotFound, WeightsUnavailable
 from cascade.paths import file_digest
 
@@ -74,9 +79,9 @@ def create(spec: str) -> OpenClipEncoder:
         model, _, preprocess = _load(open_clip, arch, str(path))
         weights_id = f"file-{file_digest(path, hex_digits=12)}"
     else:
-        _require_pretrained(open_clip, arch, weights)
+        repo_id, filenames = _require_pretrained(open_clip, arch, weights)
         model, _, preprocess = _load(open_clip, arch, weights)
-        weights_id = weights
+        weights_id = f"{weights}#{_tag_revision(open_clip, arch, weights, repo_id, filenames)}"
     return OpenClipEncoder(
         arch=arch,
         weights_id=weights_id,
@@ -129,13 +134,17 @@ def _looks_like_path(weights: str) -> bool:
     return "/" in weights or weights.endswith((".safetensors", ".bin", ".pt", ".pth"))
 
 
-def _require_pretrained(open_clip, arch: str, tag: str) -> None:
-    """Unknown tag -> EncoderNotFound; hub unreachable and file not cached -> WeightsUnavailable, at once."""
+def _require_pretrained(open_clip, arch: str, tag: str) -> tuple[str, list[str]]:
+    """Unknown tag -> EncoderNotFound; hub unreachable and file not cached -> WeightsUnavailable, at once.
+
+    Returns:
+        The hub repository and the weight file names it may hold (``("", [])`` for a URL download).
+    """
     if not open_clip.is_pretrained_cfg(arch, tag):
         raise not_found(f"openclip:{arch}@{tag}", "openclip")
     hf_hub = open_clip.get_pretrained_cfg(arch, tag).get("hf_hub") or ""
     if not hf_hub:
-        return  # a plain URL download: open_clip fetches it itself
+        return "", []  # a plain URL download: open_clip fetches it itself
     # Same split as open_clip.download_pretrained: "org/repo/" or "org/repo/file.bin".
     repo_id, filename = os.path.split(hf_hub)
     filename = filename or "open_clip_pytorch_model.bin"
@@ -144,7 +153,19 @@ def _require_pretrained(open_clip, arch: str, tag: str) -> None:
         "download it where the hub is reachable, "
         f"or pass a file: openclip:{arch}@/path/to/open_clip_model.safetensors"
     )
-    require_hub_files(repo_id, filenames, how)
+    hub.require_hub_files(repo_id, filenames, how)
+    return repo_id, filenames
+
+
+def _tag_revision(open_clip, arch: str, tag: str, repo_id: str, filenames: list[str]) -> str:
+    """``rev-<commit>`` of the hub snapshot the tag's weights were read from, else ``url-<digest>``."""
+    if repo_id:
+        path = hub.cached_hub_file(repo_id, filenames)
+        revision = hub.revision_of(path) if path else None
+        if revision:
+            return f"rev-{revision}"
+    url = open_clip.get_pretrained_cfg(arch, tag).get("url") or f"{repo_id}/{tag}"
+    return f"url-{hashlib.blake2b(url.encode(), digest_size=16).hexdigest()[: hub.REVISION_DIGITS]}"
 
 
 def _load(open_clip, arch: str, pretrained: str):
