@@ -6,8 +6,11 @@ cheap bi-encoder rank the gallery (one text encoding and N dot products) and
 hands only its top k to the cross-encoder. Both sides reuse cached image
 features, so the comparison is of *query* cost, the part that recurs:
 
-    cross alone:  N x pair_macs
-    cascade:      text_macs + N x dim (ranking) + k x pair_macs
+    cross alone:  query_macs + N x pair_macs
+    cascade:      text_macs + N x dim (ranking) + query_macs + k x pair_macs
+
+(``query_macs``: what the cross-encoder pays once per query, e.g. the ITC query embedding
+of BLIP's original scoring, which ranks by ITM logit + ITC similarity.)
 
 ``compare`` measures both on a captioned gallery: MACs from the searcher's own
 traces, wall time as medians of interleaved queries (so machine noise hits both
@@ -33,14 +36,14 @@ from cascade.search import CascadeSearcher
 TOP = max(RECALL_KS)  # results per query: enough for R@10
 
 
-def cascade_query_macs(text_macs: int, dim: int, n_images: int, k: int, pair_macs: int) -> int:
+def cascade_query_macs(text_macs: int, dim: int, n_images: int, k: int, pair_macs: int, query_macs: int = 0) -> int:
     """MACs of one warm CrispSearch query: text encoding, ranking N embeddings of width ``dim``, k pairs."""
-    return text_macs + n_images * dim + k * pair_macs
+    return text_macs + n_images * dim + query_macs + k * pair_macs
 
 
-def alone_query_macs(n_images: int, pair_macs: int) -> int:
+def alone_query_macs(n_images: int, pair_macs: int, query_macs: int = 0) -> int:
     """MACs of one warm query of the cross-encoder alone: every image of the gallery is a pair."""
-    return n_images * pair_macs
+    return query_macs + n_images * pair_macs
 
 
 @dataclass(frozen=True)
@@ -262,13 +265,15 @@ def compare_architectures(bi_variant: str, cross_variant: str, n_images: int, k:
         raise ConfigError(f"k must lie between 1 and the gallery size {n_images}, got {k}")
     bi_config = blip_config(bi_variant)
     bi, cross = count_blip_macs(bi_config, mode), count_blip_macs(blip_config(cross_variant), mode)
+    # The default (original) ITM scoring adds the ITC similarity: vision_proj per pair, the query's ITC embedding once.
+    pair_macs, query_macs = cross.pair_macs + cross.itc_pair_macs, cross.text_macs
     return CrispMacs(
         bi_encoder=f"blip:{bi_variant}",
         cross_encoder=f"blip:{cross_variant}+itm",
         n_images=n_images,
         k=k,
         cascade_query_macs=cascade_query_macs(bi.text_macs, bi_config.image_text_hidden_size, n_images, k,
-                                              cross.pair_macs),
-        alone_query_macs=alone_query_macs(n_images, cross.pair_macs),
-        pair_macs=cross.pair_macs,
+                                              pair_macs, query_macs),
+        alone_query_macs=alone_query_macs(n_images, pair_macs, query_macs),
+        pair_macs=pair_macs,
     )  # fmt: skip

@@ -185,7 +185,7 @@ class CascadeSearcher:
             features, missed = self._features(index, level, candidates)
             if isinstance(level, CrossEncoder):
                 scores = np.asarray(level.score(query, features), dtype=np.float32)
-                text_macs = level.pair_macs * len(candidates)
+                text_macs = level.query_macs + level.pair_macs * len(candidates)
             else:
                 scores = _dot(features, query_embedding)
         order = _top_k(scores, k)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from analysis.search_json import levels_json, search_json
 from analysis.store import Store
 from cascade import units
 from cascade.errors import ConfigError
@@ -28,15 +29,7 @@ def run(args: argparse.Namespace) -> int:
         searcher = CascadeSearcher(common.levels(args), corpus, cache=store, log=store)
         common.build(searcher, args)
         result = searcher.search(args.query, config.ks)
-    payload = {
-        "query": result.query,
-        "levels": [
-            {"encoder": t.encoder, "k": t.k, "candidates": t.candidates, "hits": t.hits, "misses": t.misses,
-             "image_macs": t.image_macs, "text_macs": t.text_macs, "latency_ms": round(t.latency_ms, 3),
-             "results": [{"path": _path(corpus, i), "score": s} for i, s in zip(t.ids, t.scores)]}
-            for t in result.levels
-        ],
-    }  # fmt: skip
+    payload = levels_json(search_json(result, corpus), corpus)
     common.emit(args, payload, _text(payload))
     return 0
 
@@ -52,7 +45,3 @@ def _text(payload: dict) -> str:
             lines += [f"  {rank:3d}. {r['score']:.4f}  {r['path']}" for rank, r in enumerate(level["results"], 1)]
     return "\n".join(lines)
 
-
-def _path(corpus, image_id: str) -> str:
-    path = corpus.paths.get(image_id)
-    return str(path) if path is not None else image_id

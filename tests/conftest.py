@@ -13,6 +13,8 @@ import pytest  # noqa: E402
 
 import cascade  # noqa: E402, F401  (arms the torchvision shim before a test imports transformers or open_clip)
 
+pytest_plugins = ["tests.ui_fixtures"]  # engine, served, client: the app on a test engine
+
 ROOT = Path(__file__).resolve().parent.parent  # the repository: subprocesses run from here
 
 

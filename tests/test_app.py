@@ -28,7 +28,6 @@ from ui.common import MAX_STAGES, Session, guarded
 from ui.controls import choice_from, validated
 from ui.formatting import skipped_note
 
-pytest_plugins = ["tests.ui_fixtures"]  # engine, served, client
 WAIT_S = 60  # every wait below is bounded so a hang fails the test; none of them asserts a speed
 
 

@@ -85,7 +85,9 @@ def test_the_ranking_follows_match_logit_plus_itc_cosine(checkpoint_dir, gallery
         np.testing.assert_allclose(itm.scores, np.sort(expected)[::-1][:4], atol=1e-5)
         # The ITC term is the bi-encoder's own score of the same candidates.
         np.testing.assert_allclose(np.sort(cosine)[::-1], itc.scores, atol=1e-5)
-        assert itm.text_macs == 6 * cross.pair_macs
+        # Billed: the query's ITC embedding once (the bi-encoder's own text pass of this checkpoint), then 6 pairs.
+        assert cross.query_macs == bi.text_macs > 0
+        assert itm.text_macs == bi.text_macs + 6 * cross.pair_macs
 
 
 def test_tied_probabilities_no_longer_decide_the_order(checkpoint_dir, gallery, tmp_path):

@@ -19,7 +19,6 @@ WAIT_MS = 30_000  # every wait is bounded: a broken page fails in seconds, not a
 REPLAY_WAIT_MS = 90_000
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-pytest_plugins = ["tests.ui_fixtures"]  # served: the page on a test engine (tests/app_engine.py)
 
 
 def _sync_playwright():

@@ -127,10 +127,16 @@ def test_blip_macs_come_from_the_architectures():
     # The ITM pass reads the vision states through cross-attention: wider states, dearer pairs.
     assert large_macs.pair_macs > base_macs.pair_macs > base_macs.text_macs
 
+    # The original ITM scoring adds the ITC similarity per pair: vision_proj of the cached CLS (hidden x embed) and a
+    # dot product (embed); and the query's ITC embedding once per query (the large model's text pass).
+    embed = large.image_text_hidden_size
+    assert large_macs.itc_pair_macs == large.vision_config.hidden_size * embed + embed
+    pair = large_macs.pair_macs + large_macs.itc_pair_macs
     row = crisp.compare_architectures("base", "large", n_images=5000, k=128)
-    assert row.alone_query_macs == 5000 * large_macs.pair_macs
-    assert (
-        row.cascade_query_macs == base_macs.text_macs + 5000 * base.image_text_hidden_size + 128 * large_macs.pair_macs
+    assert row.pair_macs == pair
+    assert row.alone_query_macs == large_macs.text_macs + 5000 * pair
+    assert row.cascade_query_macs == (
+        base_macs.text_macs + 5000 * base.image_text_hidden_size + large_macs.text_macs + 128 * pair
     )
     assert 0.95 * 5000 / 128 < row.macs_speedup < 5000 / 128
     with pytest.raises(ConfigError, match="unknown BLIP variant"):

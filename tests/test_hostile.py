@@ -34,7 +34,7 @@ from cascade.encoders import create_encoder, shapes
 from cascade.errors import ConfigError, CorpusError, WeightsUnavailable
 from cascade.search import CascadeSearcher
 from cascade.types import CascadeConfig, validate_ks
-from tests.app_engine import PRESET, free_port, make_engine
+from tests.app_engine import PRESET, make_engine
 from tests.fakes import make_gallery, small_and_large
 
 N_IMAGES = 12
@@ -180,15 +180,6 @@ def test_the_searcher_runs_exactly_the_valid_k_vectors(searched, ks):
 # ---------------------------------------------------------------- the app's file serving
 
 
-@pytest.fixture
-def served(tmp_path):
-    engine = make_engine(tmp_path / "app")
-    demo = app.launch(engine, port=free_port(), block=False)
-    yield engine, demo, tmp_path
-    demo.close()
-    engine.store.close()
-
-
 def raw_get(url: str, target: str) -> tuple[int, bytes]:
     """GET ``target`` exactly as written (no client-side ``..`` normalisation); (status, whole response)."""
     host, port = url.split("//", 1)[1].rstrip("/").split(":")
@@ -200,8 +191,8 @@ def raw_get(url: str, target: str) -> tuple[int, bytes]:
     return int(data.split(b" ", 2)[1]), data
 
 
-def test_path_traversal_never_reaches_a_file_outside_the_gallery(served):
-    engine, demo, tmp_path = served
+def test_path_traversal_never_reaches_a_file_outside_the_gallery(served, tmp_path):
+    engine, demo = served
     secret = tmp_path / "secret.txt"
     secret.write_text("TOPSECRET-7f3a")
     world_root = engine.world_root
@@ -243,11 +234,11 @@ def test_path_traversal_never_reaches_a_file_outside_the_gallery(served):
     assert not leaks
 
 
-def test_the_search_api_serves_only_gallery_files(served):
+def test_the_search_api_serves_only_gallery_files(served, tmp_path):
     """What /search hands out are gallery images; a client can fetch those and nothing beside them."""
     from gradio_client import Client
 
-    engine, demo, tmp_path = served
+    engine, demo = served
     client = Client(demo.local_url, verbose=False, download_files=False)
     *_, data = client.predict("two red circles", api_name="/search")
     files = {result["file"] for stage in data["stages"] for result in stage["results"]}

@@ -96,7 +96,7 @@ def test_a_high_alpha_is_explained_by_distinct_queries_and_k1():
     assert fmt.alpha_floor_note(_replay(0.0, 0), k_1=15, n_images=100_000) == ""
     assert fmt.alpha_floor_note(_replay(0.67, 548), k_1=15, n_images=5_000) == (
         " Why so high: 548 distinct queries x k_1 = 15 can hand up to 8,220 images to level 2, against 5,000 in "
-        "this gallery. Alpha stays near 0.1 only in a gallery large against that: `python -m analysis.replay` "
+        "this gallery. Alpha stays near 0.1 only in a gallery large against that: `cascade replay` "
         "replays on the preset's lifetime gallery (100,000 images)."
     )
 

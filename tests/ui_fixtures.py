@@ -1,6 +1,6 @@
 """Fixtures of the web face's tests: an engine, the app served on loopback, a client of its API.
 
-Test modules load them with ``pytest_plugins = ["tests.ui_fixtures"]`` (and import nothing
+``tests/conftest.py`` loads them for every test module with ``pytest_plugins`` (import nothing
 else from here, so pytest can rewrite its asserts).
 """
 

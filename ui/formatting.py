@@ -109,7 +109,7 @@ def alpha_floor_note(result: ReplayResult, k_1: int, n_images: int) -> str:
     reach = result.distinct_queries * k_1
     return (f" Why so high: {result.distinct_queries:,} distinct queries x k_1 = {k_1} can hand up to {reach:,} "
             f"images to level 2, against {n_images:,} in this gallery. Alpha stays near {PAPER_ALPHA} only in a "
-            f"gallery large against that: `python -m analysis.replay` replays on the preset's lifetime gallery "
+            f"gallery large against that: `cascade replay` replays on the preset's lifetime gallery "
             f"({LIFETIME_GALLERY_IMAGES:,} images).")  # fmt: skip
 
 

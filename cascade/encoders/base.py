@@ -84,9 +84,12 @@ class CrossEncoder(ImageTower):
 
     Attributes:
         pair_macs: MACs to score one (query, image) pair given cached image features.
+        query_macs: MACs paid once per query whatever the number of pairs (e.g. BLIP's original
+            scoring embeds the query for its ITC similarity); 0 for most cross-encoders.
     """
 
     pair_macs: int
+    query_macs: int = 0
 
     @abstractmethod
     def score(self, text: str, image_features: np.ndarray) -> np.ndarray:
