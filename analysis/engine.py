@@ -299,5 +299,3 @@ class Engine:
 def is_cross_name(name: str) -> bool:
     """Whether an encoder name denotes a cross-encoder (a re-ranking last stage), by naming convention."""
     return name.endswith("+itm") or name.partition("@")[0].endswith(":cross")
-
-

@@ -213,11 +213,15 @@ class Store:
         """Cached features of ``image_ids`` for ``encoder_id``; absent ids are left out."""
         if not image_ids:
             return {}
-        rows = self._cursor().execute(
-            "SELECT image_id, shape, data FROM features "
-            "WHERE encoder_id = ? AND image_id IN (SELECT unnest(?::VARCHAR[]))",
-            [encoder_id, list(image_ids)],
-        ).fetchall()
+        rows = (
+            self._cursor()
+            .execute(
+                "SELECT image_id, shape, data FROM features "
+                "WHERE encoder_id = ? AND image_id IN (SELECT unnest(?::VARCHAR[]))",
+                [encoder_id, list(image_ids)],
+            )
+            .fetchall()
+        )
         return {image_id: np.frombuffer(data, dtype=np.float32).reshape(shape) for image_id, shape, data in rows}
 
     def put(self, encoder_id: str, features: Mapping[str, np.ndarray]) -> None:
@@ -333,11 +337,15 @@ class Store:
 
     def lifetime(self, config_key: str, corpus_id: str) -> tuple[int, int]:
         """(queries logged, image MACs spent so far, build included) for one configuration on one corpus."""
-        queries, macs = self._cursor().execute(
-            "SELECT count(*) - 1, max(cumulative_image_macs) FROM cumulative_cost "
-            "WHERE config_key = ? AND corpus_id = ?",
-            [config_key, corpus_id],
-        ).fetchone()
+        queries, macs = (
+            self._cursor()
+            .execute(
+                "SELECT count(*) - 1, max(cumulative_image_macs) FROM cumulative_cost "
+                "WHERE config_key = ? AND corpus_id = ?",
+                [config_key, corpus_id],
+            )
+            .fetchone()
+        )
         return int(queries), int(macs or 0)
 
     def first_queries_levels(self, config_key: str, corpus_id: str, n_queries: int) -> pd.DataFrame:
@@ -362,11 +370,15 @@ class Store:
         """Fraction of ``image_ids`` cached by any of ``encoder_ids`` (the measured alpha)."""
         if not image_ids or not encoder_ids:
             return 0.0
-        n = self._cursor().execute(
-            "SELECT count(DISTINCT image_id) FROM features WHERE encoder_id IN (SELECT unnest(?::VARCHAR[])) "
-            "AND image_id IN (SELECT unnest(?::VARCHAR[]))",
-            [list(encoder_ids), list(image_ids)],
-        ).fetchone()[0]
+        n = (
+            self._cursor()
+            .execute(
+                "SELECT count(DISTINCT image_id) FROM features WHERE encoder_id IN (SELECT unnest(?::VARCHAR[])) "
+                "AND image_id IN (SELECT unnest(?::VARCHAR[]))",
+                [list(encoder_ids), list(image_ids)],
+            )
+            .fetchone()[0]
+        )
         return n / len(image_ids)
 
     # -- evaluations ---------------------------------------------------------------------------
@@ -402,4 +414,3 @@ def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
         raise StoreError(f"cannot open database {path}: {message.splitlines()[0]}") from err
     except duckdb.Error as err:
         raise StoreError(f"cannot open database {path}: {str(err).splitlines()[0]}") from err
-

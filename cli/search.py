@@ -44,4 +44,3 @@ def _text(payload: dict) -> str:
         if number == len(payload["levels"]):
             lines += [f"  {rank:3d}. {r['score']:.4f}  {r['path']}" for rank, r in enumerate(level["results"], 1)]
     return "\n".join(lines)
-

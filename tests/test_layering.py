@@ -87,7 +87,7 @@ def test_no_import_circles():
         state[node] = "grey"
         for nxt in sorted(project[node]):
             if state.get(nxt) == "grey":
-                cycles.append(" -> ".join(stack[stack.index(nxt):] + [node, nxt]))
+                cycles.append(" -> ".join(stack[stack.index(nxt) :] + [node, nxt]))
             elif nxt not in state:
                 visit(nxt, stack + [node])
         state[node] = "black"

@@ -29,7 +29,9 @@ def test_the_default_cascade_is_among_the_compared_configurations():
     shapes = presets.get("shapes")
     assert (shapes.levels, shapes.ks) in shapes.comparisons
     assert [levels for levels, ks in shapes.comparisons if len(levels) == 1][:3] == [
-        ("shapes:small",), ("shapes:medium",), ("shapes:large",)
+        ("shapes:small",),
+        ("shapes:medium",),
+        ("shapes:large",),
     ]
 
 

@@ -46,4 +46,3 @@ def test_the_cli_view_is_the_documented_shape_with_full_paths():
              "text_macs": 0, "latency_ms": 2.0, "results": [{"path": "c", "score": 0.75}]},
         ],
     }  # fmt: skip
-

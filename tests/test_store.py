@@ -89,7 +89,7 @@ def test_log_rows_and_cumulative_view(tmp_path, gallery):
 
 
 def test_query_text_is_stored_verbatim(tmp_path, gallery):
-    hostile = "'); DROP TABLE queries; -- \x00\x07 \"quoted\" 🙂 \u202e" + "x" * 10_000
+    hostile = '\'); DROP TABLE queries; -- \x00\x07 "quoted" 🙂 \u202e' + "x" * 10_000
     with Store(tmp_path / "db.duckdb") as store:
         searcher = CascadeSearcher(levels(), Corpus.from_folder(gallery), cache=store, log=store)
         searcher.search(hostile, ks=[5, 2])

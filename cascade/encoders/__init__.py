@@ -30,8 +30,7 @@ def backend_of(name: str) -> str:
     backend, sep, spec = name.strip().partition(":")
     if not sep or not spec:
         raise EncoderNotFound(
-            f"encoder name {name!r} is not BACKEND:SPEC (backends: {', '.join(sorted(_BACKENDS))})"
-            + _hint(name)
+            f"encoder name {name!r} is not BACKEND:SPEC (backends: {', '.join(sorted(_BACKENDS))})" + _hint(name)
         )
     if backend not in _BACKENDS:
         backends = ", ".join(sorted(_BACKENDS))

@@ -138,7 +138,7 @@ def folder_digest(folder: Path) -> str:
         path = folder / name
         if path.is_file():
             digest.update(f"{name}={file_digest(path)};".encode())
-    return digest.hexdigest()[:hub.REVISION_DIGITS]
+    return digest.hexdigest()[: hub.REVISION_DIGITS]
 
 
 def check_tokenizer(tokenizer: Any, config: Any, source: str) -> None:

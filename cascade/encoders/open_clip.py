@@ -150,8 +150,7 @@ def _require_pretrained(open_clip, arch: str, tag: str) -> tuple[str, list[str]]
     filename = filename or "open_clip_pytorch_model.bin"
     filenames = [filename.rsplit(".", 1)[0] + ".safetensors", filename, "open_clip_model.safetensors"]
     how = (
-        "download it where the hub is reachable, "
-        f"or pass a file: openclip:{arch}@/path/to/open_clip_model.safetensors"
+        f"download it where the hub is reachable, or pass a file: openclip:{arch}@/path/to/open_clip_model.safetensors"
     )
     hub.require_hub_files(repo_id, filenames, how)
     return repo_id, filenames
