@@ -12,9 +12,13 @@ import threading
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pytest
 
+from analysis.evaluate import caption_queries
 from analysis.store import Store
+from cascade.corpus import Corpus
+from cascade.encoders import create_encoder
 from cli import main
 from tests.conftest import ROOT
 from tests.fakes import make_gallery, make_karpathy
@@ -66,6 +70,16 @@ def test_search_end_to_end_and_restart_reuses_the_cache(tmp_path, gallery):
     assert config["cumulative_image_macs"] == config["build_image_macs"] + level2["image_macs"]
 
 
+def hand_cascade(corpus: Corpus, texts: list[str], names: tuple[str, str], ks: tuple[int, int]) -> tuple:
+    """Algorithm 1 for two bi-encoders, by hand: (each text's final top positions, the positions handed to level 2)."""
+    small, medium = (create_encoder(name) for name in names)
+    images = [corpus.load(image_id) for image_id in corpus.ids]
+    first = np.argsort(-(small.encode_texts(texts) @ small.encode_images(images).T), axis=1, kind="stable")[:, : ks[0]]
+    second_scores = medium.encode_texts(texts) @ medium.encode_images(images).T
+    final = [row[np.argsort(-second_scores[i, row], kind="stable")][: ks[1]] for i, row in enumerate(first)]
+    return final, set(first.ravel().tolist())
+
+
 def test_eval_end_to_end_on_a_karpathy_dataset(tmp_path, capsys):
     json_path, root = make_karpathy(tmp_path, n_images=25, captions_per_image=2)
     db = str(tmp_path / "db.duckdb")
@@ -75,8 +89,15 @@ def test_eval_end_to_end_on_a_karpathy_dataset(tmp_path, capsys):
     payload = json.loads(capsys.readouterr().out)
     assert set(payload) == {"levels", "ks", "r1", "r5", "r10", "image_macs", "alpha"}
     assert payload["ks"] == [15, 10]
-    assert 0 <= payload["r1"] <= payload["r5"] <= payload["r10"] <= 100
-    assert 15 / 25 <= payload["alpha"] <= 1.0
+
+    corpus = Corpus.from_karpathy(json_path, root)
+    texts, positives = caption_queries(corpus)
+    final, handed = hand_cascade(corpus, texts, (SMALL, MEDIUM), (15, 10))
+    for k in (1, 5, 10):  # "recall" as CLIP papers mean it: the caption's own image among the top k
+        assert payload[f"r{k}"] == pytest.approx(100 * np.mean([p in row[:k] for p, row in zip(positives, final)]))
+    assert payload["alpha"] == pytest.approx(len(handed) / 25)
+    small, medium = create_encoder(SMALL), create_encoder(MEDIUM)
+    assert payload["image_macs"] == 25 * small.image_macs + len(handed) * medium.image_macs
     with Store(db, read_only=True) as store:
         saved = store.evaluations()
     assert len(saved) == 1 and saved["n_queries"][0] == 50 and saved["r10"][0] == payload["r10"]

@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import numpy as np
 import pytest
@@ -181,9 +180,8 @@ def test_a_database_held_by_another_process_is_a_clear_error_for_the_app(held_db
     db, _ = held_db
     launched = []
     monkeypatch.setattr(app, "launch", lambda *args, **kwargs: launched.append(args))  # never serve in a test
-    started = time.perf_counter()
     assert app.main(["--db", str(db), "--port", str(free_port())]) == 1
-    assert time.perf_counter() - started < 30 and not launched  # refused at once, nothing served
+    assert not launched  # refused before serving anything
     err = capsys.readouterr().err
     assert f"error: database {db} is in use by another process" in err and "Traceback" not in err
     with pytest.raises(StoreError, match="in use by another process"):
@@ -203,8 +201,6 @@ def test_the_held_database_is_whole_once_its_holder_is_killed(held_db):
 
 def test_hammer_counts_a_missing_server_as_errors_without_hanging():
     """The load harness itself: clients that cannot connect are errors, and the others do not wait forever."""
-    started = time.perf_counter()
     latencies, answered, errors = hammer(f"http://127.0.0.1:{free_port()}/", ["q"] * 4, clients=3, duration_s=5)
     assert (latencies, answered) == ([], [])
     assert len(errors) == 3 and all(query == "<connect>" for query, _ in errors)
-    assert time.perf_counter() - started < 60
