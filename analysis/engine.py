@@ -32,7 +32,7 @@ from analysis.shared import SharedObjects
 from analysis.store import EvalRecord, Store
 from analysis.whatif import CostModel
 from cascade.corpus import Corpus
-from cascade.encoders import create_encoder, known_names
+from cascade.encoders import create_encoder, is_cross_encoder, known_names
 from cascade.encoders.base import ImageTower
 from cascade.errors import CascadeError, ConfigError
 from cascade.paths import cache_dir
@@ -101,6 +101,7 @@ class Engine:
         world_root: the folder the built-in gallery lives in (served to the browser).
         folders: server folders users may search (and that are served); nothing else is.
         create: encoder factory, ``name -> ImageTower`` (tests pass fakes).
+        is_cross: whether a name is a cross-encoder, asked without building it (the registry's answer).
         image_gmacs: ``(EncoderSpec, macs_mode) -> GMACs`` for the What-if tab's ``cost_model`` (tests pass numbers).
         names: encoder names to offer (default: the preset's, then every backend's known names).
         capacity: galleries and searchers kept in memory at once.
@@ -114,6 +115,7 @@ class Engine:
         world_root: Path | None = None,
         folders: Sequence[str | Path] = (),
         create: Callable[[str], ImageTower] = create_encoder,
+        is_cross: Callable[[str], bool] = is_cross_encoder,
         image_gmacs: table1.ImageGmacs = table1.count_image_gmacs,
         names: Sequence[str] | None = None,
         capacity: int = 8,
@@ -123,6 +125,7 @@ class Engine:
         world = world or (lambda: presets.gallery(preset.name))
         self.galleries = Galleries(world, world_root or cache_dir() / "shapes-world", folders, capacity)
         self._create = create
+        self._is_cross = is_cross
         self.cost_model = CostModel(image_gmacs)
         self._names = None if names is None else tuple(names)
         self._searchers = SharedObjects(capacity)
@@ -149,8 +152,8 @@ class Engine:
         if self._names is None:
             preset_names = [*self.preset.levels, *(name for levels, _ in self.preset.comparisons for name in levels)]
             self._names = tuple(dict.fromkeys([*preset_names, *filter(None, [self.preset.reranker]), *known_names()]))
-        bi = [name for name in self._names if not is_cross_name(name)]
-        return bi, [name for name in self._names if is_cross_name(name)]
+        cross = {name for name in self._names if self._is_cross(name)}
+        return [name for name in self._names if name not in cross], [name for name in self._names if name in cross]
 
     def corpus(self, source: GallerySource, progress: Progress | None = None) -> Corpus:
         """The gallery of ``source``, loaded once and shared (raises CascadeError with one line)."""
@@ -294,8 +297,3 @@ class Engine:
 
     def evaluations(self, dataset: GallerySource) -> pd.DataFrame:
         return self.store.evaluations(self.dataset_name(dataset))
-
-
-def is_cross_name(name: str) -> bool:
-    """Whether an encoder name denotes a cross-encoder (a re-ranking last stage), by naming convention."""
-    return name.endswith("+itm") or name.partition("@")[0].endswith(":cross")

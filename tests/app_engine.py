@@ -58,6 +58,7 @@ def make_engine(root: Path, n_images: int = N_IMAGES, folders: tuple[Path, ...] 
         world_root=image_root,
         folders=folders,
         create=create,
+        is_cross=lambda name: isinstance(encoders[name], FakeCrossEncoder),
         image_gmacs=lambda encoder, mode: PAPER_GMACS.get(encoder.label, 1.0) * (2 if mode == "full" else 1),
         names=list(encoders),
     )

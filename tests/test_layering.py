@@ -140,3 +140,17 @@ def test_importing_the_engine_loads_no_model_library():
 def test_the_torchvision_shim_runs_when_torchvision_is_first_imported():
     loaded = _loaded_after("import cascade; import open_clip; from transformers import BlipForImageTextRetrieval")
     assert {"torchvision", "open_clip", "transformers"} <= loaded
+
+
+MAX_MODULE_LINES = 400
+LONG_MODULE_REASON = "Why one module:"  # a module past the limit says, in its docstring, why it is one concern
+
+
+def test_no_module_is_long_without_saying_why():
+    long = []
+    for name, path in module_files().items():
+        lines = path.read_text().count("\n")
+        docstring = ast.get_docstring(ast.parse(path.read_text())) or ""
+        if lines > MAX_MODULE_LINES and LONG_MODULE_REASON not in docstring:
+            long.append(f"{name}: {lines} lines")
+    assert not long, f"split these along a seam, or give the reason ({LONG_MODULE_REASON!r}): " + ", ".join(long)

@@ -8,7 +8,8 @@ import pytest
 from cascade import search
 from cascade.cache import MemoryCache
 from cascade.corpus import Corpus
-from cascade.errors import ConfigError
+from cascade.encoders import is_cross_encoder
+from cascade.errors import ConfigError, EncoderNotFound
 from cascade.search import CascadeSearcher, _dot, _top_k
 from tests.fakes import FakeBiEncoder, FakeCrossEncoder, make_gallery, run_in_threads
 
@@ -232,3 +233,25 @@ def test_float16_level_one_scores_like_float32(monkeypatch):
     assert got.dtype == np.float32 and got.shape == (3000,)
     np.testing.assert_allclose(got, expected, atol=1e-5)
     assert np.argmax(got) == 17
+
+
+@pytest.mark.parametrize(
+    ("name", "cross"),
+    [
+        ("shapes:small", False),
+        ("shapes:cross", True),
+        ("shapes:cross@0123abcd", True),
+        ("openclip:ViT-B-16@laion2b_s34b_b88k", False),
+        ("blip:base", False),
+        ("blip:base+itm", True),
+        ("blip:large+itm@transformers", True),
+        ("blip:/models/my-blip+itm", True),
+    ],
+)
+def test_the_registry_says_which_names_are_cross_encoders_without_building_them(name, cross):
+    assert is_cross_encoder(name) is cross
+
+
+def test_is_cross_encoder_refuses_an_unknown_backend():
+    with pytest.raises(EncoderNotFound, match="unknown encoder backend 'nope'"):
+        is_cross_encoder("nope:thing")

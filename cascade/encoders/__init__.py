@@ -1,8 +1,9 @@
 """Create encoders by name: ``create_encoder("openclip:ViT-B-16@laion2b_s34b_b88k")``.
 
 A name is ``BACKEND:SPEC``. The backend picks a module from ``_BACKENDS``; that
-module's ``create(spec)`` builds the encoder and its ``known_names()`` lists
-names for "did you mean" hints. Backend modules are imported on first use, so
+module's ``create(spec)`` builds the encoder, ``is_cross(spec)`` says whether the
+name is a cross-encoder (without building it) and ``known_names()`` lists names
+for "did you mean" hints. Backend modules are imported on first use, so
 importing this package loads neither open_clip nor transformers.
 """
 
@@ -22,7 +23,7 @@ _BACKENDS: dict[str, str] = {
     "blip": "cascade.encoders.blip",
 }
 
-__all__ = ["BiEncoder", "CrossEncoder", "ImageTower", "create_encoder", "known_names", "backend_of"]
+__all__ = ["BiEncoder", "CrossEncoder", "ImageTower", "create_encoder", "is_cross_encoder", "known_names", "backend_of"]
 
 
 def backend_of(name: str) -> str:
@@ -58,6 +59,17 @@ def create_encoder(name: str) -> ImageTower:
     backend = backend_of(name)
     module = importlib.import_module(_BACKENDS[backend])
     return module.create(name.partition(":")[2])
+
+
+def is_cross_encoder(name: str) -> bool:
+    """Whether ``name`` denotes a cross-encoder (a re-ranking last stage); asks its backend, builds nothing.
+
+    Raises:
+        EncoderNotFound: unknown backend, or a spec its backend cannot parse.
+    """
+    name = name.strip()
+    module = importlib.import_module(_BACKENDS[backend_of(name)])
+    return module.is_cross(name.partition(":")[2])
 
 
 def known_names(backend: str | None = None) -> list[str]:

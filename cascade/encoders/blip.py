@@ -95,6 +95,14 @@ def known_names() -> list[str]:
     return [f"blip:{key}{suffix}" for key in CHECKPOINTS for suffix in suffixes]
 
 
+def is_cross(spec: str) -> bool:
+    """Whether ``spec`` names the ITM re-ranker (``+itm``, ``+itm@SCORING``) rather than the ITC bi-encoder.
+
+    From the name alone: no directory or hub lookup (``parse_spec`` resolves the source).
+    """
+    return _split_itm(spec.strip())[1] is not None
+
+
 def create(spec: str) -> ImageTower:
     """Build the level named by ``spec`` (the part after ``blip:``).
 
@@ -118,13 +126,10 @@ def parse_spec(spec: str) -> BlipSpec:
     """``spec`` -> source (hub id or absolute directory), re-ranker or not, and its scoring."""
     from cascade.encoders import not_found
 
-    body, itm, scoring = spec.strip(), False, DEFAULT_SCORING
-    head, sep, tail = body.rpartition(ITM_SUFFIX)
-    if sep and (tail == "" or tail.startswith("@")):
-        body, itm = head, True
-        scoring = tail[1:] or DEFAULT_SCORING
-        if scoring not in SCORINGS:
-            raise not_found(f"blip:{spec}", "blip")
+    body, scoring = _split_itm(spec.strip())
+    itm, scoring = scoring is not None, scoring or DEFAULT_SCORING
+    if scoring not in SCORINGS:
+        raise not_found(f"blip:{spec}", "blip")
     if body in CHECKPOINTS:
         return BlipSpec(CHECKPOINTS[body], itm, scoring)
     path = Path(body).expanduser()
@@ -135,6 +140,14 @@ def parse_spec(spec: str) -> BlipSpec:
     if body.count("/") == 1 and all(body.split("/")):
         return BlipSpec(body, itm, scoring)
     raise not_found(f"blip:{spec}", "blip")
+
+
+def _split_itm(body: str) -> tuple[str, str | None]:
+    """``SOURCE[+itm[@SCORING]]`` -> (SOURCE, the scoring: ``""`` for the default, None for a bi-encoder)."""
+    head, sep, tail = body.rpartition(ITM_SUFFIX)
+    if sep and (tail == "" or tail.startswith("@")):
+        return head, tail[1:]
+    return body, None
 
 
 def _looks_like_path(text: str) -> bool:

@@ -60,6 +60,11 @@ def known_names() -> list[str]:
     return names
 
 
+def is_cross(spec: str) -> bool:
+    """OpenCLIP models are bi-encoders only."""
+    return False
+
+
 def create(spec: str) -> OpenClipEncoder:
     """Build the encoder for ``ARCH[@WEIGHTS]`` (see the module docstring)."""
     open_clip = _open_clip()

@@ -98,6 +98,11 @@ def known_names() -> list[str]:
     return [f"shapes:{model}" for model in MODELS]
 
 
+def is_cross(spec: str) -> bool:
+    """Whether ``spec`` (``NAME[@HASH]``) names the family's cross-encoder."""
+    return spec.strip().partition("@")[0] == "cross"
+
+
 def create(spec: str) -> ImageTower:
     """``small``, ``medium``, ``large`` (bi-encoders) or ``cross``; ``NAME@HASH`` also checks the weights."""
     return load(spec, ASSETS_DIR)
