@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One entry point for a fresh machine (Python 3.11 + pip, nothing else):
 #   bash dev.sh app [ARGS]   set up .venv and start the app (offline shapes preset by default)
-#   bash dev.sh test [ARGS]  set up .venv and Chromium, then run the whole test suite
+#   bash dev.sh test [ARGS]  set up .venv and Chromium, check lint and format, then run the whole test suite
 #   bash dev.sh bench        set up .venv and run the benchmarks (writes docs/benchmarks.md)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -31,6 +31,8 @@ cmd=${1:-app}; shift || true
 case "$cmd" in
   app)   setup_venv requirements.txt; exec "$VENV/bin/python" app.py "$@" ;;
   test)  setup_venv requirements-dev.txt; setup_chromium
+         "$VENV/bin/ruff" check .  # lint and format first: seconds, not minutes
+         "$VENV/bin/ruff" format --check .
          export HF_HUB_OFFLINE=1
          exec "$VENV/bin/python" -m pytest "$@" ;;
   bench) setup_venv requirements-dev.txt; exec "$VENV/bin/python" -m bench "$@" ;;
