@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 
-from analysis import cost_model, table1
+from analysis import cost_model, hardware, table1
+from cascade import units
 from cascade.errors import ConfigError
 
 CURVE_POINTS = 240
@@ -31,6 +32,7 @@ class WhatIf:
         early_latency_reduction: Eq. 1 against ``[first, last]``; None below 3 levels.
         early_query_image_gmacs: image GMACs of the first query (every cache empty).
         image_gmacs: encoder label -> GMACs per image in the chosen MAC mode.
+        levels: the cascade's encoder labels, cheapest first; ks: what each level hands on.
     """
 
     curves: pd.DataFrame
@@ -39,6 +41,19 @@ class WhatIf:
     early_latency_reduction: float | None
     early_query_image_gmacs: float
     image_gmacs: dict[str, float]
+    levels: tuple[str, ...] = ()
+    ks: tuple[int, ...] = ()
+    n_images: int = 0
+    alpha: float = 0.0
+
+
+def real_units(model: WhatIf, profile: hardware.HardwareProfile) -> hardware.RealCosts:
+    """The What-if cascade's build, first query and lifetime (and each encoder alone) on ``profile``."""
+    macs = [units.macs_from_gmacs(model.image_gmacs[label]) for label in model.levels]
+    costs = hardware.real_costs(profile, model.levels, macs, model.ks, model.n_images, model.alpha)
+    alone = {label: profile.estimate(units.macs_from_gmacs(g) * model.n_images, label)
+             for label, g in model.image_gmacs.items()}  # fmt: skip
+    return replace(costs, baselines=alone)
 
 
 class CostModel:
@@ -102,6 +117,10 @@ class CostModel:
             early_latency_reduction=cost_model.early_latency_reduction(costs) if costs.depth >= 3 else None,
             early_query_image_gmacs=cost_model.early_query_image_gmacs(costs),
             image_gmacs=gmacs,
+            levels=tuple(e.label for e in chosen),
+            ks=costs.handoff_ks,
+            n_images=n_images,
+            alpha=alpha,
         )
 
 

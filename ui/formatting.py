@@ -139,3 +139,46 @@ def evaluation_table(frame: pd.DataFrame) -> pd.DataFrame:
         "lifetime image MACs": [f"{plots.format_si(m)}MACs" for m in frame["image_macs"]],
         "alpha": frame["alpha"].round(3),
     })  # fmt: skip
+
+
+# ---------------------------------------------------------------- real units (analysis.hardware)
+
+_DURATIONS = ((365.25 * 86400, "years"), (86400, "days"), (3600, "h"), (60, "min"), (1, "s"), (1e-3, "ms"))
+
+
+def format_seconds(seconds: float) -> str:
+    """``1.5 h``, ``2.3 days``, ``12 ms``: the largest unit the duration fills at least once."""
+    for size, name in _DURATIONS:
+        if seconds >= size:
+            return f"{seconds / size:,.3g} {name}"
+    return f"{seconds * 1e6:.3g} µs"
+
+
+def format_money(amount: float) -> str:
+    """USD with as many decimals as a small amount needs: ``$1,234``, ``$0.42``, ``$0.00031``."""
+    if amount >= 100:
+        return f"${amount:,.0f}"
+    return f"${amount:.2g}" if amount < 0.01 else f"${amount:,.2f}"
+
+
+def format_estimate(estimate) -> str:
+    """``1.5 h · $3.75 · 1.05 kWh`` of an ``analysis.hardware.Estimate``."""
+    return f"{format_seconds(estimate.seconds)} · {format_money(estimate.money)} · {estimate.kwh:,.3g} kWh"
+
+
+def real_units_summary(costs, break_even: dict[str, int | None] | None = None) -> str:
+    """Markdown of an ``analysis.hardware.RealCosts``: build, first query, lifetime, each encoder alone, break-even.
+
+    The label says how the figures were obtained (estimated from MACs at X% efficiency, or measured).
+    """
+    lines = [f"**In time, money and energy** ({costs.label}; image encoding only):",
+             f"- Build (level 1 over the gallery): **{format_estimate(costs.build)}**",
+             f"- First query's added latency (every cache empty): **{format_seconds(costs.first_query.seconds)}** "
+             f"({format_money(costs.first_query.money)})",
+             f"- Lifetime (build + every image ever handed on): **{format_estimate(costs.lifetime)}**"]  # fmt: skip
+    for name, alone in costs.baselines.items():
+        lines.append(f"- {plots.short_encoder(name)} alone over the gallery: {format_estimate(alone)}")
+    for name, q in (break_even or {}).items():
+        verdict = "from the start" if q == 0 else "never" if q is None else f"after {q:,} queries"
+        lines.append(f"- Break-even with {name}: {verdict}")
+    return "\n".join(lines)

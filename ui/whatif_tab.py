@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import gradio as gr
 
-from analysis import plots, whatif
+from analysis import hardware, plots, whatif
 from analysis.engine import Engine
 from analysis.table1 import NOTES
 from ui.common import PROGRESS, guarded
-from ui.formatting import PAPER_ALPHA, whatif_summary
+from ui.formatting import PAPER_ALPHA, real_units_summary, whatif_summary
 
 
 def whatif_tab(engine: Engine) -> dict:
@@ -27,25 +27,44 @@ def whatif_tab(engine: Engine) -> dict:
     with gr.Row():
         k1 = gr.Slider(1, 1000, value=50, step=1, label="k1 (handed to level 2)")
         k2 = gr.Slider(1, 1000, value=14, step=1, label="k2 (handed to level 3)")
+    profiles = hardware.accelerators()
+    first_profile = next(iter(profiles.values()))
+    with gr.Row():
+        profile = gr.Dropdown(list(profiles), value=first_profile.name, label="Hardware (datasheet dense TFLOPS)")
+        efficiency = gr.Slider(1, 100, value=round(100 * hardware.default_efficiency()), step=1,
+                               label="Efficiency (% of dense peak)", info=hardware.efficiency_note())  # fmt: skip
+        price = gr.Number(first_profile.price_per_hour, label="Price per hour (USD)", minimum=0)
+        power = gr.Number(first_profile.power_w, label="Power draw (W)", minimum=0)
     summary = gr.Markdown(elem_id="whatif-summary")
+    real_units = gr.Markdown(elem_id="whatif-real-units")
     figure = gr.Plot(elem_id="whatif-plot")
     table_button = gr.Button("Show Table 1 (both MAC modes)")
     tables = gr.Markdown()
     paper_table = gr.Dataframe(label="MACs: paper (THOP, as printed)", visible=False)
     full_table = gr.Dataframe(label="MACs: full (attention counted)", visible=False)
 
-    inputs = [family, labels, mode, log_n, alpha, log_q, k1, k2]
+    inputs = [family, labels, mode, log_n, alpha, log_q, k1, k2, profile, efficiency, price, power]
 
     @guarded(summary)
-    def update(family_title, chosen, macs_mode, x_n, a, x_q, first_k, second_k, progress: gr.Progress = PROGRESS):
+    def update(family_title, chosen, macs_mode, x_n, a, x_q, first_k, second_k, profile_name, percent, usd_h, watts,
+               progress: gr.Progress = PROGRESS):  # fmt: skip
         progress(None, desc="counting MACs (first time per encoder: seconds)")
         n, q = int(round(10**x_n)), int(round(10**x_q))
         model = engine.cost_model.whatif(family_title, chosen, macs_mode, n, a, q, (int(first_k), int(second_k)))
         plot = plots.whatif_figure(model.curves, model.break_even)
-        return {summary: whatif_summary(model, n, a, macs_mode), figure: plot}
+        chosen_profile = hardware.accelerator_profile(profile_name, float(percent) / 100, usd_h, watts)
+        money = real_units_summary(whatif.real_units(model, chosen_profile), model.break_even)
+        return {summary: whatif_summary(model, n, a, macs_mode), figure: plot, real_units: money}
 
-    gr.on([c.change for c in inputs], update, inputs, [summary, figure], api_visibility="private",
+    outputs = [summary, figure, real_units]
+    gr.on([c.change for c in inputs], update, inputs, outputs, api_visibility="private",
           concurrency_id="whatif", trigger_mode="always_last")  # fmt: skip
+
+    def profile_defaults(name: str):
+        row = profiles[name]
+        return gr.Number(row.price_per_hour), gr.Number(row.power_w)
+
+    profile.change(profile_defaults, profile, [price, power], queue=False, api_visibility="private")
 
     def family_encoders(title: str) -> gr.CheckboxGroup:
         return gr.CheckboxGroup(choices=whatif.family_labels(title), value=whatif.family_labels(title))
@@ -62,4 +81,4 @@ def whatif_tab(engine: Engine) -> dict:
 
     table_button.click(show_tables, None, [paper_table, full_table, tables], api_visibility="private",
                        concurrency_id="long")  # fmt: skip
-    return {"update": update, "inputs": inputs, "outputs": [summary, figure]}
+    return {"update": update, "inputs": inputs, "outputs": outputs}
