@@ -26,7 +26,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cascade.corpus import Corpus
 from cascade.errors import ConfigError
@@ -50,6 +50,7 @@ class ReplayResult:
         baseline_image_macs: N x C_L (the last level alone embeds everything at build).
         curve_image_macs: cumulative cascade cost after 0..Q queries (index 0 = build).
         wall_s: wall time of the replay's searches.
+        baselines: encoder id -> that level alone over the gallery (N x C_i), cheapest first.
     """
 
     workload: str
@@ -60,6 +61,7 @@ class ReplayResult:
     baseline_image_macs: int
     curve_image_macs: tuple[int, ...]
     wall_s: float
+    baselines: dict[str, int] = field(default_factory=dict)
 
     @property
     def reduction(self) -> float:
@@ -74,7 +76,15 @@ class ReplayResult:
             "cascade_image_macs": self.cascade_image_macs,
             "baseline_image_macs": self.baseline_image_macs,
             "reduction": round(self.reduction, 3),
+            "baselines": dict(self.baselines),
+            "break_even": self.break_even(),
         }
+
+    def break_even(self) -> dict[str, int | None]:
+        """Encoder id -> first query count (0 = at build) at which the cascade has cost as much as it alone; None:
+        not within this replay."""
+        return {name: next((q for q, spent in enumerate(self.curve_image_macs) if spent >= macs), None)
+                for name, macs in self.baselines.items()}  # fmt: skip
 
 
 def workload(corpus: Corpus, kind: str, n_queries: int | None = None, seed: int = 0) -> list[str]:
@@ -140,4 +150,11 @@ def replay(
         baseline_image_macs=n_images * levels[-1].image_macs,
         curve_image_macs=tuple(curve),
         wall_s=time.perf_counter() - started,
+        baselines=_baselines(searcher),
     )
+
+
+def _baselines(searcher: CascadeSearcher) -> dict[str, int]:
+    n_images = len(searcher.corpus)
+    levels = sorted(searcher.levels, key=lambda level: level.image_macs)
+    return {level.id: n_images * level.image_macs for level in levels}

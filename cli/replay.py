@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 
 from analysis import presets
+from analysis.query_logs import MAX_FILE_BYTES, read_query_log
 from analysis.replay import WORKLOADS, replay, workload
 from cascade import units
 from cascade.encoders import create_encoder
@@ -25,16 +26,27 @@ def register(sub) -> None:
     p.add_argument("--gallery", default="lifetime", choices=presets.GALLERIES,
                    help="lifetime: the preset's large collection (default); test: its evaluation gallery")  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--queries-file",
+        metavar="F",
+        help="replay your own query log instead of --workload: text (one query a line) or CSV/Parquet "
+        f"with a 'query' column (optional count, timestamp); at most {MAX_FILE_BYTES // 2**20} MiB",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     preset, corpus = presets.get(args.preset), presets.gallery(args.preset, args.gallery)
-    searcher = CascadeSearcher([create_encoder(name) for name in preset.levels], corpus)
-    queries = workload(corpus, args.workload, args.queries, args.seed)
+    extra = {}
+    if args.queries_file:  # read and checked whole before anything runs: a bad file replays nothing
+        log = read_query_log(args.queries_file)
+        queries, name, extra = list(log.queries), f"file:{log.name}", {"skipped_empty": log.skipped_empty}
+    else:
+        queries, name = workload(corpus, args.workload, args.queries, args.seed), args.workload
+    searcher = CascadeSearcher([create_encoder(level) for level in preset.levels], corpus)
     common.build(searcher, args)
     with common.bar(args, "queries", len(queries)) as bar:
-        result = replay(searcher, queries, preset.ks, args.workload, on_query=lambda done, *_: bar.update())
-    row = {**result.as_json(), "gallery": args.gallery, "images": len(corpus), "ks": list(preset.ks)}
+        result = replay(searcher, queries, preset.ks, name, on_query=lambda done, *_: bar.update())
+    row = {**result.as_json(), **extra, "gallery": args.gallery, "images": len(corpus), "ks": list(preset.ks)}
     alone = f"{units.gmacs(result.baseline_image_macs):,.1f} GMACs for {preset.levels[-1]} alone"
     common.emit(args, row,
                 f"{row['workload']}: {row['queries']} queries on the {args.gallery} gallery ({len(corpus):,} images, "

@@ -1,0 +1,165 @@
+"""Reading a real query log: the workload a replay sends through a cascade, in the order it happened.
+
+Formats, chosen by the file's ending:
+
+- plain text (``.txt``, ``.log``, anything else): one query per line; a repeated line is a repeated query.
+- CSV (``.csv``) or Parquet (``.parquet``, ``.pq``): a ``query`` column, optionally ``count`` (the query
+  is repeated that many times in a row; 0 drops it) and ``timestamp`` (rows are replayed in its order,
+  ties in file order).
+
+The whole file is read and checked before anything runs, so a bad file never leaves a
+partial replay in the log. Bad input raises ``QueryLogError`` with one line: an empty file,
+binary or non-UTF-8 content, no ``query`` column, negative or non-whole counts, a file over
+``MAX_FILE_BYTES``, more than ``MAX_QUERIES`` queries once counts are expanded. A query that is
+empty after stripping is skipped and counted (``QueryLog.skipped_empty``).
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cascade.errors import ConfigError
+
+MAX_FILE_BYTES = 20 * 1024 * 1024  # 20 MiB: about a million typical queries of text
+MAX_QUERIES = 1_000_000  # after counts are expanded: a replay of more is hours of searching
+TABLE_SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+
+
+class QueryLogError(ConfigError):
+    """The query log file cannot be replayed (one line says why)."""
+
+
+@dataclass(frozen=True)
+class QueryLog:
+    """A query log as a replay reads it.
+
+    Attributes:
+        queries: every query in replay order, repeats included, stripped.
+        skipped_empty: rows whose query was empty after stripping (left out of ``queries``).
+        name: the file's name, for labels (``file:NAME``).
+    """
+
+    queries: tuple[str, ...]
+    skipped_empty: int
+    name: str
+
+    @property
+    def distinct(self) -> int:
+        return len(set(self.queries))
+
+
+def read_query_log(path: str | Path, name: str | None = None) -> QueryLog:
+    """Read and check a query log file (see the module docstring for formats and limits).
+
+    Args:
+        name: the name to label it with (an upload's original name); default the file's name.
+    """
+    path = Path(path)
+    name = name or path.name
+    try:
+        size = path.stat().st_size
+    except OSError as err:
+        raise QueryLogError(f"cannot read the query log {name}: {err.strerror or err}") from None
+    if size > MAX_FILE_BYTES:
+        raise QueryLogError(f"the query log {name} is {size / 2**20:.1f} MiB; the limit is "
+                            f"{MAX_FILE_BYTES // 2**20} MiB")  # fmt: skip
+    if size == 0:
+        raise QueryLogError(f"the query log {name} is empty")
+    data = path.read_bytes()
+    kind = TABLE_SUFFIXES.get(Path(name).suffix.lower(), "text")
+    if kind == "parquet":
+        frame = _parquet(data, name)
+    else:
+        text = _text(data, name)
+        if not text.strip():
+            raise QueryLogError(f"the query log {name} holds no queries (only blank lines)")
+        if kind == "text":
+            return _checked(list(text.splitlines()), name)
+        frame = _csv(text, name)
+    return _from_frame(frame, name)
+
+
+def _text(data: bytes, name: str) -> str:
+    if b"\x00" in data:
+        raise QueryLogError(f"the query log {name} is binary, not text (it holds NUL bytes)")
+    try:
+        return data.decode("utf-8-sig")  # a BOM from a spreadsheet export is not part of the first query
+    except UnicodeDecodeError as err:
+        raise QueryLogError(f"the query log {name} is not UTF-8 text (byte {err.start} is invalid)") from None
+
+
+def _csv(text: str, name: str) -> pd.DataFrame:
+    try:
+        return pd.read_csv(io.StringIO(text), dtype={"query": str}, keep_default_na=False)
+    except (ValueError, pd.errors.ParserError) as err:
+        raise QueryLogError(f"the query log {name} is not a readable CSV: {str(err).splitlines()[0]}") from None
+
+
+def _parquet(data: bytes, name: str) -> pd.DataFrame:
+    if not data.startswith(b"PAR1"):
+        raise QueryLogError(f"the query log {name} is not a Parquet file (no PAR1 header)")
+    try:
+        return pd.read_parquet(io.BytesIO(data))
+    except Exception as err:  # noqa: BLE001  (pyarrow raises many kinds on a damaged file)
+        raise QueryLogError(
+            f"the query log {name} is not a readable Parquet file: {str(err).splitlines()[0]}"
+        ) from None
+
+
+def _from_frame(frame: pd.DataFrame, name: str) -> QueryLog:
+    columns = {str(c).strip().lower(): c for c in frame.columns}
+    if "query" not in columns:
+        found = ", ".join(map(str, frame.columns)) or "none"
+        raise QueryLogError(f"the query log {name} has no 'query' column (columns: {found})")
+    frame = frame.rename(columns={original: key for key, original in columns.items()})
+    if frame.empty:
+        raise QueryLogError(f"the query log {name} has a 'query' column but no rows")
+    if "timestamp" in frame:
+        try:
+            order = pd.to_datetime(frame["timestamp"], utc=True, format="mixed")
+        except (ValueError, TypeError):
+            raise QueryLogError(f"the query log {name} has timestamps that are not dates") from None
+        if order.isna().any():
+            raise QueryLogError(f"the query log {name} has a missing timestamp in row {int(order.isna().argmax()) + 2}")
+        frame = frame.iloc[np.argsort(order.to_numpy(), kind="stable")]
+    counts = _counts(frame, name)
+    texts = ["" if pd.isna(q) else str(q) for q in frame["query"]]
+    return _checked(texts, name, counts)
+
+
+def _counts(frame: pd.DataFrame, name: str) -> list[int]:
+    if "count" not in frame:
+        return [1] * len(frame)
+    counts = pd.to_numeric(frame["count"], errors="coerce")
+    bad = counts.isna() | (counts != counts.round())
+    if bad.any():
+        raise QueryLogError(f"the query log {name} has a count that is not a whole number in row "
+                            f"{int(bad.to_numpy().argmax()) + 2}")  # fmt: skip
+    if (counts < 0).any():
+        raise QueryLogError(f"the query log {name} has a negative count ({int(counts.min())})")
+    total = float(counts.sum())
+    if total > MAX_QUERIES:
+        raise QueryLogError(f"the query log {name} expands to {total:,.0f} queries; the limit is {MAX_QUERIES:,}")
+    return [int(c) for c in counts]
+
+
+def _checked(texts: list[str], name: str, counts: list[int] | None = None) -> QueryLog:
+    counts = counts or [1] * len(texts)
+    queries: list[str] = []
+    skipped = 0
+    for text, count in zip(texts, counts):
+        query = text.strip()
+        if not query:
+            skipped += 1
+            continue
+        if len(queries) + count > MAX_QUERIES:
+            raise QueryLogError(f"the query log {name} holds more than {MAX_QUERIES:,} queries")
+        queries.extend([query] * count)
+    if not queries:
+        raise QueryLogError(f"the query log {name} holds no queries ({skipped} empty row(s) skipped)")
+    return QueryLog(tuple(queries), skipped, name)
