@@ -260,11 +260,15 @@ class Engine:
         return replay(searcher, queries, choice.ks, kind, on_query=record)
 
     def measured_alpha(self, choice: Choice) -> float:
-        """Share of the gallery the levels above the first have ever embedded (0 for one level)."""
+        """Share of the gallery this cascade's logged queries (these ks) handed above level 1 (0 for one level).
+
+        From the query log, not the feature cache: evaluations, other ks and ``index`` embed images too.
+        """
         searcher = self._built(choice)
         if searcher is None or len(searcher.levels) < 2:
             return 0.0
-        return self.store.embedded_share(searcher.level_ids[1:], searcher.corpus.ids)
+        key = searcher.config(choice.ks).key
+        return self.store.handed_share(key, searcher.corpus.fingerprint, len(searcher.corpus))
 
     # -- evaluation ----------------------------------------------------------------------------
 

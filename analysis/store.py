@@ -12,6 +12,8 @@ no writer holds the file.
 
 Schema history (bump SCHEMA_VERSION and add a migration note for every change):
   1: meta, features, file_ids, queries, query_levels, evaluations; views cumulative_cost, config_encoders.
+     Additive, same version: handed_images (the ids level 1 handed on, per configuration and corpus: the
+     log's measured alpha), created on open where absent; queries logged before it are not in it.
 """
 
 from __future__ import annotations
@@ -101,6 +103,17 @@ CREATE OR REPLACE VIEW cumulative_cost AS
 CREATE OR REPLACE VIEW config_encoders AS
     SELECT DISTINCT q.config_key, q.corpus_id, q.corpus_size, l.level, l.encoder_id, l.macs_per_image
     FROM queries q JOIN query_levels l USING (query_id);
+"""
+
+
+# Additive (no version bump): created on every writable open, so an older file of the same version gains it.
+_HANDED_SCHEMA = """
+CREATE TABLE IF NOT EXISTS handed_images (  -- images level 1 handed to level 2, per configuration: alpha from the log
+    config_key VARCHAR NOT NULL,
+    corpus_id VARCHAR NOT NULL,
+    image_id VARCHAR NOT NULL,
+    PRIMARY KEY (config_key, corpus_id, image_id)
+);
 """
 
 
@@ -198,6 +211,9 @@ class Store:
                     f"database {self.path} has schema version {found}, this program reads version {SCHEMA_VERSION}; "
                     "use another --db file (the existing one is left untouched)"
                 )
+            if not self.read_only:
+                with self._transaction() as cursor:
+                    cursor.execute(_HANDED_SCHEMA)
             return
         if tables:
             raise StoreError(f"{self.path} is a DuckDB database of another program (no cascade schema); use another db")
@@ -205,6 +221,7 @@ class Store:
             raise StoreError(f"database {self.path} is empty and open read-only")
         with self._transaction() as cursor:
             cursor.execute(_SCHEMA)
+            cursor.execute(_HANDED_SCHEMA)
             cursor.execute("INSERT INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
 
     # -- FeatureCache --------------------------------------------------------------------------
@@ -300,6 +317,11 @@ class Store:
                 f"INSERT INTO query_levels VALUES {', '.join([row] * len(levels))}",
                 [value for level in levels for value in (query_id, *level)],
             )
+            if len(result.levels) > 1:
+                cursor.execute(
+                    "INSERT INTO handed_images SELECT ?, ?, unnest(?::VARCHAR[]) ON CONFLICT DO NOTHING",
+                    [result.config.key, corpus_id, list(first.ids)],
+                )
 
     def clear_log(self, config_key: str, corpus_id: str | None = None) -> int:
         """Delete the log of one configuration (and corpus); features and evaluations stay. Returns rows deleted."""
@@ -310,6 +332,7 @@ class Store:
             ids = [row[0] for row in cursor.execute(f"SELECT query_id FROM queries WHERE {where}", params).fetchall()]
             cursor.execute("DELETE FROM query_levels WHERE query_id IN (SELECT unnest(?::BIGINT[]))", [ids])
             cursor.execute(f"DELETE FROM queries WHERE {where}", params)
+            cursor.execute(f"DELETE FROM handed_images WHERE {where}", params)
         return len(ids)
 
     # -- reading the log -----------------------------------------------------------------------
@@ -380,6 +403,23 @@ class Store:
             .fetchone()[0]
         )
         return n / len(image_ids)
+
+    def handed_share(self, config_key: str, corpus_id: str, corpus_size: int) -> float:
+        """The log's measured alpha: share of the corpus that this configuration's logged queries handed above
+        level 1 (evaluations, other ks and ``index`` write features, never this table)."""
+        if corpus_size < 1:
+            return 0.0
+        try:
+            n = (
+                self._cursor()
+                .execute(
+                    "SELECT count(*) FROM handed_images WHERE config_key = ? AND corpus_id = ?", [config_key, corpus_id]
+                )  # fmt: skip
+                .fetchone()[0]
+            )
+        except duckdb.CatalogException:  # a read-only file from before the table: nothing was recorded
+            return 0.0
+        return n / corpus_size
 
     # -- evaluations ---------------------------------------------------------------------------
 

@@ -70,7 +70,7 @@ def _view(cumulative_macs: list[int]) -> CostView:
 def test_the_cost_summary_gives_each_level_alone_its_verdict():
     assert fmt.cost_summary(_view([10**9, 101 * 10**9, 121 * 10**9]), alpha=0.03).split("\n") == [
         "**x:small > x:mid > x:large (k 50,10,2)** on 1,000 images: 2 queries logged, 121.00 GMACs spent "
-        "(build included). Measured alpha 0.030 (the paper assumes 0.1).",
+        "(build included). Measured alpha 0.030, from this cascade's logged queries (the paper assumes 0.1).",
         "- vs **x:small alone** (1.00 GMACs): costs more from the start (it is the cheapest level)",
         "- vs **x:mid alone** (50.00 GMACs): break-even at query 1",  # 101 G >= 50 G after the first query
         "- vs **x:large alone** (4.00 TMACs): not reached: 3.88 TMACs saved so far",  # 4 T - 121 G = 3.879 T
@@ -86,7 +86,7 @@ def _replay(alpha: float, distinct: int) -> ReplayResult:
 def test_a_replay_verdict_compares_both_alphas_and_the_fresh_system_cost():
     assert fmt.replay_done(_replay(0.12, 200), alpha_ever=0.15, k_1=15, n_images=100_000) == (
         "**Replay done:** 300 zipf queries in 12.3 s. Alpha measured in this replay (fresh system): **0.120**; "
-        "ever embedded above level 1: **0.150**; the paper assumes **0.1**. Fresh-system cost 2.00 GMACs vs "
+        "handed above level 1 by all of this cascade's logged queries: **0.150**; the paper assumes **0.1**. Fresh-system cost 2.00 GMACs vs "
         "8.00 GMACs for the last level alone (4.00x)."  # 8 G / 2 G; alpha under twice the paper's: no note
     )
 
