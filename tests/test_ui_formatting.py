@@ -86,7 +86,8 @@ def _replay(alpha: float, distinct: int) -> ReplayResult:
 def test_a_replay_verdict_compares_both_alphas_and_the_fresh_system_cost():
     assert fmt.replay_done(_replay(0.12, 200), alpha_ever=0.15, k_1=15, n_images=100_000) == (
         "**Replay done:** 300 zipf queries in 12.3 s. Alpha measured in this replay (fresh system): **0.120**; "
-        "handed above level 1 by all of this cascade's logged queries: **0.150**; the paper assumes **0.1**. Fresh-system cost 2.00 GMACs vs "
+        "handed above level 1 by all of this cascade's logged queries: **0.150**; the paper assumes **0.1**. "
+        "Fresh-system cost 2.00 GMACs vs "
         "8.00 GMACs for the last level alone (4.00x)."  # 8 G / 2 G; alpha under twice the paper's: no note
     )
 

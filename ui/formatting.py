@@ -82,7 +82,8 @@ def cost_summary(view: eng.CostView, alpha: float) -> str:
     lines = [f"**{plots.short_config(view.config_key)}** on {view.corpus_size:,} images: "
              f"{queries:,} quer{'y' if queries == 1 else 'ies'} logged, "
              f"{si(spent)}MACs spent (build included). "
-             f"Measured alpha {alpha:.3f}, from this cascade's logged queries (the paper assumes {PAPER_ALPHA})."]  # fmt: skip
+             f"Measured alpha {alpha:.3f}, from this cascade's logged queries "
+             f"(the paper assumes {PAPER_ALPHA})."]  # fmt: skip
     for row in view.baselines.itertuples():
         crossing = plots.break_even_index(view.cumulative["cumulative_image_macs"], row.image_macs)
         verdict = ("costs more from the start (it is the cheapest level)" if crossing == 0
@@ -96,7 +97,8 @@ def replay_done(result: ReplayResult, alpha_ever: float, k_1: int, n_images: int
     """The verdict under the Cost tab's charts once a replay finished; ``alpha_ever`` is the log's, not the replay's."""
     floor = alpha_floor_note(result, k_1, n_images)
     return (f"**Replay done:** {result.queries:,} {result.workload} queries in {result.wall_s:.1f} s. "
-            f"Alpha measured in this replay (fresh system): **{result.alpha:.3f}**; handed above level 1 by all of this cascade's logged queries: "
+            f"Alpha measured in this replay (fresh system): **{result.alpha:.3f}**; "
+            f"handed above level 1 by all of this cascade's logged queries: "
             f"**{alpha_ever:.3f}**; the paper assumes **{PAPER_ALPHA}**. Fresh-system cost "
             f"{plots.format_si(result.cascade_image_macs)}MACs vs {plots.format_si(result.baseline_image_macs)}MACs "
             f"for the last level alone ({result.reduction:.2f}x).{floor}")  # fmt: skip
