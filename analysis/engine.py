@@ -23,9 +23,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis import presets, table1
+from analysis import hardware, presets, table1
 from analysis.evaluate import EvalResult, evaluate
 from analysis.galleries import Galleries, GallerySource, Progress
+from analysis.hardware import RealCosts
 from analysis.presets import Preset
 from analysis.replay import ReplayResult, replay, workload
 from analysis.shared import SharedObjects
@@ -241,14 +242,19 @@ class Engine:
         on_query: Callable[[int, SearchResult, int], None] | None = None,
         stop: threading.Event | None = None,
         progress: Progress | None = None,
+        queries: Sequence[str] | None = None,
     ) -> ReplayResult:
         """Replay ``n_queries`` of the gallery's captions (``zipf``/``uniform``) through the cascade, logging each.
+
+        Args:
+            queries: replay these instead (a query log read by ``analysis.query_logs``, checked whole before);
+                ``kind`` then only names the workload (``file:NAME``).
 
         Raises:
             ReplayStopped: ``stop`` was set (the queries replayed so far stay logged).
         """
         searcher = self.searcher(choice, progress)
-        queries = workload(searcher.corpus, kind, n_queries, seed)
+        queries = list(queries) if queries is not None else workload(searcher.corpus, kind, n_queries, seed)
 
         def record(done: int, result: SearchResult, cumulative: int) -> None:
             self._record(searcher, result)
@@ -269,6 +275,25 @@ class Engine:
             return 0.0
         key = searcher.config(choice.ks).key
         return self.store.handed_share(key, searcher.corpus.fingerprint, len(searcher.corpus))
+
+    def real_costs(self, choice: Choice, profile: str, price_per_hour: float | None = None,
+                   power_w: float | None = None, efficiency: float | None = None) -> RealCosts | None:  # fmt: skip
+        """The built cascade's build, first query and lifetime (at the log's measured alpha) on ``profile``.
+
+        ``profile``: an accelerator of ``analysis.hardware`` or ``hardware.MEASURED`` (each encoder timed on this
+        machine once, cached). None until the cascade is built.
+        """
+        searcher = self._built(choice)
+        if searcher is None:
+            return None
+        if profile == hardware.MEASURED:
+            measured = [hardware.measure_throughput(level) for level in searcher.levels]
+            chosen = hardware.measured_profile(measured, price_per_hour or 0.0, power_w or 0.0)
+        else:
+            chosen = hardware.accelerator_profile(profile, efficiency, price_per_hour, power_w)
+        macs = [level.image_macs for level in searcher.levels]
+        return hardware.real_costs(chosen, searcher.level_ids, macs, choice.ks, len(searcher.corpus),
+                                   self.measured_alpha(choice))  # fmt: skip
 
     # -- evaluation ----------------------------------------------------------------------------
 

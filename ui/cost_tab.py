@@ -10,11 +10,12 @@ from dataclasses import dataclass, field
 import gradio as gr
 import pandas as pd
 
-from analysis import plots
+from analysis import hardware, plots
 from analysis.engine import Choice, Engine
+from analysis.query_logs import MAX_FILE_BYTES, QueryLog, read_query_log
 from analysis.replay import ReplayResult
 from ui.common import LONG_CONCURRENCY, PROGRESS, Session, describe, guarded, progress_fn
-from ui.formatting import cost_summary, replay_done
+from ui.formatting import cost_summary, real_units_summary, replay_done
 
 REPLAY_REFRESH_S = 1.0
 # A replay whose page stopped listening (Stop pressed, tab closed) for this long stops itself: Gradio
@@ -54,7 +55,22 @@ def cost_tab(engine: Engine, session: gr.State) -> dict:
                     "other cascades stay.")  # fmt: skip
         confirm = gr.Button("Yes, delete its log", variant="stop")
         cancel = gr.Button("Cancel")
+    with gr.Row():
+        log_file = gr.File(label=f"Your query log: text (one query a line) or CSV/Parquet with a 'query' column "
+                                 f"(optional count, timestamp), at most {MAX_FILE_BYTES // 2**20} MiB",
+                           file_types=[".txt", ".log", ".csv", ".parquet", ".pq"], type="filepath",
+                           elem_id="query-log-file")  # fmt: skip
+        file_button = gr.Button("Replay this log", elem_id="replay-file-button")
     replay_status = gr.Markdown(elem_id="replay-status")
+    with gr.Row():
+        profile = gr.Dropdown([hardware.MEASURED, *hardware.accelerators()], value=hardware.MEASURED,
+                              label="Hardware for time, money and energy")  # fmt: skip
+        efficiency = gr.Slider(1, 100, value=round(100 * hardware.default_efficiency()), step=1,
+                               label="Efficiency (% of dense peak; named hardware only)")  # fmt: skip
+        price = gr.Number(0.0, label="Price per hour (USD)", minimum=0)
+        power = gr.Number(0.0, label="Power draw (W)", minimum=0)
+        units_button = gr.Button("Show in time, money and energy", elem_id="cost-units-button")
+    real_units = gr.Markdown(elem_id="cost-real-units")
     figures = [summary, cumulative, per_query]
 
     def run_replay(state: Session, kind: str, n: float, seed_value: float, progress: gr.Progress = PROGRESS):
@@ -68,7 +84,26 @@ def cost_tab(engine: Engine, session: gr.State) -> dict:
     replaying = replay_button.click(run_replay, [session, workload, n_queries, seed], [*figures, replay_status],
                                     concurrency_limit=LONG_CONCURRENCY, concurrency_id="long", api_name="replay",
                                     api_visibility="undocumented")  # fmt: skip
-    stop_button.click(None, None, None, cancels=[replaying], api_visibility="private")
+
+    def run_file(state: Session, path: str | None, progress: gr.Progress = PROGRESS):
+        if state.problem:
+            yield {replay_status: f"**Replay:** fix the cascade first: {state.problem}"}
+            return
+        if not path:
+            yield {replay_status: "**Replay:** choose a query log file first."}
+            return
+        try:  # read and checked whole before any query runs: a bad file logs nothing
+            log = read_query_log(path)
+        except Exception as err:  # noqa: BLE001  (one line in the page, never a traceback)
+            yield {replay_status: f"**Replay:** {describe(err)}"}
+            return
+        yield from replay_updates(engine, state.choice, f"file:{log.name}", len(log.queries), 0, progress, figures,
+                                  replay_status, log)  # fmt: skip
+
+    replaying_file = file_button.click(run_file, [session, log_file], [*figures, replay_status],
+                                       concurrency_limit=LONG_CONCURRENCY, concurrency_id="long",
+                                       api_name="replay_file", api_visibility="undocumented")  # fmt: skip
+    stop_button.click(None, None, None, cancels=[replaying, replaying_file], api_visibility="private")
     reset_button.click(lambda: gr.Row(visible=True), None, confirm_row, queue=False, api_visibility="private")
     cancel.click(lambda: gr.Row(visible=False), None, confirm_row, queue=False, api_visibility="private")
 
@@ -79,6 +114,23 @@ def cost_tab(engine: Engine, session: gr.State) -> dict:
         return {confirm_row: gr.Row(visible=False), replay_status: f"Deleted {deleted:,} logged queries.",
                 summary: text, cumulative: fig_cumulative, per_query: fig_per_query}  # fmt: skip
 
+    @guarded(real_units)
+    def show_units(state: Session, name: str, percent: float, usd_h: float | None, watts: float | None,
+                   progress: gr.Progress = PROGRESS):  # fmt: skip
+        progress(None, desc="timing each encoder on this machine (once, then cached)")
+        costs = engine.real_costs(state.choice, name, usd_h, watts, float(percent) / 100)
+        if costs is None:
+            return {real_units: "Search (or press Build) with this cascade first."}
+        return {real_units: real_units_summary(costs)}
+
+    units_button.click(show_units, [session, profile, efficiency, price, power], real_units,
+                       api_visibility="private", concurrency_id="long")  # fmt: skip
+
+    def profile_defaults(name: str):
+        row = hardware.accelerators().get(name)
+        return gr.Number(row.price_per_hour if row else 0.0), gr.Number(row.power_w if row else 0.0)
+
+    profile.change(profile_defaults, profile, [price, power], queue=False, api_visibility="private")
     confirm.click(reset, session, [confirm_row, replay_status, *figures], api_visibility="private")
     return {"summary": summary, "cumulative": cumulative, "per_query": per_query}
 
@@ -99,7 +151,7 @@ class ReplayWatch:
 
 
 def replay_updates(engine: Engine, current: Choice, kind: str, n: int, seed: int, progress: gr.Progress,
-                   figures: Sequence, status: gr.Markdown) -> Iterator[dict]:  # fmt: skip
+                   figures: Sequence, status: gr.Markdown, log: QueryLog | None = None) -> Iterator[dict]:  # fmt: skip
     """Run a replay in a worker thread; yield the log's charts every second, then the measured alpha.
 
     The worker, not this generator, runs the queries: a generator only runs between
@@ -118,7 +170,8 @@ def replay_updates(engine: Engine, current: Choice, kind: str, n: int, seed: int
 
     def work():
         try:
-            watch.result = engine.replay(current, kind, n, seed, on_query, stop, on_progress)
+            queries = None if log is None else log.queries
+            watch.result = engine.replay(current, kind, n, seed, on_query, stop, on_progress, queries)
         except Exception as err:  # noqa: BLE001  (reported by the generator)
             watch.error = err
 
@@ -130,9 +183,13 @@ def replay_updates(engine: Engine, current: Choice, kind: str, n: int, seed: int
             worker.join(REPLAY_REFRESH_S)
             watch.polled = time.monotonic()
             progress_fn(progress)(watch.what, watch.done, watch.total)
-            text = f"Replaying: {watch.done:,} of {n:,} queries ({kind}, seed {seed})…"
+            where = kind if log is not None else f"{kind}, seed {seed}"
+            text = f"Replaying: {watch.done:,} of {n:,} queries ({where})…"
             yield dict(zip(outputs, [*cost_outputs(engine, current), text]))
-        yield dict(zip(outputs, [*cost_outputs(engine, current), replay_verdict(engine, current, watch)]))
+        verdict = replay_verdict(engine, current, watch)
+        if log is not None and log.skipped_empty and watch.error is None:
+            verdict += f" {log.skipped_empty:,} empty line(s) of the log skipped."
+        yield dict(zip(outputs, [*cost_outputs(engine, current), verdict]))
     finally:
         stop.set()
 
