@@ -4,12 +4,13 @@
 
     {"query", "config",
      "stages": [{"stage", "encoder", "k", "candidates", "hits", "misses", "image_macs", "text_macs",
-                 "latency_ms", "results": [{"rank", "id", "file", "score", "embedded_now"}]}]}
+                 "latency_ms", "results": [{"rank", "id", "file", "score", "embedded_now"}]}],
+     "trace": analysis.trace.stage_trace(...)}   # re-ranking per stage, the caption's own image
 
 ``levels_json`` turns it into the CLI's documented shape (README, "Command line")::
 
     {"query", "levels": [{"encoder", "k", "candidates", "hits", "misses", "image_macs", "text_macs",
-                          "latency_ms", "results": [{"path", "score"}]}]}
+                          "latency_ms", "results": [{"path", "score"}]}], "trace"}
 
 The app's shape carries file names, never a ``path`` key: Gradio's client takes any dict
 with a ``path`` for a file and downloads it in its place, so the API's results would
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from analysis.trace import stage_trace
 from cascade.corpus import Corpus
 from cascade.types import LevelTrace, SearchResult
 
@@ -32,7 +34,7 @@ def search_json(result: SearchResult, corpus: Corpus) -> dict:
     ``file`` is the image's file name (its id where it has no file).
     """
     stages = [_stage(number, trace, corpus) for number, trace in enumerate(result.levels, start=1)]
-    return {"query": result.query, "config": result.config.key, "stages": stages}
+    return {"query": result.query, "config": result.config.key, "stages": stages, "trace": stage_trace(result, corpus)}
 
 
 def levels_json(data: dict, corpus: Corpus) -> dict:
@@ -40,7 +42,7 @@ def levels_json(data: dict, corpus: Corpus) -> dict:
     levels = [{**{key: stage[key] for key in _LEVEL_KEYS},
                "results": [{"path": image_path(corpus, r["id"]), "score": r["score"]} for r in stage["results"]]}
               for stage in data["stages"]]  # fmt: skip
-    return {"query": data["query"], "levels": levels}
+    return {"query": data["query"], "levels": levels, "trace": data["trace"]}
 
 
 def image_path(corpus: Corpus, image_id: str) -> str:

@@ -18,6 +18,11 @@ RESULT = SearchResult(
     ),
 )
 
+# Stage 2 kept c, 2nd at stage 1 and below its top k = 1 there: "new"; stage 1's top 1 (b) did not survive.
+TRACE = {"stages": [{"stage": 2, "k": 1, "previous_top_k_survived": 0,
+                     "moves": [{"id": "c", "rank": 1, "previous_rank": 2, "move": "new"}]}],
+         "target": None}  # fmt: skip
+
 
 def test_the_apps_shape_numbers_stages_and_ranks_and_marks_what_was_embedded_now():
     assert search_json(RESULT, CORPUS) == {
@@ -32,6 +37,7 @@ def test_the_apps_shape_numbers_stages_and_ranks_and_marks_what_was_embedded_now
              "text_macs": 0, "latency_ms": 2.0,
              "results": [{"rank": 1, "id": "c", "file": "c", "score": 0.75, "embedded_now": True}]},
         ],
+        "trace": TRACE,
     }  # fmt: skip
 
 
@@ -45,4 +51,5 @@ def test_the_cli_view_is_the_documented_shape_with_full_paths():
             {"encoder": "x:large", "k": 1, "candidates": 2, "hits": 1, "misses": 1, "image_macs": 90,
              "text_macs": 0, "latency_ms": 2.0, "results": [{"path": "c", "score": 0.75}]},
         ],
+        "trace": TRACE,
     }  # fmt: skip

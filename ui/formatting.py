@@ -184,3 +184,23 @@ def real_units_summary(costs, break_even: dict[str, int | None] | None = None) -
         verdict = "from the start" if q == 0 else "never" if q is None else f"after {q:,} queries"
         lines.append(f"- Break-even with {name}: {verdict}")
     return "\n".join(lines)
+
+
+def trace_markdown(trace: dict) -> str:
+    """The stage trace (``analysis.trace.stage_trace``) as text: the caption's own image first, then each stage's
+    re-ranking (previous rank -> now)."""
+    lines = []
+    target = trace.get("target")
+    if target is not None:
+        lines.append(f"**The image this caption describes** ({target['file']}): {target['summary']}.")
+    arrows = {"up": "↑", "down": "↓", "same": "=", "new": "new"}
+    for stage in trace["stages"]:
+        moved = ", ".join(f"#{m['rank']} (was #{m['previous_rank']} {arrows[m['move']]})"
+                          for m in stage["moves"][:MAX_TRACE_MOVES])  # fmt: skip
+        more = " …" if len(stage["moves"]) > MAX_TRACE_MOVES else ""
+        lines.append(f"- **Stage {stage['stage']}**: {stage['previous_top_k_survived']} of the previous stage's top "
+                     f"{stage['k']} survived; {moved}{more}")  # fmt: skip
+    return "\n".join(lines)
+
+
+MAX_TRACE_MOVES = 20

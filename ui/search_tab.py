@@ -6,11 +6,12 @@ import gradio as gr
 
 from analysis.engine import Engine
 from analysis.search_json import search_json
+from analysis.trace import example_queries
 from cascade.corpus import Corpus
 from cascade.types import LevelTrace
 from ui.common import MAX_STAGES, PROGRESS, SEARCH_CONCURRENCY, Session, guarded, progress_fn
 from ui.controls import cascade_controls, wire_controls
-from ui.formatting import cost_card, describe_choice, skipped_note, stage_items, stage_label
+from ui.formatting import cost_card, describe_choice, skipped_note, stage_items, stage_label, trace_markdown
 
 
 def stage_gallery(trace: LevelTrace, corpus: Corpus, number: int) -> gr.Gallery:
@@ -28,6 +29,14 @@ def search_tab(engine: Engine, session: gr.State) -> dict:
                            scale=5, elem_id="query")  # fmt: skip
         search_button = gr.Button("Search", variant="primary", scale=1, elem_id="search-button")
         build_button = gr.Button("Build (embed gallery)", scale=1)
+    examples = gr.Dataset(
+        components=[query],
+        samples=[],
+        label="Examples: the gallery's own captions (search to "
+        "load them); the trace then marks the image each one describes",
+        elem_id="query-examples",
+    )
+    trace = gr.Markdown(elem_id="stage-trace")
     galleries = [gr.Gallery(label=f"Stage {i + 1}", visible=False, columns=10, height=250, object_fit="contain",
                             fit_columns=False, elem_id=f"stage-{i + 1}") for i in range(MAX_STAGES)]  # fmt: skip
     card = gr.Markdown(elem_id="cost-card")
@@ -45,16 +54,28 @@ def search_tab(engine: Engine, session: gr.State) -> dict:
         data = search_json(outcome.result, outcome.corpus)
         return dict(zip(outputs, [gr.Markdown(note), *stages, cost_card(outcome), data]))
 
+    def read_trace(data: dict | None, state: Session):
+        """After a search, from its JSON: the stage trace, and example captions of the gallery searched."""
+        corpus = engine.galleries.loaded(state.choice.gallery)
+        samples = [[text] for text in example_queries(corpus)] if corpus is not None else []
+        story = trace_markdown(data["trace"]) if isinstance(data, dict) and "trace" in data else ""
+        return story, gr.Dataset(samples=samples)
+
     @guarded(status)
     def run_build(state: Session, progress: gr.Progress = PROGRESS):
         current = state.valid()
         searcher = engine.searcher(current, progress=progress_fn(progress))
         ready = f"({len(searcher.corpus):,} images ready){skipped_note(searcher.corpus)}"
-        return {status: gr.Markdown(f"Built: {describe_choice(current)} {ready}")}
+        shown = gr.Dataset(samples=[[text] for text in example_queries(searcher.corpus)])
+        return {status: gr.Markdown(f"Built: {describe_choice(current)} {ready}"), examples: shown}
 
     searched = search_button.click(run_search, [query, session], outputs, api_name="search",
                                    concurrency_limit=SEARCH_CONCURRENCY, concurrency_id="search")  # fmt: skip
     submitted = query.submit(run_search, [query, session], outputs, api_visibility="private",
                              concurrency_id="search")  # fmt: skip
-    built = build_button.click(run_build, session, status, api_visibility="private", concurrency_id="search")
+    for event in (searched, submitted):
+        event.then(read_trace, [raw, session], [trace, examples], api_visibility="private", show_progress="hidden")
+    built = build_button.click(run_build, session, [status, examples], api_visibility="private",
+                               concurrency_id="search")  # fmt: skip
+    examples.click(lambda sample: sample[0], examples, query, queue=False, api_visibility="private")
     return {"done": [searched, submitted, built], "status": status}
