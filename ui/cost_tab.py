@@ -170,8 +170,8 @@ def replay_updates(engine: Engine, current: Choice, kind: str, n: int, seed: int
 
     def work():
         try:
-            queries = None if log is None else log.queries
-            watch.result = engine.replay(current, kind, n, seed, on_query, stop, on_progress, queries)
+            extra = {} if log is None else {"queries": log.queries}  # a synthetic workload: the call as before
+            watch.result = engine.replay(current, kind, n, seed, on_query, stop, on_progress, **extra)
         except Exception as err:  # noqa: BLE001  (reported by the generator)
             watch.error = err
 
