@@ -10,11 +10,12 @@ import pytest
 import torch
 from PIL import Image
 
-from cascade import train_shapes, world
+from cascade import world
 from cascade.encoders import create_encoder, known_names, shapes
 from cascade.encoders.base import BiEncoder, CrossEncoder
 from cascade.errors import EncoderNotFound, WeightsUnavailable
 from cascade.paths import ASSETS_DIR
+from tools import train_shapes
 
 BI_ENCODERS = ("small", "medium", "large")
 
@@ -84,12 +85,12 @@ def test_retraining_only_the_cross_encoder_keeps_the_bi_encoders(quick_weights, 
 
 
 def test_missing_or_corrupt_weights_say_how_to_regenerate(quick_weights, tmp_path):
-    with pytest.raises(WeightsUnavailable, match="python -m cascade.train_shapes"):
+    with pytest.raises(WeightsUnavailable, match="python -m tools.train_shapes"):
         shapes.load("small", tmp_path)
     broken = tmp_path / "broken"
     shutil.copytree(quick_weights, broken)
     shapes.weights_path("medium", broken).write_bytes(b"\x00not a safetensors file" * 10)
-    with pytest.raises(WeightsUnavailable, match="python -m cascade.train_shapes") as caught:
+    with pytest.raises(WeightsUnavailable, match="python -m tools.train_shapes") as caught:
         shapes.load("medium", broken)
     assert "\n" not in str(caught.value)
     # a valid file of another model is refused, not half loaded

@@ -1,4 +1,4 @@
-"""Train the shapes encoder family from a seed: ``python -m cascade.train_shapes``.
+"""Train the shapes encoder family from a seed: ``python -m tools.train_shapes``.
 
 Recipe (Algorithm 1 needs one text tower shared by every level):
 
