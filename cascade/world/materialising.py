@@ -1,4 +1,10 @@
-"""Writing a held-out gallery to disk once: PNGs and a Karpathy-style JSON, built beside the target and renamed."""
+"""Writing a held-out gallery to disk once: PNGs, a Karpathy-style JSON and a pixel array, built beside the target.
+
+The PNGs are what users see and read; the pixel array (``cascade.pixel_array``,
+beside the PNGs) holds the same pixels, memory-mapped, so a build or a cache
+miss does not pay a PNG decode. Galleries written before the array existed get
+one on their next use, decoded from their own PNGs.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +15,13 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from cascade.corpus import content_id, load_image
 from cascade.paths import cache_dir
+from cascade.pixel_array import PixelArrayWriter, open_pixel_array, pixel_array_path
 from cascade.world.datasets import GALLERY_SIZES, TEST_GALLERY_SEED, WORLD_VERSION, GalleryItem, gallery
 
 
@@ -21,9 +30,9 @@ def materialise(split: str = "test", root: Path | None = None) -> tuple[Path, Pa
 
     Args:
         split: ``"test"`` (TEST_GALLERY_IMAGES, for recall) or ``"lifetime"``
-            (LIFETIME_GALLERY_IMAGES, for lifetime replays; about 2.5 min and 460 MB
-            the first time). Both hold test-split scenes only, captioned as the test
-            split in the JSON. The training stream is generated on the fly.
+            (LIFETIME_GALLERY_IMAGES, for lifetime replays; about 2.5 min and 1.7 GB
+            the first time: 460 MB of PNGs, 1.2 GB of pixel array). Both hold test-split
+            scenes only, captioned as the test split in the JSON. The training stream is generated on the fly.
         root: parent folder; default ``cache_dir() / "shapes-world"``.
 
     Returns:
@@ -46,6 +55,7 @@ def _materialise_gallery(folder: Path, n_images: int, seed: int) -> tuple[Path, 
     marker = {"world_version": WORLD_VERSION, "n_images": n_images, "seed": seed}
     json_path = folder / "captions.json"
     if _is_complete(folder, marker):
+        _ensure_pixel_array(folder, n_images)
         return json_path, folder
     folder.parent.mkdir(parents=True, exist_ok=True)
     # Build beside the target and rename: a killed run leaves a temp folder, never a half world.
@@ -72,12 +82,35 @@ def _is_complete(folder: Path, marker: dict) -> bool:
         return False
 
 
+def _ensure_pixel_array(folder: Path, n_images: int) -> None:
+    """Give a complete gallery a verified pixel array, decoding its PNGs if it has none (or a broken one)."""
+    images = folder / "images"
+    array = open_pixel_array(pixel_array_path(images))
+    if array is not None and len(array.ids) == n_images:
+        return
+    records = json.loads((folder / "captions.json").read_text())["images"]
+    paths = [folder / record["filepath"] / record["filename"] for record in records]
+    with PixelArrayWriter(pixel_array_path(images)) as writer:
+        for path in tqdm(paths, desc="adding the gallery's pixel array", unit="image", disable=None):
+            # decoded as the corpus decodes, so a row equals what the PNG would have served
+            writer.add(content_id(path), np.asarray(load_image(path)))
+
+
 def _write_gallery(folder: Path, items: Sequence[GalleryItem]) -> None:
     (folder / "images").mkdir(parents=True)
+    with PixelArrayWriter(pixel_array_path(folder / "images")) as pixels:
+        records = _write_images(folder, items, pixels)
+    (folder / "captions.json").write_text(json.dumps({"dataset": "shapes-world", "images": records}))
+
+
+def _write_images(folder: Path, items: Sequence[GalleryItem], pixels: PixelArrayWriter) -> list[dict]:
+    """Each item's PNG, its row of the pixel array, and its record of the captions JSON."""
     records, sentence_id = [], 0
     for item in tqdm(items, desc="writing the gallery", unit="image", disable=None):
         filename = f"{item.index:06d}.png"
-        Image.fromarray(item.image()).save(folder / "images" / filename, compress_level=1)
+        image = item.image()
+        Image.fromarray(image).save(folder / "images" / filename, compress_level=1)
+        pixels.add(content_id(folder / "images" / filename), image)  # PNG is lossless: the row is its pixels
         sentences = []
         for text in item.captions:
             sentences.append({"raw": text, "tokens": text.split(), "imgid": item.index, "sentid": sentence_id})
@@ -92,4 +125,4 @@ def _write_gallery(folder: Path, items: Sequence[GalleryItem]) -> None:
                 "sentences": sentences,
             }
         )
-    (folder / "captions.json").write_text(json.dumps({"dataset": "shapes-world", "images": records}))
+    return records
