@@ -3,6 +3,12 @@
 Ids are a hash of the file's bytes, not its position or path, so a moved or
 renamed folder keeps every cached embedding. Files Pillow cannot read are
 skipped and counted, never fatal.
+
+A folder may hold a pixel array beside its images (``cascade.pixel_array``;
+the built-in world writes one): an image whose id has a row there is served
+from memory, not decoded, and encoders that take pixel arrays get a whole
+batch in one slice. The row is the file's decoded pixels, so nothing changes
+but the speed.
 """
 
 from __future__ import annotations
@@ -14,12 +20,19 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+import numpy as np
 from PIL import Image, ImageOps
 
 from cascade.errors import CorpusError
 from cascade.paths import file_digest
+from cascade.pixel_array import PixelArray, open_pixel_array, pixel_array_path
+
+if TYPE_CHECKING:
+    import torch
+
+    from cascade.encoders.base import ImageTower
 
 ProgressFn = Callable[[int, int], None]  # (done, total)
 
@@ -61,6 +74,18 @@ def _is_readable_image(path: Path) -> bool:
         return False
 
 
+@runtime_checkable
+class TakesPixelArrays(Protocol):
+    """An encoder that preprocesses a batch of decoded pixels at once (faster than image by image).
+
+    ``preprocess_pixels(pixels)`` must equal stacking ``preprocess`` of each row as a PIL image, bit for bit.
+    """
+
+    def preprocess_pixels(self, pixels: np.ndarray) -> torch.Tensor:
+        """``(n, height, width, 3)`` uint8 -> ``(n, 3, image_size, image_size)`` float."""
+        ...
+
+
 @dataclass
 class Corpus:
     """An ordered image collection.
@@ -70,12 +95,14 @@ class Corpus:
         paths: image id -> file path (absent for virtual corpora, e.g. benchmarks).
         skipped: files that were not readable images.
         captions: image id -> reference captions, when the corpus came from a dataset.
+        pixel_rows: image id -> (pixel array, row) for images whose decoded pixels are in an array.
     """
 
     ids: list[str]
     paths: dict[str, Path] = field(default_factory=dict)
     skipped: list[Path] = field(default_factory=list)
     captions: dict[str, list[str]] = field(default_factory=dict)
+    pixel_rows: dict[str, tuple[PixelArray, int]] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if len(set(self.ids)) != len(self.ids):
@@ -98,8 +125,33 @@ class Corpus:
         return self._position[image_id]
 
     def load(self, image_id: str) -> Image.Image:
-        """Decode one image (RGB, EXIF-oriented)."""
+        """One image (RGB, EXIF-oriented): from its pixel array if it has a row, else decoded from its file."""
+        found = self.pixel_rows.get(image_id)
+        if found is not None:
+            array, row = found
+            return Image.fromarray(np.asarray(array.pixels[row]))
         return load_image(self.paths[image_id])
+
+    def pixels(self, image_ids: Sequence[str]) -> np.ndarray | None:
+        """``(n, height, width, 3)`` uint8 of ``image_ids`` from one pixel array, or None if any has no row there."""
+        found = [self.pixel_rows.get(image_id) for image_id in image_ids]
+        if not found or any(f is None for f in found) or len({id(f[0]) for f in found}) != 1:
+            return None
+        array = found[0][0]
+        return array.pixels[[row for _, row in found]]  # one gather: a copy, safe to hand to torch
+
+    def preprocessed(self, encoder: ImageTower, image_ids: Sequence[str]) -> torch.Tensor:
+        """The batch ``encoder.encode_pixels`` takes for ``image_ids``: ``(n, 3, S, S)``.
+
+        Straight from a pixel array when every image has a row in one and the encoder takes
+        pixel arrays; otherwise image by image through ``load`` and ``encoder.preprocess``.
+        """
+        import torch
+
+        pixels = self.pixels(image_ids) if isinstance(encoder, TakesPixelArrays) else None
+        if pixels is not None:
+            return encoder.preprocess_pixels(pixels)
+        return torch.stack([encoder.preprocess(self.load(image_id)) for image_id in image_ids])
 
     @classmethod
     def from_paths(
@@ -131,7 +183,7 @@ class Corpus:
                 progress(done, len(paths))
         if known is not None and fresh:
             known.remember(fresh)
-        return cls(ids=ids, paths=by_id, skipped=skipped)
+        return cls(ids=ids, paths=by_id, skipped=skipped, pixel_rows=_pixel_rows(by_id))
 
     @classmethod
     def from_folder(
@@ -184,6 +236,18 @@ class Corpus:
         return corpus
 
 
+def _pixel_rows(paths: dict[str, Path]) -> dict[str, tuple[PixelArray, int]]:
+    """The images of ``paths`` (id -> file) that have a row in a verified pixel array in their folder."""
+    arrays = {folder: open_pixel_array(pixel_array_path(folder)) for folder in {path.parent for path in paths.values()}}
+    found: dict[str, tuple[PixelArray, int]] = {}
+    for image_id, path in paths.items():
+        array = arrays[path.parent]
+        row = array.rows.get(image_id) if array is not None else None
+        if row is not None:
+            found[image_id] = (array, row)
+    return found
+
+
 def virtual_corpus(n_images: int, prefix: str = "img") -> Corpus:
     """A corpus of ``n_images`` ids with no files (benchmarks, cost studies)."""
     return Corpus(ids=[f"{prefix}{i:07d}" for i in range(n_images)])
@@ -195,4 +259,5 @@ def select(corpus: Corpus, image_ids: Sequence[str]) -> Corpus:
         ids=list(image_ids),
         paths={i: corpus.paths[i] for i in image_ids if i in corpus.paths},
         captions={i: corpus.captions[i] for i in image_ids if i in corpus.captions},
+        pixel_rows={i: corpus.pixel_rows[i] for i in image_ids if i in corpus.pixel_rows},
     )

@@ -267,13 +267,13 @@ def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
 def _encode_batches(
     level: ImageTower, corpus: Corpus, image_ids: Sequence[str], batch_size: int
 ) -> Iterator[tuple[list[str], np.ndarray]]:
-    """Yield ``(ids, features)`` per batch; the next batch is decoded while this one runs forward."""
+    """Yield ``(ids, features)`` per batch; the next batch is prepared while this one runs forward."""
     if not image_ids:
         return
     batches = [list(image_ids[start : start + batch_size]) for start in range(0, len(image_ids), batch_size)]
 
     def prepare(batch: list[str]) -> torch.Tensor:
-        return torch.stack([level.preprocess(corpus.load(image_id)) for image_id in batch])
+        return corpus.preprocessed(level, batch)  # a pixel-array slice when the corpus has one, else decoded files
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode") as pool:
         pending = pool.submit(prepare, batches[0])

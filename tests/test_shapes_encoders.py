@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
-from cascade import train_shapes, world
+from cascade import world
 from cascade.encoders import create_encoder, known_names, shapes
 from cascade.encoders.base import BiEncoder, CrossEncoder
+from cascade.encoders.shapes.adapters import _world_array
 from cascade.errors import EncoderNotFound, WeightsUnavailable
 from cascade.paths import ASSETS_DIR
+from tools import train_shapes
 
 BI_ENCODERS = ("small", "medium", "large")
 
@@ -78,18 +84,22 @@ def test_retraining_only_the_cross_encoder_keeps_the_bi_encoders(quick_weights, 
     assert train_shapes.main(argv) == 0
     after = {name: shapes.load(name, copy).id for name in shapes.MODELS}
     assert {name: after[name] == before[name] for name in shapes.MODELS} == {
-        "small": True, "medium": True, "large": True, "cross": False}
+        "small": True,
+        "medium": True,
+        "large": True,
+        "cross": False,
+    }
     report = json.loads((copy / "shapes_family.json").read_text())
     assert report["stages"] == "cross" and set(report["train_seconds"]) == {"joint", "students", "cross"}
 
 
 def test_missing_or_corrupt_weights_say_how_to_regenerate(quick_weights, tmp_path):
-    with pytest.raises(WeightsUnavailable, match="python -m cascade.train_shapes"):
+    with pytest.raises(WeightsUnavailable, match="python -m tools.train_shapes"):
         shapes.load("small", tmp_path)
     broken = tmp_path / "broken"
     shutil.copytree(quick_weights, broken)
     shapes.weights_path("medium", broken).write_bytes(b"\x00not a safetensors file" * 10)
-    with pytest.raises(WeightsUnavailable, match="python -m cascade.train_shapes") as caught:
+    with pytest.raises(WeightsUnavailable, match="python -m tools.train_shapes") as caught:
         shapes.load("medium", broken)
     assert "\n" not in str(caught.value)
     # a valid file of another model is refused, not half loaded
@@ -180,3 +190,60 @@ def test_shipped_family_orders_and_cascades_on_held_out_images():
     for k in ("R@1", "R@5", "R@10"):
         assert abs(cascade[k] - recall["large"][k]) <= 1.0, (k, cascade, recall["large"])
     assert recall["large>cross@10"]["R@1"] > r1["large"]
+
+
+def _to_pixels_as_trained(images: np.ndarray, image_size: int) -> torch.Tensor:
+    """The input transform the shipped weights were trained with, as first written (interpolate's area mode)."""
+    x = torch.as_tensor(images).permute(0, 3, 1, 2).float().div_(255.0)
+    if x.shape[-1] != image_size:
+        x = F.interpolate(x, size=(image_size, image_size), mode="area")
+    return (x - 0.5) / 0.25
+
+
+@pytest.mark.parametrize("image_size", [32, 48, 64])
+def test_to_pixels_is_the_transform_the_weights_were_trained_with_bit_for_bit(image_size):
+    world_images = np.stack([item.image() for item in world.gallery(40, seed=2)])
+    noise = np.random.default_rng(image_size).integers(0, 256, size=(64, 64, 64, 3), dtype=np.uint8)
+    for images in (world_images, noise, noise[:1]):
+        assert torch.equal(shapes.to_pixels(images, image_size), _to_pixels_as_trained(images, image_size))
+    # one image at a time (preprocess) and a batch (preprocess_pixels) agree too
+    single = torch.cat([shapes.to_pixels(noise[i : i + 1], image_size) for i in range(8)])
+    assert torch.equal(single, shapes.to_pixels(noise[:8], image_size))
+
+
+def test_world_array_reads_any_image_as_before():
+    rng = np.random.default_rng(0)
+    rgb = Image.fromarray(rng.integers(0, 256, size=(64, 64, 3), dtype=np.uint8))
+    images = [rgb, rgb.convert("RGBA"), rgb.convert("L"), rgb.convert("P"), rgb.resize((100, 80)), rgb.convert("CMYK")]
+    for image in images:
+        expected = image.convert("RGB")
+        if expected.size != (64, 64):
+            expected = expected.resize((64, 64), Image.BOX)
+        array = _world_array(image)
+        assert array.shape == (64, 64, 3) and array.dtype == np.uint8 and array.flags.writeable
+        assert np.array_equal(array, np.array(expected)), image.mode
+
+
+def test_preprocess_pixels_equals_preprocess_row_by_row(quick_weights):
+    rng = np.random.default_rng(5)
+    for pixels in (rng.integers(0, 256, size=(6, 64, 64, 3), dtype=np.uint8),
+                   rng.integers(0, 256, size=(3, 50, 70, 3), dtype=np.uint8)):  # fmt: skip
+        for name in shapes.MODELS:
+            encoder = shapes.load(name, quick_weights)
+            expected = torch.stack([encoder.preprocess(Image.fromarray(row)) for row in pixels])
+            read_only = pixels.copy()
+            read_only.flags.writeable = False  # as a memory map hands them out
+            assert torch.equal(encoder.preprocess_pixels(read_only), expected), name
+
+
+def test_importing_the_world_the_encoders_and_the_trainer_does_nothing(tmp_path):
+    code = (
+        "import sys, cascade.world, cascade.encoders.shapes as shapes, tools.train_shapes; "
+        "from cascade.encoders.shapes import weights; "
+        "print(weights._read.cache_info().currsize, 'safetensors' in sys.modules)"
+    )
+    env = {**os.environ, "CASCADE_CACHE_DIR": str(tmp_path / "cache")}
+    out = subprocess.run([sys.executable, "-c", code], cwd=ASSETS_DIR.parent, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["0", "False"]  # no weights read
+    assert not (tmp_path / "cache").exists()  # nothing written

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import random
 
 import numpy as np
@@ -10,7 +12,9 @@ import pytest
 from PIL import Image
 
 from cascade import world
+from cascade.corpus import Corpus
 from cascade.paths import cache_dir
+from cascade.pixel_array import PIXEL_ARRAY_NAME, open_pixel_array
 
 
 @pytest.fixture(scope="module")
@@ -214,3 +218,142 @@ def test_the_lifetime_gallery_grows_the_test_gallery(tmp_path, monkeypatch):
         assert (life_root / name).read_bytes() == (test_root / name).read_bytes()
     captions = [s["raw"] for r in life_records for s in r["sentences"]]
     assert len(captions) == len(set(captions))
+
+
+# --- the scene grammar's rules --------------------------------------------------------------
+
+
+def test_validity_rules():
+    small3 = world.Group(3, "small", "solid", "red", "star")
+    large3 = world.Group(3, "large", "solid", "red", "star")
+    other = world.Group(1, "large", "dotted", "blue", "circle")
+    assert world.is_valid(world.Scene("gray", (small3, other), "above"))
+    assert not world.is_valid(world.Scene("gray", (large3, other), "above"))  # three large do not fit in half
+    assert not world.is_valid(world.Scene("gray", (other, other), "above"))  # identical groups: ambiguous caption
+    assert not world.is_valid(world.Scene("gray", (other,), "above"))  # one group has no relation
+    assert not world.is_valid(world.Scene("gray", (small3, other), "behind"))
+    assert world.Group(1, "large", "outlined", "blue", "hexagon").phrase() == "a large outlined blue hexagon"
+    assert world.Group(1, "small", "outlined", "blue", "cross").phrase() == "a small outlined blue cross"
+    assert world.Group(2, "small", "solid", "red", "cross").phrase() == "two small solid red crosses"
+
+
+@pytest.mark.parametrize("factor", list(world.VARIANT_WEIGHTS))
+def test_each_variant_changes_what_it_says(factor):
+    rng = random.Random(factor)
+    changed = 0
+    for _ in range(200):
+        scene = world.random_scene(rng)
+        other = world.variant(scene, factor, rng)
+        if other is None:
+            continue
+        changed += 1
+        assert world.is_valid(other) and other != scene
+        if factor == "background":
+            assert other.groups == scene.groups and other.background != scene.background
+        elif factor == "swap_groups":
+            assert other.groups == scene.groups[::-1] and other.relation == scene.relation
+        elif factor == "axis":
+            assert other.groups == scene.groups and other.relation != scene.relation
+        elif factor in ("swap_colour", "swap_texture"):
+            attribute = "colour" if factor == "swap_colour" else "texture"
+            before = [getattr(group, attribute) for group in scene.groups]
+            assert [getattr(group, attribute) for group in other.groups] == before[::-1]
+        else:  # one attribute of one group
+            diffs = [(a, b) for a, b in zip(scene.groups, other.groups) if a != b]
+            assert len(diffs) == 1 and other.background == scene.background
+            a, b = diffs[0]
+            assert [f for f in ("count", "size", "texture", "colour", "shape") if getattr(a, f) != getattr(b, f)] == [
+                factor
+            ]
+    assert changed >= 50
+
+
+# --- the pixel array beside the PNGs --------------------------------------------------------
+
+# Written by the world as it was before the pixel array existed (cascade/world.py at 6535d6f):
+# materialise_small(n_images=12, seed=5). The ids are what every feature cache is keyed by.
+OLD_JSON_SHA256 = "27c4434a635690eee21bae3d59bc986450fe54667402f47950db0990c7352e76"
+OLD_IDS = [
+    "675dcccf9a39b5db9fac", "f8305ec2b581d8a00ac1", "6442cd9c1d62e233bd2a", "356da3e3772b3b8a954a",
+    "f496c636d569196f8dfd", "3327f2eb1376465185ce", "b3f675f5fcfbe7a9af82", "f3836421f134dba8655d",
+    "b5773b93669465dfe403", "705c308eb02718e33d00", "fb4f5e855d9c36bdf552", "fed0458b87f41a4e0774",
+]  # fmt: skip
+
+
+def _file_id(path) -> str:
+    """An image id as documented: the first 20 hex digits of the BLAKE2b-128 digest of the file's bytes."""
+    return hashlib.blake2b(path.read_bytes(), digest_size=16).hexdigest()[:20]
+
+
+def _pngs(image_root):
+    return sorted((image_root / "images").glob("*.png"))
+
+
+def test_the_gallery_files_and_ids_are_those_of_the_world_before_the_array(tmp_path):
+    json_path, image_root = world.materialise_small(tmp_path, n_images=12, seed=5)
+    assert hashlib.sha256(json_path.read_bytes()).hexdigest() == OLD_JSON_SHA256
+    assert [_file_id(path) for path in _pngs(image_root)] == OLD_IDS
+    assert Corpus.from_karpathy(json_path, image_root).ids == OLD_IDS
+    assert json.loads((image_root / "COMPLETE.json").read_text()) == {"world_version": 1, "n_images": 12, "seed": 5}
+
+
+def test_the_pixel_array_holds_each_pngs_decoded_pixels_under_its_id(tmp_path):
+    _, image_root = world.materialise_small(tmp_path, n_images=12, seed=5)
+    array = open_pixel_array(image_root / "images" / PIXEL_ARRAY_NAME)
+    assert array is not None and array.pixels.shape == (12, 64, 64, 3) and array.pixels.dtype == np.uint8
+    assert list(array.ids) == OLD_IDS
+    for row, path in enumerate(_pngs(image_root)):
+        with Image.open(path) as png:
+            assert np.array_equal(array.pixels[row], np.asarray(png.convert("RGB")))
+    corpus = Corpus.from_folder(image_root / "images")
+    assert corpus.skipped == [] and len(corpus) == 12  # the hidden array is not taken for an unreadable image
+
+
+def _old_gallery(tmp_path, n_images=12, seed=5):
+    """A gallery as users' disks hold it from before the array: the same files, no array."""
+    json_path, image_root = world.materialise_small(tmp_path, n_images=n_images, seed=seed)
+    (image_root / "images" / PIXEL_ARRAY_NAME).unlink()
+    return json_path, image_root
+
+
+def test_a_gallery_without_the_array_gets_it_on_next_use_and_keeps_its_files(tmp_path):
+    json_path, image_root = _old_gallery(tmp_path)
+    assert Corpus.from_karpathy(json_path, image_root).pixel_rows == {}  # nothing to serve from: PNGs decoded
+    stamps = {path: path.stat().st_mtime_ns for path in [json_path, *_pngs(image_root)]}
+    assert world.materialise_small(tmp_path, n_images=12, seed=5) == (json_path, image_root)
+    assert {path: path.stat().st_mtime_ns for path in stamps} == stamps  # only the array was written
+    array = open_pixel_array(image_root / "images" / PIXEL_ARRAY_NAME)
+    assert array is not None and list(array.ids) == OLD_IDS
+    for row, path in enumerate(_pngs(image_root)):
+        assert np.array_equal(array.pixels[row], np.asarray(Image.open(path)))
+    corpus = Corpus.from_karpathy(json_path, image_root)
+    assert corpus.ids == OLD_IDS and set(corpus.pixel_rows) == set(OLD_IDS)
+    assert not [p for p in (image_root / "images").iterdir() if p.name.startswith(f"{PIXEL_ARRAY_NAME}.tmp")]
+
+
+def _truncate(path):
+    with open(path, "r+b") as handle:
+        handle.truncate(path.stat().st_size - 5000)
+
+
+def _flip_a_pixel(path):
+    with open(path, "r+b") as handle:
+        handle.seek(4096 + 3 * 64 * 64 * 3 + 100)  # inside row 3
+        value = handle.read(1)[0]
+        handle.seek(-1, os.SEEK_CUR)
+        handle.write(bytes([value ^ 0x40]))
+
+
+@pytest.mark.parametrize("damage", [_truncate, _flip_a_pixel], ids=["truncated", "corrupt"])
+def test_a_damaged_array_is_not_served_and_is_rebuilt(tmp_path, damage):
+    json_path, image_root = world.materialise_small(tmp_path, n_images=6, seed=2)
+    path = image_root / "images" / PIXEL_ARRAY_NAME
+    good = path.read_bytes()
+    damage(path)
+    assert open_pixel_array(path) is None
+    corpus = Corpus.from_karpathy(json_path, image_root)
+    assert corpus.pixel_rows == {}  # decoded from the PNGs instead
+    assert np.array_equal(np.asarray(corpus.load(corpus.ids[3])), np.asarray(Image.open(_pngs(image_root)[3])))
+    world.materialise_small(tmp_path, n_images=6, seed=2)
+    assert path.read_bytes() == good  # rebuilt from the PNGs: the same array as first written
+    assert set(Corpus.from_karpathy(json_path, image_root).pixel_rows) == set(corpus.ids)

@@ -1,4 +1,4 @@
-"""Train the shapes encoder family from a seed: ``python -m cascade.train_shapes``.
+"""Train the shapes encoder family from a seed: ``python -m tools.train_shapes``.
 
 Recipe (Algorithm 1 needs one text tower shared by every level):
 
@@ -212,8 +212,9 @@ def train_cross(config: TrainConfig, text: shapes.TextTower, large: shapes.ConvT
     return model.eval()
 
 
-def cluster_matching_loss(model: nn.Module, features: torch.Tensor, embeddings: torch.Tensor,
-                          clusters: torch.Tensor) -> torch.Tensor:
+def cluster_matching_loss(
+    model: nn.Module, features: torch.Tensor, embeddings: torch.Tensor, clusters: torch.Tensor
+) -> torch.Tensor:
     """Listwise matching inside each cluster of near misses, both ways.
 
     Every caption is scored against every image of its cluster (the true one
@@ -254,8 +255,9 @@ def cascade_scores(first: torch.Tensor, second: torch.Tensor, k_1: int) -> torch
     return out.scatter_(1, top, second.gather(1, top))
 
 
-def rerank_scores(first: torch.Tensor, cross: shapes.ShapesCrossEncoder, queries: Sequence[str], features: np.ndarray,
-                  k: int) -> torch.Tensor:
+def rerank_scores(
+    first: torch.Tensor, cross: shapes.ShapesCrossEncoder, queries: Sequence[str], features: np.ndarray, k: int
+) -> torch.Tensor:
     """``cross`` re-scores ``first``'s top ``k`` per query (in that order, above all the rest)."""
     top = first.topk(k, dim=1).indices
     out = torch.full_like(first, -float("inf"))
@@ -291,9 +293,14 @@ def evaluate(weights_dir: Path, n_images: int, k_1: int | None = None, rerank_k:
     }
     ks = (1, 5, 10)
     recalls = {name: recall_at_k(run, positives, ks) for name, run in runs.items()}
-    return {"n_images": n_images, "n_queries": len(queries), "k_1": k_1, "rerank_k": rerank_k,
-            "recall": {name: {f"R@{k}": round(v, 2) for k, v in r.items()} for name, r in recalls.items()},
-            "models": macs}
+    return {
+        "n_images": n_images,
+        "n_queries": len(queries),
+        "k_1": k_1,
+        "rerank_k": rerank_k,
+        "recall": {name: {f"R@{k}": round(v, 2) for k, v in r.items()} for name, r in recalls.items()},
+        "models": macs,
+    }
 
 
 def _encode(encoder, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
@@ -356,11 +363,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, help="steps for every stage (default: the recipe's)")
     parser.add_argument("--quick", action="store_true", help="a few tiny steps: checks the pipeline, not the models")
     parser.add_argument("--seed", type=int, default=TrainConfig.seed)
-    parser.add_argument("--stages", choices=("all", "cross"), default="all",
-                        help="'cross': retrain only the cross-encoder, from the text and large towers in --out")
+    parser.add_argument(
+        "--stages",
+        choices=("all", "cross"),
+        default="all",
+        help="'cross': retrain only the cross-encoder, from the text and large towers in --out",
+    )
     parser.add_argument("--threads", type=int, default=TrainConfig.threads, help="torch CPU threads")
-    parser.add_argument("--eval-images", type=int, default=world.TEST_GALLERY_IMAGES,
-                        help="test images to evaluate on afterwards (0: skip)")
+    parser.add_argument(
+        "--eval-images",
+        type=int,
+        default=world.TEST_GALLERY_IMAGES,
+        help="test images to evaluate on afterwards (0: skip)",
+    )
     args = parser.parse_args(argv)
     config = dataclasses.replace(QUICK if args.quick else TrainConfig(), seed=args.seed, threads=args.threads)
     if args.steps is not None:
@@ -370,8 +385,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         cpu_start = time.process_time()
         report = {"train_config": dataclasses.asdict(config), "stages": args.stages}
         if args.stages == "cross":  # keep the other stages' times from the run that made their weights
-            report["train_seconds"] = {**_previous_report(args.out).get("train_seconds", {}),
-                                       **retrain_cross(config, args.out)}
+            report["train_seconds"] = {
+                **_previous_report(args.out).get("train_seconds", {}),
+                **retrain_cross(config, args.out),
+            }
         else:
             report["train_seconds"] = train_family(config, args.out)
         report["train_cpu_seconds"] = round(time.process_time() - cpu_start, 1)  # summed over threads
