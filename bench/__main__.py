@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import cascade  # noqa: F401  (the torchvision shim, before open_clip and transformers)
-from bench import build_path, crisp, lifetime, load, query_path
+from bench import build_path, crisp, evaluation, lifetime, load, query_path
 
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 
@@ -82,6 +82,12 @@ def _load_summary(rows: Sequence[load.LoadRow]) -> list[tuple[str, str, str]]:
             for row in rows]  # fmt: skip
 
 
+def _evaluation_summary(rows: Sequence[evaluation.EvaluationRow]) -> list[tuple[str, str, str]]:
+    equal = "yes" if all(r.rows_equal for r in rows) else "NO"
+    return [(f"Evaluation: the shapes preset's {len(rows)} comparisons ({rows[0].n_queries:,} captions), one search "
+             "per query / level 1 batched", f"{evaluation.total_speedup(rows):.2f}x, rows equal: {equal}", ">= 3x")]  # fmt: skip
+
+
 SECTIONS: tuple[Section, ...] = (
     Section("query", "Query path", query_path.__doc__.split("\n\n")[1], query_path.run, query_path.markdown,
             _query_summary),
@@ -90,6 +96,8 @@ SECTIONS: tuple[Section, ...] = (
     Section("lifetime", "Lifetime", lifetime.__doc__.split("\n\n")[1], lifetime.run, lifetime.markdown,
             _lifetime_summary),
     Section("crisp", "CrispSearch", crisp.__doc__.split("\n\n")[1], crisp.run, crisp.markdown, _crisp_summary),
+    Section("evaluation", "Evaluation", evaluation.__doc__.split("\n\n")[1], evaluation.run, evaluation.markdown,
+            _evaluation_summary),
     Section("load", "Load", load.__doc__.split("\n\n")[1], load.run, load.markdown, _load_summary),
 )  # fmt: skip
 

@@ -136,23 +136,65 @@ class CascadeSearcher:
         Raises:
             ConfigError: empty query or invalid ks.
         """
-        if not isinstance(query, str) or not query.strip():
-            raise ConfigError("the query is empty")
-        try:
-            query.encode("utf-8")
-        except UnicodeEncodeError:  # e.g. a lone surrogate sent as JSON "\ud800": no tokenizer or database takes it
-            raise ConfigError("the query is not valid text (it holds an unpaired surrogate character)") from None
+        _check_query(query)
         validate_ks(tuple(ks), n_levels=len(self.levels), n_images=len(self.corpus))
         if self._matrix is None:
             self.build()
         embeddings = dict(text_embeddings or {})  # text tower id -> this query's embedding
         billed: set[str] = set()  # text towers whose cost this query has paid
-        traces: list[LevelTrace] = []
-        candidates: list[str] = list(self.corpus.ids)
-        for index, (level, k) in enumerate(zip(self.levels, ks)):
-            trace = self._run_level(index, level, query, candidates, k, embeddings, billed)
-            traces.append(trace)
-            candidates = list(trace.ids)
+        first = self._run_level(0, self.levels[0], query, list(self.corpus.ids), ks[0], embeddings, billed)
+        return self._finish(query, ks, first, embeddings, billed)
+
+    def search_many(
+        self, queries: Sequence[str], ks: Sequence[int], text_embeddings: Mapping[str, np.ndarray] | None = None
+    ) -> Iterator[SearchResult]:
+        """``search`` of each query in turn, level 1 ranked for a block of queries in one matmul.
+
+        The results (and the log) are those of ``search`` query by query; only the level-1
+        scores come from one ``(B, d) @ (d, N)`` product per block instead of B products.
+        Level 1's latency is the block's matmul shared evenly, plus the query's own top-k.
+
+        Args:
+            text_embeddings: ``(len(queries), d)`` rows by text tower id, if the caller has them;
+                level 1's tower is encoded block by block when absent.
+
+        Yields:
+            One SearchResult per query, in order.
+        """
+        for query in queries:
+            _check_query(query)
+        validate_ks(tuple(ks), n_levels=len(self.levels), n_images=len(self.corpus))
+        if self._matrix is None:
+            self.build()
+        first, given = self.levels[0], dict(text_embeddings or {})
+        block = max(1, min(_BLOCK_QUERIES, _BLOCK_SCORES // len(self.corpus)))
+        for start in range(0, len(queries), block):
+            texts = list(queries[start : start + block])
+            started = time.perf_counter()
+            if first.text_tower_id in given:
+                rows = np.asarray(given[first.text_tower_id][start : start + len(texts)])
+            else:
+                rows = first.encode_texts(texts)
+            scores = _dot_block(self._matrix, rows)  # (B, N)
+            shared_ms = (time.perf_counter() - started) * 1000.0 / len(texts)
+            for row, query in enumerate(texts):
+                embeddings = {tower: values[start + row] for tower, values in given.items()}
+                embeddings[first.text_tower_id] = rows[row]
+                began = time.perf_counter()
+                order = _top_k(scores[row], ks[0])
+                trace = _trace(first, ks[0], self.corpus.ids, scores[row], order, [], first.text_macs,
+                               shared_ms + (time.perf_counter() - began) * 1000.0)  # fmt: skip
+                yield self._finish(query, ks, trace, embeddings, {first.text_tower_id})
+
+    def _finish(
+        self, query: str, ks: Sequence[int], first: LevelTrace, embeddings: dict[str, np.ndarray], billed: set[str]
+    ) -> SearchResult:
+        """Run levels 2.. from level 1's trace, then log the search once."""
+        traces = [first]
+        for index in range(1, len(self.levels)):
+            traces.append(
+                self._run_level(index, self.levels[index], query, list(traces[-1].ids), ks[index], embeddings, billed)
+            )
         result = SearchResult(query=query, config=self.config(ks), levels=tuple(traces))
         if self.log is not None:
             self.log.record(result, corpus_id=self.corpus.fingerprint, corpus_size=len(self.corpus))
@@ -189,20 +231,8 @@ class CascadeSearcher:
             else:
                 scores = _dot(features, query_embedding)
         order = _top_k(scores, k)
-        return LevelTrace(
-            encoder=level.id,
-            k=k,
-            candidates=len(candidates),
-            hits=len(candidates) - len(missed),
-            misses=len(missed),
-            image_macs=len(missed) * level.image_macs,
-            text_macs=text_macs,
-            latency_ms=(time.perf_counter() - started) * 1000.0,
-            ids=tuple(candidates[i] for i in order),
-            scores=tuple(float(scores[i]) for i in order),
-            macs_per_image=level.image_macs,
-            missed_ids=frozenset(missed),
-        )
+        latency_ms = (time.perf_counter() - started) * 1000.0
+        return _trace(level, k, candidates, scores, order, missed, text_macs, latency_ms)
 
     def _features(self, index: int, level: ImageTower, candidates: list[str]) -> tuple[np.ndarray, list[str]]:
         """Features of ``candidates`` for level ``index`` (stacked in order) and the ids encoded now."""
@@ -230,7 +260,44 @@ def _check_levels(levels: Sequence[ImageTower]) -> None:
             raise ConfigError(f"a cross-encoder can only be the last stage, got {level.id} before the end")
 
 
+def _check_query(query: object) -> None:
+    if not isinstance(query, str) or not query.strip():
+        raise ConfigError("the query is empty")
+    try:
+        query.encode("utf-8")
+    except UnicodeEncodeError:  # e.g. a lone surrogate sent as JSON "\ud800": no tokenizer or database takes it
+        raise ConfigError("the query is not valid text (it holds an unpaired surrogate character)") from None
+
+
+def _trace(
+    level: ImageTower,
+    k: int,
+    candidates: Sequence[str],
+    scores: np.ndarray,
+    order: np.ndarray,
+    missed: list[str],
+    text_macs: int,
+    latency_ms: float,
+) -> LevelTrace:
+    return LevelTrace(
+        encoder=level.id,
+        k=k,
+        candidates=len(candidates),
+        hits=len(candidates) - len(missed),
+        misses=len(missed),
+        image_macs=len(missed) * level.image_macs,
+        text_macs=text_macs,
+        latency_ms=latency_ms,
+        ids=tuple(candidates[i] for i in order),
+        scores=tuple(float(scores[i]) for i in order),
+        macs_per_image=level.image_macs,
+        missed_ids=frozenset(missed),
+    )
+
+
 _UPCAST_ROWS = 1 << 16
+_BLOCK_QUERIES = 256  # queries ranked per level-1 matmul in search_many
+_BLOCK_SCORES = 1 << 23  # at most this many (query, image) scores at once: 32 MiB of float32
 
 
 def _dot(features: np.ndarray, query_embedding: np.ndarray) -> np.ndarray:
@@ -244,6 +311,17 @@ def _dot(features: np.ndarray, query_embedding: np.ndarray) -> np.ndarray:
     out = np.empty(len(features), dtype=np.float32)
     for start in range(0, len(features), _UPCAST_ROWS):
         out[start : start + _UPCAST_ROWS] = features[start : start + _UPCAST_ROWS].astype(np.float32) @ query_embedding
+    return out
+
+
+def _dot_block(features: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """``(n, d)`` features against ``(B, d)`` queries in float32 -> ``(B, n)`` scores (see ``_dot``)."""
+    queries = np.asarray(queries, dtype=np.float32)
+    if features.dtype == np.float32:
+        return queries @ features.T
+    out = np.empty((len(queries), len(features)), dtype=np.float32)
+    for start in range(0, len(features), _UPCAST_ROWS):
+        out[:, start : start + _UPCAST_ROWS] = queries @ features[start : start + _UPCAST_ROWS].astype(np.float32).T
     return out
 
 
