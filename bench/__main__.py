@@ -85,7 +85,8 @@ def _load_summary(rows: Sequence[load.LoadRow]) -> list[tuple[str, str, str]]:
 def _evaluation_summary(rows: Sequence[evaluation.EvaluationRow]) -> list[tuple[str, str, str]]:
     equal = "yes" if all(r.rows_equal for r in rows) else "NO"
     return [(f"Evaluation: the shapes preset's {len(rows)} comparisons ({rows[0].n_queries:,} captions), one search "
-             "per query / level 1 batched", f"{evaluation.total_speedup(rows):.2f}x, rows equal: {equal}", ">= 3x")]  # fmt: skip
+             "per query / level 1 batched", f"{evaluation.total_speedup(rows):.2f}x, rows equal: {equal}",
+             ">= 3x")]  # fmt: skip
 
 
 SECTIONS: tuple[Section, ...] = (
