@@ -48,9 +48,10 @@ class CascadeSearcher:
         log: optional query log; every search is recorded exactly once.
         batch_size: images per forward pass when embedding.
 
-    Thread safety: ``search`` may be called from several threads at once. Each
-    level encodes its misses under its own lock, so two queries never embed (or
-    pay for) the same image twice.
+    Thread safety: ``search`` may be called from several threads at once. A
+    level's misses are claimed image by image before they are encoded, so two
+    queries never embed (or pay for) the same image twice, and queries missing
+    different images encode them at the same time.
     """
 
     def __init__(
@@ -72,7 +73,8 @@ class CascadeSearcher:
         self._matrix: np.ndarray | None = None  # (N, d) level-1 embeddings, corpus order
         self._build_lock = threading.Lock()
         self._level_memory: list[dict[str, np.ndarray]] = [{} for _ in self.levels]
-        self._level_locks = [threading.Lock() for _ in self.levels]
+        self._level_locks = [threading.Lock() for _ in self.levels]  # guard memory and in-flight claims only
+        self._in_flight: list[dict[str, threading.Event]] = [{} for _ in self.levels]  # image id -> its encode
 
     @property
     def level_ids(self) -> tuple[str, ...]:
@@ -235,19 +237,50 @@ class CascadeSearcher:
         return _trace(level, k, candidates, scores, order, missed, text_macs, latency_ms)
 
     def _features(self, index: int, level: ImageTower, candidates: list[str]) -> tuple[np.ndarray, list[str]]:
-        """Features of ``candidates`` for level ``index`` (stacked in order) and the ids encoded now."""
-        memory = self._level_memory[index]
-        with self._level_locks[index]:
-            absent = [image_id for image_id in candidates if image_id not in memory]
-            if absent:
-                memory.update(self.cache.get(level.id, absent))
-            missed = [image_id for image_id in absent if image_id not in memory]
-            for batch_ids, features in _encode_batches(level, self.corpus, missed, self.batch_size):
-                fresh = dict(zip(batch_ids, features))
-                self.cache.put(level.id, fresh)
+        """Features of ``candidates`` for level ``index`` (stacked in order) and the ids encoded now.
+
+        The level's lock guards only its bookkeeping: an absent image is claimed (an Event in
+        ``_in_flight``) and then read from the cache or encoded without the lock, so queries
+        missing other images run at the same time. A query that needs an image another query
+        has claimed waits for that claim alone and counts the image as a hit; if the claiming
+        query fails, the image is claimed again by whoever still needs it.
+        """
+        memory, in_flight, lock = self._level_memory[index], self._in_flight[index], self._level_locks[index]
+        missed: list[str] = []
+        while True:
+            with lock:
+                claim = [i for i in dict.fromkeys(candidates) if i not in memory and i not in in_flight]
+                mine = threading.Event()
+                in_flight.update(dict.fromkeys(claim, mine))
+                others = {id(e): e for i in candidates if i not in memory and (e := in_flight[i]) is not mine}
+            try:
+                missed += self._fill(index, level, claim)
+            finally:
+                with lock:
+                    for image_id in claim:
+                        del in_flight[image_id]
+                mine.set()
+            for event in others.values():
+                event.wait()
+            with lock:
+                if all(image_id in memory for image_id in candidates):
+                    return np.stack([memory[image_id] for image_id in candidates]), missed
+
+    def _fill(self, index: int, level: ImageTower, claim: list[str]) -> list[str]:
+        """Put ``claim`` (ids this thread has claimed) into level ``index``'s memory; return those encoded."""
+        if not claim:
+            return []
+        memory, lock = self._level_memory[index], self._level_locks[index]
+        found = self.cache.get(level.id, claim)
+        with lock:
+            memory.update(found)
+        missed = [image_id for image_id in claim if image_id not in found]
+        for batch_ids, features in _encode_batches(level, self.corpus, missed, self.batch_size):
+            fresh = dict(zip(batch_ids, features))
+            self.cache.put(level.id, fresh)
+            with lock:
                 memory.update(fresh)
-            stacked = np.stack([memory[image_id] for image_id in candidates])
-        return stacked, missed
+        return missed
 
 
 def _check_levels(levels: Sequence[ImageTower]) -> None:
