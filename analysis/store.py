@@ -14,7 +14,8 @@ Schema history (bump SCHEMA_VERSION and add a migration for every change):
   1: meta, features, file_ids, queries, query_levels, evaluations; views cumulative_cost, config_encoders.
   2: a query's per-level rows move into one JSON column, ``queries.level_rows`` (a list of
      objects), and ``query_levels`` becomes a view that unnests it; ``queries`` loses its primary
-     key and sequence (ids come from the one writing process). A logged query is then one
+     key and sequence (ids come from the one writing process), and its ``levels`` and ``ks`` lists
+     (the level rows hold each level's encoder_id and k). A logged query is then one
      single-row INSERT, a third of v1's price: DuckDB appends every column (and every field of a
      LIST of STRUCT) separately, and an index and a sequence each add to the commit.
      Migration (``_migrate_v1``): one transaction, so a killed migration leaves v1 whole.
@@ -60,8 +61,6 @@ CREATE TABLE IF NOT EXISTS queries (
     query_id BIGINT NOT NULL,       -- 1, 2, ... in logging order (assigned by the writing process)
     ts TIMESTAMP NOT NULL,
     config_key VARCHAR NOT NULL,    -- e.g. shapes:small>shapes:large|100,10
-    levels VARCHAR[] NOT NULL,
-    ks INTEGER[] NOT NULL,
     corpus_id VARCHAR NOT NULL,
     corpus_size INTEGER NOT NULL,
     query VARCHAR NOT NULL,         -- verbatim, whatever it contains
@@ -114,7 +113,7 @@ _MIGRATE_V1 = (
     "ALTER TABLE queries RENAME TO queries_v1",
     "ALTER TABLE query_levels RENAME TO query_levels_v1",
     _SCHEMA,
-    "INSERT INTO queries SELECT q.*, coalesce((SELECT to_json(list(struct_pack("
+    "INSERT INTO queries SELECT q.* EXCLUDE (levels, ks), coalesce((SELECT to_json(list(struct_pack("
     + ", ".join(f"{name} := l.{name}" for name, _ in LEVEL_COLUMNS)
     + ") ORDER BY l.level)) FROM query_levels_v1 l WHERE l.query_id = q.query_id), '[]') FROM queries_v1 q",
     "DROP TABLE query_levels_v1",
@@ -123,7 +122,7 @@ _MIGRATE_V1 = (
     "UPDATE meta SET value = '2' WHERE key = 'schema_version'",
 )  # fmt: skip
 _LEVEL_NAMES = tuple(name for name, _ in LEVEL_COLUMNS)
-_INSERT_QUERY = "INSERT INTO queries VALUES (" + ", ".join(["?"] * 13) + ")"
+_INSERT_QUERY = "INSERT INTO queries VALUES (" + ", ".join(["?"] * 11) + ")"
 _after_migration_step = None  # tests: called with each statement's index once it ran (the kill -9 test)
 
 
@@ -324,9 +323,8 @@ class Store:
             for i, t in enumerate(result.levels, start=1)
         ])  # fmt: skip
         ts = datetime.now(UTC).replace(tzinfo=None)
-        values = [ts, result.config.key, list(result.config.levels), list(result.config.ks), corpus_id, corpus_size,
-                  result.query, corpus_size * first.macs_per_image, result.image_macs, result.text_macs,
-                  result.latency_ms, level_rows]  # fmt: skip
+        values = [ts, result.config.key, corpus_id, corpus_size, result.query, corpus_size * first.macs_per_image,
+                  result.image_macs, result.text_macs, result.latency_ms, level_rows]  # fmt: skip
         if self.read_only:
             raise StoreError(f"database {self.path} is open read-only")
         with self._write_lock:  # the id and the row go together: ids follow the log's order

@@ -26,8 +26,9 @@ from analysis.store import SCHEMA_VERSION, Store, StoreError
 from tests.conftest import ROOT
 
 FIXTURE = ROOT / "tests" / "data" / "store_v1.duckdb.gz"
-QUERY_COLUMNS = ("query_id, ts, config_key, levels, ks, corpus_id, corpus_size, query, build_image_macs, image_macs, "
-                 "text_macs, latency_ms")  # fmt: skip
+QUERY_COLUMNS = (
+    "query_id, ts, config_key, corpus_id, corpus_size, query, build_image_macs, image_macs, text_macs, latency_ms"
+)
 LEVEL_COLUMNS = (
     "query_id, level, encoder_id, k, candidates, hits, misses, macs_per_image, image_macs, text_macs, latency_ms"
 )
