@@ -363,11 +363,15 @@ class Store:
         )
 
     def lifetime(self, config_key: str, corpus_id: str) -> tuple[int, int]:
-        """(queries logged, image MACs spent so far, build included) for one configuration on one corpus."""
+        """(queries logged, image MACs spent so far, build included) for one configuration on one corpus.
+
+        The last point of the ``cumulative_cost`` curve, as one aggregate: the app asks after every
+        search, and the view's window over the whole log grows with it.
+        """
         queries, macs = (
             self._cursor()
             .execute(
-                "SELECT count(*) - 1, max(cumulative_image_macs) FROM cumulative_cost "
+                "SELECT count(*), max(build_image_macs) + sum(image_macs) FROM queries "
                 "WHERE config_key = ? AND corpus_id = ?",
                 [config_key, corpus_id],
             )
