@@ -10,6 +10,9 @@ so a crash loses at most the query (or batch) in flight. A second process gets
 a clear ``StoreError`` (DuckDB allows one writer), or may open read-only while
 no writer holds the file.
 
+Why one module: all of the project's SQL lives here (schema, migrations, cache, log, views), so
+a change of schema is read and reviewed in one place.
+
 Schema history (bump SCHEMA_VERSION and add a migration for every change):
   1: meta, features, file_ids, queries, query_levels, evaluations; views cumulative_cost, config_encoders.
   2: a query's per-level rows move into one JSON column, ``queries.level_rows`` (a list of
