@@ -90,28 +90,27 @@ def evaluate(
     Args:
         searcher: a searcher over a corpus with captions; it should not log (evaluation
             queries would otherwise fill the cost charts).
-        ks: one k per level; the last (the number of results) must be >= 10 for R@10.
+        ks: one k per level; the last (the number of results) must be >= 10 for R@10, or
+            hold the whole gallery when it has fewer than 10 images (R@k is then R@N for k > N).
         progress: called with (done, total) after each query.
         limit: evaluate only the first ``limit`` captions (quick looks).
     """
-    ks = tuple(ks)
-    if ks and ks[-1] < max(RECALL_KS):
-        top = max(RECALL_KS)
+    ks, n_images = tuple(ks), len(searcher.corpus)
+    top = min(max(RECALL_KS), n_images)  # R@k with k capped at the gallery size, as CLIP_benchmark's
+    if ks and ks[-1] < top:
         raise ConfigError(f"evaluation needs the last k >= {top} to measure R@{top}, got {ks[-1]}")
     texts, positives = caption_queries(searcher.corpus)
     if limit is not None:
         texts, positives = texts[:limit], positives[:limit]
-    ranked = np.empty((len(texts), max(RECALL_KS)), dtype=np.int64)
+    ranked = np.empty((len(texts), top), dtype=np.int64)
     needed: list[set[str]] = [set() for _ in searcher.levels]  # images each level >= 2 had to have
     embeddings = _text_embeddings(searcher.levels, texts)
-    for i, text in enumerate(texts):
-        result = searcher.search(text, ks, text_embeddings={tower: rows[i] for tower, rows in embeddings.items()})
-        ranked[i] = [searcher.corpus.position(image_id) for image_id in result.ids[: max(RECALL_KS)]]
+    for i, result in enumerate(searcher.search_many(texts, ks, text_embeddings=embeddings)):
+        ranked[i] = [searcher.corpus.position(image_id) for image_id in result.ids[:top]]
         for index in range(1, len(result.levels)):  # level i is handed level i-1's kept ids
             needed[index].update(result.levels[index - 1].ids)
         if progress is not None:
             progress(i + 1, len(texts))
-    n_images = len(searcher.corpus)
     image_macs = n_images * searcher.levels[0].image_macs
     image_macs += sum(len(ids) * level.image_macs for ids, level in zip(needed[1:], searcher.levels[1:]))
     return EvalResult(

@@ -10,14 +10,25 @@ so a crash loses at most the query (or batch) in flight. A second process gets
 a clear ``StoreError`` (DuckDB allows one writer), or may open read-only while
 no writer holds the file.
 
-Schema history (bump SCHEMA_VERSION and add a migration note for every change):
+Why one module: all of the project's SQL lives here (schema, migrations, cache, log, views), so
+a change of schema is read and reviewed in one place.
+
+Schema history (bump SCHEMA_VERSION and add a migration for every change):
   1: meta, features, file_ids, queries, query_levels, evaluations; views cumulative_cost, config_encoders.
-     Additive, same version: handed_images (the ids level 1 handed on, per configuration and corpus: the
-     log's measured alpha), created on open where absent; queries logged before it are not in it.
+  2: a query's per-level rows move into one JSON column, ``queries.level_rows`` (a list of
+     objects), and ``query_levels`` becomes a view that unnests it; ``queries`` loses its primary
+     key and sequence (ids come from the one writing process), and its ``levels`` and ``ks`` lists
+     (the level rows hold each level's encoder_id and k). A logged query is then one
+     single-row INSERT, a third of v1's price: DuckDB appends every column (and every field of a
+     LIST of STRUCT) separately, and an index and a sequence each add to the commit.
+     Each row also holds ``handed_ids``, the ids level 1 handed on (a JSON list; empty for one level),
+     so the log's measured alpha is SQL over the log. Migration (``_migrate_v1``): one transaction, so a
+     killed migration leaves v1 whole; v1 queries did not log handed ids and migrate with an empty list.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
@@ -33,7 +44,7 @@ from cascade.corpus import FileKey
 from cascade.errors import CascadeError
 from cascade.types import SearchResult
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL);
@@ -51,34 +62,19 @@ CREATE TABLE IF NOT EXISTS file_ids (    -- image ids by file, so an unchanged f
     image_id VARCHAR NOT NULL,
     PRIMARY KEY (path, size, mtime_ns)
 );
-CREATE SEQUENCE IF NOT EXISTS query_seq START 1;
 CREATE TABLE IF NOT EXISTS queries (
-    query_id BIGINT PRIMARY KEY,
+    query_id BIGINT NOT NULL,       -- 1, 2, ... in logging order (assigned by the writing process)
     ts TIMESTAMP NOT NULL,
     config_key VARCHAR NOT NULL,    -- e.g. shapes:small>shapes:large|100,10
-    levels VARCHAR[] NOT NULL,
-    ks INTEGER[] NOT NULL,
     corpus_id VARCHAR NOT NULL,
     corpus_size INTEGER NOT NULL,
     query VARCHAR NOT NULL,         -- verbatim, whatever it contains
     build_image_macs BIGINT NOT NULL,  -- corpus_size x level-1 MACs per image: the lifetime cost at query 0
     image_macs BIGINT NOT NULL,
     text_macs BIGINT NOT NULL,
-    latency_ms DOUBLE NOT NULL
-);
-CREATE TABLE IF NOT EXISTS query_levels (
-    query_id BIGINT NOT NULL,
-    level INTEGER NOT NULL,         -- 1-based
-    encoder_id VARCHAR NOT NULL,
-    k INTEGER NOT NULL,
-    candidates INTEGER NOT NULL,
-    hits INTEGER NOT NULL,
-    misses INTEGER NOT NULL,
-    macs_per_image BIGINT NOT NULL,
-    image_macs BIGINT NOT NULL,
-    text_macs BIGINT NOT NULL,
     latency_ms DOUBLE NOT NULL,
-    PRIMARY KEY (query_id, level)
+    level_rows VARCHAR NOT NULL,    -- JSON list, one object per level (the query_levels view's columns)
+    handed_ids VARCHAR NOT NULL     -- JSON list: the image ids level 1 handed to level 2 ([] for one level)
 );
 CREATE TABLE IF NOT EXISTS evaluations (
     ts TIMESTAMP NOT NULL,
@@ -90,6 +86,8 @@ CREATE TABLE IF NOT EXISTS evaluations (
     image_macs BIGINT NOT NULL,     -- build + every query's misses
     alpha DOUBLE NOT NULL           -- share of the corpus ever embedded above level 1
 );
+CREATE OR REPLACE VIEW query_levels AS
+    SELECT query_id, unnest(from_json(level_rows, '[{LEVEL_ROW}]'), recursive := true) FROM queries;
 CREATE OR REPLACE VIEW cumulative_cost AS
     SELECT config_key, corpus_id, 0 AS query_index, NULL::BIGINT AS query_id,
            max(build_image_macs) AS image_macs, max(build_image_macs) AS cumulative_image_macs
@@ -105,16 +103,33 @@ CREATE OR REPLACE VIEW config_encoders AS
     FROM queries q JOIN query_levels l USING (query_id);
 """
 
+# The per-level row: names and DuckDB types, in order (the v1 table's columns after query_id).
+LEVEL_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("level", "INTEGER"), ("encoder_id", "VARCHAR"), ("k", "INTEGER"), ("candidates", "INTEGER"),
+    ("hits", "INTEGER"), ("misses", "INTEGER"), ("macs_per_image", "BIGINT"), ("image_macs", "BIGINT"),
+    ("text_macs", "BIGINT"), ("latency_ms", "DOUBLE"),
+)  # fmt: skip
+_SCHEMA = _SCHEMA.replace("{LEVEL_ROW}", "{" + ", ".join(f'"{name}": "{kind}"' for name, kind in LEVEL_COLUMNS) + "}")
 
-# Additive (no version bump): created on every writable open, so an older file of the same version gains it.
-_HANDED_SCHEMA = """
-CREATE TABLE IF NOT EXISTS handed_images (  -- images level 1 handed to level 2, per configuration: alpha from the log
-    config_key VARCHAR NOT NULL,
-    corpus_id VARCHAR NOT NULL,
-    image_id VARCHAR NOT NULL,
-    PRIMARY KEY (config_key, corpus_id, image_id)
-);
-"""
+# v1 -> v2, statement by statement inside one transaction (``_migrate_v1``): the v1 tables step
+# aside, the v2 schema is created as for a new file, the log is copied over, the v1 tables go.
+_MIGRATE_V1 = (
+    "DROP VIEW IF EXISTS config_encoders",
+    "DROP VIEW IF EXISTS cumulative_cost",
+    "ALTER TABLE queries RENAME TO queries_v1",
+    "ALTER TABLE query_levels RENAME TO query_levels_v1",
+    _SCHEMA,
+    "INSERT INTO queries SELECT q.* EXCLUDE (levels, ks), coalesce((SELECT to_json(list(struct_pack("
+    + ", ".join(f"{name} := l.{name}" for name, _ in LEVEL_COLUMNS)
+    + ") ORDER BY l.level)) FROM query_levels_v1 l WHERE l.query_id = q.query_id), '[]'), '[]' FROM queries_v1 q",
+    "DROP TABLE query_levels_v1",
+    "DROP TABLE queries_v1",
+    "DROP SEQUENCE query_seq",
+    "UPDATE meta SET value = '2' WHERE key = 'schema_version'",
+)  # fmt: skip
+_LEVEL_NAMES = tuple(name for name, _ in LEVEL_COLUMNS)
+_INSERT_QUERY = "INSERT INTO queries VALUES (" + ", ".join(["?"] * 12) + ")"
+_after_migration_step = None  # tests: called with each statement's index once it ran (the kill -9 test)
 
 
 class StoreError(CascadeError):
@@ -206,14 +221,17 @@ class Store:
         if "meta" in tables:
             row = self._con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             found = int(row[0]) if row else None
-            if found != SCHEMA_VERSION:
+            if found == 1 and not self.read_only:
+                self._migrate_v1()
+            elif found == 1:
+                raise StoreError(f"database {self.path} has schema version 1; open it once without read-only to "
+                                 f"migrate it to version {SCHEMA_VERSION}")  # fmt: skip
+            elif found != SCHEMA_VERSION:
                 raise StoreError(
                     f"database {self.path} has schema version {found}, this program reads version {SCHEMA_VERSION}; "
                     "use another --db file (the existing one is left untouched)"
                 )
-            if not self.read_only:
-                with self._transaction() as cursor:
-                    cursor.execute(_HANDED_SCHEMA)
+            self._next_query_id = self._con.execute("SELECT coalesce(max(query_id), 0) + 1 FROM queries").fetchone()[0]
             return
         if tables:
             raise StoreError(f"{self.path} is a DuckDB database of another program (no cascade schema); use another db")
@@ -221,8 +239,16 @@ class Store:
             raise StoreError(f"database {self.path} is empty and open read-only")
         with self._transaction() as cursor:
             cursor.execute(_SCHEMA)
-            cursor.execute(_HANDED_SCHEMA)
             cursor.execute("INSERT INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+        self._next_query_id = 1
+
+    def _migrate_v1(self) -> None:
+        """Schema 1 -> 2 in one transaction: killed at any point, the file still holds the whole v1 log."""
+        with self._transaction() as cursor:
+            for index, statement in enumerate(_MIGRATE_V1):
+                cursor.execute(statement)
+                if _after_migration_step is not None:
+                    _after_migration_step(index)
 
     # -- FeatureCache --------------------------------------------------------------------------
 
@@ -295,33 +321,22 @@ class Store:
     # -- QueryLog ------------------------------------------------------------------------------
 
     def record(self, result: SearchResult, corpus_id: str, corpus_size: int) -> None:
-        """Log one search: a queries row and one query_levels row per level, atomically."""
+        """Log one search: one queries row holding its per-level rows, in one single-row INSERT (atomic)."""
         first = result.levels[0]
-        levels = [
-            [i, t.encoder, t.k, t.candidates, t.hits, t.misses, t.macs_per_image, t.image_macs, t.text_macs,
-             t.latency_ms]
+        level_rows = json.dumps([
+            dict(zip(_LEVEL_NAMES, (i, t.encoder, t.k, t.candidates, t.hits, t.misses, t.macs_per_image, t.image_macs,
+                                    t.text_macs, t.latency_ms)))
             for i, t in enumerate(result.levels, start=1)
-        ]  # fmt: skip
-        # Two statements, not 2 + L round trips: the id comes back from the insert, the levels go in one VALUES list.
-        with self._transaction() as cursor:
-            query_id = cursor.execute(
-                "INSERT INTO queries VALUES (nextval('query_seq'), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING query_id",
-                [
-                    datetime.now(UTC).replace(tzinfo=None), result.config.key, list(result.config.levels),
-                    list(result.config.ks), corpus_id, corpus_size, result.query, corpus_size * first.macs_per_image,
-                    result.image_macs, result.text_macs, result.latency_ms,
-                ],
-            ).fetchone()[0]  # fmt: skip
-            row = "(" + ", ".join(["?"] * 11) + ")"
-            cursor.execute(
-                f"INSERT INTO query_levels VALUES {', '.join([row] * len(levels))}",
-                [value for level in levels for value in (query_id, *level)],
-            )
-            if len(result.levels) > 1:
-                cursor.execute(
-                    "INSERT INTO handed_images SELECT ?, ?, unnest(?::VARCHAR[]) ON CONFLICT DO NOTHING",
-                    [result.config.key, corpus_id, list(first.ids)],
-                )
+        ])  # fmt: skip
+        ts = datetime.now(UTC).replace(tzinfo=None)
+        handed_ids = json.dumps(list(first.ids) if len(result.levels) > 1 else [])
+        values = [ts, result.config.key, corpus_id, corpus_size, result.query, corpus_size * first.macs_per_image,
+                  result.image_macs, result.text_macs, result.latency_ms, level_rows, handed_ids]  # fmt: skip
+        if self.read_only:
+            raise StoreError(f"database {self.path} is open read-only")
+        with self._write_lock:  # the id and the row go together: ids follow the log's order
+            self._cursor().execute(_INSERT_QUERY, [self._next_query_id, *values])
+            self._next_query_id += 1
 
     def clear_log(self, config_key: str, corpus_id: str | None = None) -> int:
         """Delete the log of one configuration (and corpus); features and evaluations stay. Returns rows deleted."""
@@ -329,11 +344,7 @@ class Store:
         if corpus_id is not None:
             where, params = where + " AND corpus_id = ?", params + [corpus_id]
         with self._transaction() as cursor:
-            ids = [row[0] for row in cursor.execute(f"SELECT query_id FROM queries WHERE {where}", params).fetchall()]
-            cursor.execute("DELETE FROM query_levels WHERE query_id IN (SELECT unnest(?::BIGINT[]))", [ids])
-            cursor.execute(f"DELETE FROM queries WHERE {where}", params)
-            cursor.execute(f"DELETE FROM handed_images WHERE {where}", params)
-        return len(ids)
+            return cursor.execute(f"DELETE FROM queries WHERE {where}", params).fetchone()[0]
 
     # -- reading the log -----------------------------------------------------------------------
 
@@ -359,11 +370,15 @@ class Store:
         )
 
     def lifetime(self, config_key: str, corpus_id: str) -> tuple[int, int]:
-        """(queries logged, image MACs spent so far, build included) for one configuration on one corpus."""
+        """(queries logged, image MACs spent so far, build included) for one configuration on one corpus.
+
+        The last point of the ``cumulative_cost`` curve, as one aggregate: the app asks after every
+        search, and the view's window over the whole log grows with it.
+        """
         queries, macs = (
             self._cursor()
             .execute(
-                "SELECT count(*) - 1, max(cumulative_image_macs) FROM cumulative_cost "
+                "SELECT count(*), max(build_image_macs) + sum(image_macs) FROM queries "
                 "WHERE config_key = ? AND corpus_id = ?",
                 [config_key, corpus_id],
             )
@@ -406,19 +421,18 @@ class Store:
 
     def handed_share(self, config_key: str, corpus_id: str, corpus_size: int) -> float:
         """The log's measured alpha: share of the corpus that this configuration's logged queries handed above
-        level 1 (evaluations, other ks and ``index`` write features, never this table)."""
+        level 1 (evaluations, other ks and ``index`` write features, never the log)."""
         if corpus_size < 1:
             return 0.0
-        try:
-            n = (
-                self._cursor()
-                .execute(
-                    "SELECT count(*) FROM handed_images WHERE config_key = ? AND corpus_id = ?", [config_key, corpus_id]
-                )  # fmt: skip
-                .fetchone()[0]
+        n = (
+            self._cursor()
+            .execute(
+                "SELECT count(DISTINCT image_id) FROM (SELECT unnest(from_json(handed_ids, '[\"VARCHAR\"]')) "
+                "AS image_id FROM queries WHERE config_key = ? AND corpus_id = ?)",
+                [config_key, corpus_id],
             )
-        except duckdb.CatalogException:  # a read-only file from before the table: nothing was recorded
-            return 0.0
+            .fetchone()[0]
+        )
         return n / corpus_size
 
     # -- evaluations ---------------------------------------------------------------------------

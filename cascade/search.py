@@ -48,9 +48,10 @@ class CascadeSearcher:
         log: optional query log; every search is recorded exactly once.
         batch_size: images per forward pass when embedding.
 
-    Thread safety: ``search`` may be called from several threads at once. Each
-    level encodes its misses under its own lock, so two queries never embed (or
-    pay for) the same image twice.
+    Thread safety: ``search`` may be called from several threads at once. A
+    level's misses are claimed image by image before they are encoded, so two
+    queries never embed (or pay for) the same image twice, and queries missing
+    different images encode them at the same time.
     """
 
     def __init__(
@@ -72,7 +73,8 @@ class CascadeSearcher:
         self._matrix: np.ndarray | None = None  # (N, d) level-1 embeddings, corpus order
         self._build_lock = threading.Lock()
         self._level_memory: list[dict[str, np.ndarray]] = [{} for _ in self.levels]
-        self._level_locks = [threading.Lock() for _ in self.levels]
+        self._level_locks = [threading.Lock() for _ in self.levels]  # guard memory and in-flight claims only
+        self._in_flight: list[dict[str, threading.Event]] = [{} for _ in self.levels]  # image id -> its encode
 
     @property
     def level_ids(self) -> tuple[str, ...]:
@@ -136,23 +138,65 @@ class CascadeSearcher:
         Raises:
             ConfigError: empty query or invalid ks.
         """
-        if not isinstance(query, str) or not query.strip():
-            raise ConfigError("the query is empty")
-        try:
-            query.encode("utf-8")
-        except UnicodeEncodeError:  # e.g. a lone surrogate sent as JSON "\ud800": no tokenizer or database takes it
-            raise ConfigError("the query is not valid text (it holds an unpaired surrogate character)") from None
+        _check_query(query)
         validate_ks(tuple(ks), n_levels=len(self.levels), n_images=len(self.corpus))
         if self._matrix is None:
             self.build()
         embeddings = dict(text_embeddings or {})  # text tower id -> this query's embedding
         billed: set[str] = set()  # text towers whose cost this query has paid
-        traces: list[LevelTrace] = []
-        candidates: list[str] = list(self.corpus.ids)
-        for index, (level, k) in enumerate(zip(self.levels, ks)):
-            trace = self._run_level(index, level, query, candidates, k, embeddings, billed)
-            traces.append(trace)
-            candidates = list(trace.ids)
+        first = self._run_level(0, self.levels[0], query, list(self.corpus.ids), ks[0], embeddings, billed)
+        return self._finish(query, ks, first, embeddings, billed)
+
+    def search_many(
+        self, queries: Sequence[str], ks: Sequence[int], text_embeddings: Mapping[str, np.ndarray] | None = None
+    ) -> Iterator[SearchResult]:
+        """``search`` of each query in turn, level 1 ranked for a block of queries in one matmul.
+
+        The results (and the log) are those of ``search`` query by query; only the level-1
+        scores come from one ``(B, d) @ (d, N)`` product per block instead of B products.
+        Level 1's latency is the block's matmul shared evenly, plus the query's own top-k.
+
+        Args:
+            text_embeddings: ``(len(queries), d)`` rows by text tower id, if the caller has them;
+                level 1's tower is encoded block by block when absent.
+
+        Yields:
+            One SearchResult per query, in order.
+        """
+        for query in queries:
+            _check_query(query)
+        validate_ks(tuple(ks), n_levels=len(self.levels), n_images=len(self.corpus))
+        if self._matrix is None:
+            self.build()
+        first, given = self.levels[0], dict(text_embeddings or {})
+        block = max(1, min(_BLOCK_QUERIES, _BLOCK_SCORES // len(self.corpus)))
+        for start in range(0, len(queries), block):
+            texts = list(queries[start : start + block])
+            started = time.perf_counter()
+            if first.text_tower_id in given:
+                rows = np.asarray(given[first.text_tower_id][start : start + len(texts)])
+            else:
+                rows = first.encode_texts(texts)
+            scores = _dot_block(self._matrix, rows)  # (B, N)
+            shared_ms = (time.perf_counter() - started) * 1000.0 / len(texts)
+            for row, query in enumerate(texts):
+                embeddings = {tower: values[start + row] for tower, values in given.items()}
+                embeddings[first.text_tower_id] = rows[row]
+                began = time.perf_counter()
+                order = _top_k(scores[row], ks[0])
+                trace = _trace(first, ks[0], self.corpus.ids, scores[row], order, [], first.text_macs,
+                               shared_ms + (time.perf_counter() - began) * 1000.0)  # fmt: skip
+                yield self._finish(query, ks, trace, embeddings, {first.text_tower_id})
+
+    def _finish(
+        self, query: str, ks: Sequence[int], first: LevelTrace, embeddings: dict[str, np.ndarray], billed: set[str]
+    ) -> SearchResult:
+        """Run levels 2.. from level 1's trace, then log the search once."""
+        traces = [first]
+        for index in range(1, len(self.levels)):
+            traces.append(
+                self._run_level(index, self.levels[index], query, list(traces[-1].ids), ks[index], embeddings, billed)
+            )
         result = SearchResult(query=query, config=self.config(ks), levels=tuple(traces))
         if self.log is not None:
             self.log.record(result, corpus_id=self.corpus.fingerprint, corpus_size=len(self.corpus))
@@ -189,35 +233,54 @@ class CascadeSearcher:
             else:
                 scores = _dot(features, query_embedding)
         order = _top_k(scores, k)
-        return LevelTrace(
-            encoder=level.id,
-            k=k,
-            candidates=len(candidates),
-            hits=len(candidates) - len(missed),
-            misses=len(missed),
-            image_macs=len(missed) * level.image_macs,
-            text_macs=text_macs,
-            latency_ms=(time.perf_counter() - started) * 1000.0,
-            ids=tuple(candidates[i] for i in order),
-            scores=tuple(float(scores[i]) for i in order),
-            macs_per_image=level.image_macs,
-            missed_ids=frozenset(missed),
-        )
+        latency_ms = (time.perf_counter() - started) * 1000.0
+        return _trace(level, k, candidates, scores, order, missed, text_macs, latency_ms)
 
     def _features(self, index: int, level: ImageTower, candidates: list[str]) -> tuple[np.ndarray, list[str]]:
-        """Features of ``candidates`` for level ``index`` (stacked in order) and the ids encoded now."""
-        memory = self._level_memory[index]
-        with self._level_locks[index]:
-            absent = [image_id for image_id in candidates if image_id not in memory]
-            if absent:
-                memory.update(self.cache.get(level.id, absent))
-            missed = [image_id for image_id in absent if image_id not in memory]
-            for batch_ids, features in _encode_batches(level, self.corpus, missed, self.batch_size):
-                fresh = dict(zip(batch_ids, features))
-                self.cache.put(level.id, fresh)
+        """Features of ``candidates`` for level ``index`` (stacked in order) and the ids encoded now.
+
+        The level's lock guards only its bookkeeping: an absent image is claimed (an Event in
+        ``_in_flight``) and then read from the cache or encoded without the lock, so queries
+        missing other images run at the same time. A query that needs an image another query
+        has claimed waits for that claim alone and counts the image as a hit; if the claiming
+        query fails, the image is claimed again by whoever still needs it.
+        """
+        memory, in_flight, lock = self._level_memory[index], self._in_flight[index], self._level_locks[index]
+        missed: list[str] = []
+        while True:
+            with lock:
+                claim = [i for i in dict.fromkeys(candidates) if i not in memory and i not in in_flight]
+                mine = threading.Event()
+                in_flight.update(dict.fromkeys(claim, mine))
+                others = {id(e): e for i in candidates if i not in memory and (e := in_flight[i]) is not mine}
+            try:
+                missed += self._fill(index, level, claim)
+            finally:
+                with lock:
+                    for image_id in claim:
+                        del in_flight[image_id]
+                mine.set()
+            for event in others.values():
+                event.wait()
+            with lock:
+                if all(image_id in memory for image_id in candidates):
+                    return np.stack([memory[image_id] for image_id in candidates]), missed
+
+    def _fill(self, index: int, level: ImageTower, claim: list[str]) -> list[str]:
+        """Put ``claim`` (ids this thread has claimed) into level ``index``'s memory; return those encoded."""
+        if not claim:
+            return []
+        memory, lock = self._level_memory[index], self._level_locks[index]
+        found = self.cache.get(level.id, claim)
+        with lock:
+            memory.update(found)
+        missed = [image_id for image_id in claim if image_id not in found]
+        for batch_ids, features in _encode_batches(level, self.corpus, missed, self.batch_size):
+            fresh = dict(zip(batch_ids, features))
+            self.cache.put(level.id, fresh)
+            with lock:
                 memory.update(fresh)
-            stacked = np.stack([memory[image_id] for image_id in candidates])
-        return stacked, missed
+        return missed
 
 
 def _check_levels(levels: Sequence[ImageTower]) -> None:
@@ -230,7 +293,44 @@ def _check_levels(levels: Sequence[ImageTower]) -> None:
             raise ConfigError(f"a cross-encoder can only be the last stage, got {level.id} before the end")
 
 
+def _check_query(query: object) -> None:
+    if not isinstance(query, str) or not query.strip():
+        raise ConfigError("the query is empty")
+    try:
+        query.encode("utf-8")
+    except UnicodeEncodeError:  # e.g. a lone surrogate sent as JSON "\ud800": no tokenizer or database takes it
+        raise ConfigError("the query is not valid text (it holds an unpaired surrogate character)") from None
+
+
+def _trace(
+    level: ImageTower,
+    k: int,
+    candidates: Sequence[str],
+    scores: np.ndarray,
+    order: np.ndarray,
+    missed: list[str],
+    text_macs: int,
+    latency_ms: float,
+) -> LevelTrace:
+    return LevelTrace(
+        encoder=level.id,
+        k=k,
+        candidates=len(candidates),
+        hits=len(candidates) - len(missed),
+        misses=len(missed),
+        image_macs=len(missed) * level.image_macs,
+        text_macs=text_macs,
+        latency_ms=latency_ms,
+        ids=tuple(candidates[i] for i in order),
+        scores=tuple(float(scores[i]) for i in order),
+        macs_per_image=level.image_macs,
+        missed_ids=frozenset(missed),
+    )
+
+
 _UPCAST_ROWS = 1 << 16
+_BLOCK_QUERIES = 256  # queries ranked per level-1 matmul in search_many
+_BLOCK_SCORES = 1 << 23  # at most this many (query, image) scores at once: 32 MiB of float32
 
 
 def _dot(features: np.ndarray, query_embedding: np.ndarray) -> np.ndarray:
@@ -244,6 +344,17 @@ def _dot(features: np.ndarray, query_embedding: np.ndarray) -> np.ndarray:
     out = np.empty(len(features), dtype=np.float32)
     for start in range(0, len(features), _UPCAST_ROWS):
         out[start : start + _UPCAST_ROWS] = features[start : start + _UPCAST_ROWS].astype(np.float32) @ query_embedding
+    return out
+
+
+def _dot_block(features: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """``(n, d)`` features against ``(B, d)`` queries in float32 -> ``(B, n)`` scores (see ``_dot``)."""
+    queries = np.asarray(queries, dtype=np.float32)
+    if features.dtype == np.float32:
+        return queries @ features.T
+    out = np.empty((len(queries), len(features)), dtype=np.float32)
+    for start in range(0, len(features), _UPCAST_ROWS):
+        out[:, start : start + _UPCAST_ROWS] = queries @ features[start : start + _UPCAST_ROWS].astype(np.float32).T
     return out
 
 

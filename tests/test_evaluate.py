@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from analysis.evaluate import evaluate, recall_at_k
+from cascade import search
 from cascade.corpus import Corpus
 from cascade.errors import ConfigError
 from cascade.search import CascadeSearcher
@@ -70,3 +71,65 @@ def test_evaluation_needs_ten_results(tmp_path):
     searcher = CascadeSearcher([FakeBiEncoder("s", 1, 10)], Corpus.from_karpathy(json_path, root))
     with pytest.raises(ConfigError, match="last k >= 10"):
         evaluate(searcher, ks=[5])
+
+
+def test_a_gallery_under_ten_images_is_evaluated_with_k_capped(tmp_path):
+    json_path, root = make_karpathy(tmp_path, n_images=5, captions_per_image=2)
+    corpus = Corpus.from_karpathy(json_path, root, split="test")
+    result = evaluate(CascadeSearcher([FakeBiEncoder("small", seed=1, image_macs=10)], corpus), ks=[5])
+    expected = reference_recalls(FakeBiEncoder("small", seed=1, image_macs=10), corpus)
+    assert (result.r1, result.r5, result.r10) == pytest.approx((expected[1], 100.0, 100.0))
+    assert 0 < result.r1 < 100  # a real ranking: some captions' image is not first
+    assert result.n_queries == 10
+    with pytest.raises(ConfigError, match="last k >= 5 to measure R@5"):
+        evaluate(CascadeSearcher([FakeBiEncoder("small", seed=1, image_macs=10), FakeBiEncoder("l", 3, 99)], corpus),
+                 ks=[5, 4])  # fmt: skip
+
+
+def per_query(searcher: CascadeSearcher) -> CascadeSearcher:
+    """The searcher with ``search_many`` replaced by one ``search`` per query (the unbatched path)."""
+
+    def one_by_one(texts, ks, text_embeddings=None):
+        for i, text in enumerate(texts):
+            yield searcher.search(text, ks, {tower: rows[i] for tower, rows in (text_embeddings or {}).items()})
+
+    searcher.search_many = one_by_one
+    return searcher
+
+
+@pytest.mark.parametrize(("ks", "block"), [((12, 10), 256), ((12, 10), 7), ((30, 20, 10), 7), ((10,), 1)])
+def test_batched_level_one_gives_the_rows_of_one_search_per_query(tmp_path, monkeypatch, ks, block):
+    monkeypatch.setattr(search, "_BLOCK_QUERIES", block)  # 7: blocks of 7 queries, the last one short
+    json_path, root = make_karpathy(tmp_path, n_images=40, captions_per_image=3)
+    corpus = Corpus.from_karpathy(json_path, root, split="test")
+
+    def levels():
+        first = [
+            FakeBiEncoder("small", seed=1, image_macs=10, text_tower="a"),
+            FakeBiEncoder("medium", seed=2, image_macs=100),
+        ]
+        return first[: len(ks) - 1] + [FakeBiEncoder("large", seed=3, image_macs=1000, text_tower="b")]  # fmt: skip
+
+    batched = evaluate(CascadeSearcher(levels(), corpus), ks=ks)
+    unbatched = evaluate(per_query(CascadeSearcher(levels(), corpus)), ks=ks)
+    assert batched == unbatched
+    assert 0 < batched.r10 < 100 and batched.n_queries == 120
+
+
+def test_search_many_traces_equal_search_traces(tmp_path, monkeypatch):
+    monkeypatch.setattr(search, "_BLOCK_QUERIES", 4)
+    json_path, root = make_karpathy(tmp_path, n_images=30, captions_per_image=1)
+    corpus = Corpus.from_karpathy(json_path, root, split="test")
+    queries = [f"query {i}" for i in range(10)] + ["query 3"]  # a repeat: all its level-2 images are hits
+    many = list(CascadeSearcher(small_and_large(), corpus).search_many(queries, ks=[8, 3]))
+    one = CascadeSearcher(small_and_large(), corpus)
+    single = [one.search(query, ks=[8, 3]) for query in queries]
+
+    def key(result):
+        return [(t.encoder, t.k, t.candidates, t.hits, t.misses, t.image_macs, t.text_macs, t.ids, t.missed_ids)
+                for t in result.levels]  # fmt: skip
+
+    assert [key(r) for r in many] == [key(r) for r in single]
+    for a, b in zip(many, single):
+        np.testing.assert_allclose(a.scores, b.scores, rtol=1e-6)
+    assert many[-1].levels[1].misses == 0 and many[3].levels[1].misses > 0

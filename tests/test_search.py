@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -255,3 +257,99 @@ def test_the_registry_says_which_names_are_cross_encoders_without_building_them(
 def test_is_cross_encoder_refuses_an_unknown_backend():
     with pytest.raises(EncoderNotFound, match="unknown encoder backend 'nope'"):
         is_cross_encoder("nope:thing")
+
+
+class GatedEncoder(FakeBiEncoder):
+    """A fake level 2 whose ``encode_pixels`` first calls ``gate(pixels)``: tests hold encodes open with it."""
+
+    def __init__(self, gate) -> None:
+        super().__init__("gated", seed=3, image_macs=1000)
+        self.gate = gate
+
+    def encode_pixels(self, pixels):
+        self.gate(pixels)
+        return super().encode_pixels(pixels)
+
+
+def test_misses_on_disjoint_images_encode_at_the_same_time(corpus):
+    both_inside = threading.Barrier(2, timeout=30)  # passes only if both encodes are in progress at once
+    level2 = GatedEncoder(lambda pixels: both_inside.wait())
+    searcher = CascadeSearcher([FakeBiEncoder("small", seed=1, image_macs=10), level2], corpus)
+    halves = [corpus.ids[:10], corpus.ids[10:20]]
+    out: dict[int, list[str]] = {}
+
+    def worker(thread: int) -> None:
+        out[thread] = searcher._features(1, level2, halves[thread])[1]
+
+    errors = run_in_threads(worker, 2)
+    assert not errors  # a serialised pair would break the barrier (BrokenBarrierError)
+    assert out == {0: halves[0], 1: halves[1]}
+    assert level2.images_encoded == 20
+
+
+def test_an_image_being_encoded_is_waited_for_not_encoded_again(corpus):
+    """Thread A holds image X's encode open; B needs X and Y: it encodes Y meanwhile, then waits for X."""
+    x, y = corpus.ids[0], corpus.ids[1]
+    a_inside, b_done_with_y = threading.Event(), threading.Event()
+    calls: list[int] = []
+
+    def gate(pixels) -> None:
+        calls.append(len(pixels))
+        if len(calls) == 1:  # A's encode of X
+            a_inside.set()
+            assert b_done_with_y.wait(30), "B's encode of Y never ran while A was encoding X"
+
+    level2 = GatedEncoder(gate)
+    searcher = CascadeSearcher([FakeBiEncoder("small", seed=1, image_macs=10), level2], corpus)
+    out: dict[str, tuple[np.ndarray, list[str]]] = {}
+
+    def worker(thread: int) -> None:
+        if thread == 0:
+            out["a"] = searcher._features(1, level2, [x])
+        else:
+            assert a_inside.wait(30)
+            original = searcher._fill
+
+            def fill_then_signal(index, level, claim):
+                encoded = original(index, level, claim)
+                b_done_with_y.set()
+                return encoded
+
+            searcher._fill = fill_then_signal
+            out["b"] = searcher._features(1, level2, [x, y])
+
+    errors = run_in_threads(worker, 2)
+    assert not errors
+    assert out["a"][1] == [x] and out["b"][1] == [y]  # X billed to A only; B's X was a hit
+    assert calls == [1, 1] and level2.images_encoded == 2
+    expected = level2.encode_images([corpus.load(x)])[0]
+    np.testing.assert_array_equal(out["b"][0][0], out["a"][0][0])
+    np.testing.assert_allclose(out["b"][0][0], expected, rtol=1e-6)
+
+
+def test_a_failed_encode_is_claimed_again_by_a_waiting_query(corpus):
+    x = corpus.ids[0]
+    a_inside, release = threading.Event(), threading.Event()
+    calls: list[int] = []
+
+    def gate(pixels) -> None:
+        calls.append(len(pixels))
+        if len(calls) == 1:
+            a_inside.set()
+            release.wait(30)
+            raise RuntimeError("encoder crashed")
+
+    level2 = GatedEncoder(gate)
+    searcher = CascadeSearcher([FakeBiEncoder("small", seed=1, image_macs=10), level2], corpus)
+    out: dict[int, list[str]] = {}
+
+    def worker(thread: int) -> None:
+        if thread == 1:
+            a_inside.wait(30)
+            original = searcher._fill
+            searcher._fill = lambda *args: (release.set(), original(*args))[1]  # A fails once B has claimed nothing
+        out[thread] = searcher._features(1, level2, [x])[1]
+
+    errors = run_in_threads(worker, 2)
+    assert [str(e) for e in errors] == ["encoder crashed"]
+    assert out == {1: [x]} and calls == [1, 1] and level2.images_encoded == 1

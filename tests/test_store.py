@@ -79,11 +79,13 @@ def test_log_rows_and_cumulative_view(tmp_path, gallery):
         results = [searcher.search(q, ks=[10, 3]) for q in ["a", "b", "a", "c"]]
         key = searcher.config([10, 3]).key
         curve = store.cumulative_cost(key, corpus.fingerprint)
+        lifetime = store.lifetime(key, corpus.fingerprint)
         per_level = store.frame("SELECT query_id, level, misses, image_macs FROM query_levels ORDER BY query_id, level")
     build = 40 * 10
     expected = np.cumsum([build] + [r.image_macs for r in results])
     assert curve["query_index"].tolist() == [0, 1, 2, 3, 4]
     assert curve["cumulative_image_macs"].tolist() == expected.tolist()
+    assert lifetime == (4, expected[-1])
     assert len(per_level) == 8
     assert per_level[per_level.level == 2]["image_macs"].tolist() == [r.levels[1].image_macs for r in results]
 
