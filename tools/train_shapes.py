@@ -14,6 +14,9 @@ Recipe (Algorithm 1 needs one text tower shared by every level):
 Then it evaluates the family on the held-out test gallery and writes
 ``shapes_family.json`` beside the weights. Training data is rendered on the
 fly; nothing is downloaded.
+
+Why one module: it is one recipe, read top to bottom (data, the three stages, evaluation, the
+metadata written beside the weights); a maintainer's tool, not library code anything imports.
 """
 
 from __future__ import annotations
