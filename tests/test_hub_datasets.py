@@ -1,0 +1,133 @@
+"""Real galleries and encoders by name, proven on a simulated hub (tests/hubsim.py), offline.
+
+One simulated cache per module: ViT-B-32 and ViT-B-16 at full size with random weights under
+their real repo ids, ViT-L-14 and ViT-g-14 shrunk (see hubsim), and both datasets as a few
+dozen generated photos in CLIP_benchmark's webdataset format. The commands run as a user
+runs them, with ``HF_HOME`` pointing at that cache and ``HF_HUB_OFFLINE=1``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from analysis.presets import PAPER_TAGS
+from tests import hubsim
+from tests.conftest import ROOT
+
+B32, B16 = "openclip:ViT-B-32@laion2b_s34b_b79k", "openclip:ViT-B-16@laion2b_s34b_b88k"
+FLICKR, COCO = "clip-benchmark/wds_flickr30k", "clip-benchmark/wds_mscoco_captions"
+N_FLICKR, N_COCO = 24, 22
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory) -> dict:
+    """``{"hf_home", "cache_dir", "db"}`` of a simulated hub with the models and both datasets."""
+    root = tmp_path_factory.mktemp("hubsim")
+    hub = root / "hf" / "hub"
+    hubsim.put_wds_dataset(hub, FLICKR, N_FLICKR, n_shards=2, seed=1, extension="jpg")
+    hubsim.put_wds_dataset(hub, COCO, N_COCO, n_shards=3, seed=2, extension="webp")
+    for seed, arch in enumerate(("ViT-B-32", "ViT-B-16", "ViT-L-14", "ViT-g-14")):
+        hubsim.put_openclip(hub, arch, PAPER_TAGS[arch], seed=seed)
+    return {"hf_home": root / "hf", "cache_dir": root / "cascade", "db": root / "cascade.duckdb"}
+
+
+def cascade(sim: dict, *args: str, shrunk: bool = False, timeout: float = 600) -> subprocess.CompletedProcess:
+    """``python -m cascade ARGS`` on the simulated hub (``shrunk``: with hubsim's shrunken configs registered)."""
+    env = {**hubsim.hub_env(sim["hf_home"]), "CASCADE_CACHE_DIR": str(sim["cache_dir"])}
+    command = ([sys.executable, "-c", "import sys; from tests import hubsim; hubsim.register_shrunk(); "
+                "from cli import main; sys.exit(main(sys.argv[1:]))"] if shrunk
+               else [sys.executable, "-m", "cascade"])  # fmt: skip
+    return subprocess.run([*command, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def karpathy_of(sim: dict, name: str) -> dict:
+    return json.loads((sim["cache_dir"] / "datasets" / name / "captions.json").read_text())
+
+
+@pytest.mark.parametrize(("name", "n_images"), [("flickr30k", N_FLICKR), ("coco", N_COCO)])
+def test_eval_on_a_named_dataset(simulated, name, n_images):
+    done = cascade(simulated, "eval", "--dataset", name, "--levels", f"{B32},{B16}", "--ks", "20,10", "--json",
+                   "--db", str(simulated["db"]), "--quiet")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    row = json.loads(done.stdout)
+    assert row["levels"][0].startswith(B32 + "#rev-" + hubsim.commit_of("laion/CLIP-ViT-B-32-laion2B-s34B-b79K")[:12])
+    assert row["ks"] == [20, 10]
+    # Every generated sample is materialised with its five captions, and each caption is a query.
+    karpathy = karpathy_of(simulated, name)
+    assert len(karpathy["images"]) == n_images
+    assert {len(image["sentences"]) for image in karpathy["images"]} == {5}
+    # Fresh-system cost: level 1 embeds the gallery once, level 2 only what queries handed it.
+    b32 = _image_macs("ViT-B-32")
+    b16 = _image_macs("ViT-B-16")
+    level2_images = (row["image_macs"] - n_images * b32) / b16
+    assert level2_images == pytest.approx(round(level2_images)) and 20 <= level2_images <= n_images
+    assert row["alpha"] == pytest.approx(level2_images / n_images)
+
+
+def _image_macs(arch: str) -> int:
+    from cascade import cost
+
+    return cost.openclip_image_macs(arch, mode="full")
+
+
+def test_a_second_start_reads_the_materialised_folder_only(simulated):
+    """Materialised once: with the dataset gone from the hub cache it still loads, and no image is rewritten."""
+    first = cascade(simulated, "index", "--dataset", "flickr30k", "--levels", B32, "--db", str(simulated["db"]))
+    assert first.returncode == 0, first.stderr
+    images = sorted((simulated["cache_dir"] / "datasets" / "flickr30k" / "images").iterdir())
+    stamps = {p.name: p.stat().st_mtime_ns for p in images}
+    repo = simulated["hf_home"] / "hub" / f"datasets--{FLICKR.replace('/', '--')}"
+    repo.rename(repo.with_name(repo.name + ".away"))
+    try:
+        again = cascade(simulated, "index", "--dataset", "flickr30k", "--levels", B32, "--db", str(simulated["db"]),
+                        "--json")  # fmt: skip
+    finally:
+        repo.with_name(repo.name + ".away").rename(repo)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout) == {"images": N_FLICKR, "embedded": 0, "reused": N_FLICKR, "skipped": 0}
+    assert {p.name: p.stat().st_mtime_ns for p in images} == stamps
+
+
+@pytest.mark.parametrize(
+    ("args", "missing"),
+    [
+        (("eval", "--dataset", "flickr30k", "--levels", f"{B32},{B16}", "--ks", "20,10", "--json"), FLICKR),
+        (("eval", "--dataset", "coco", "--levels", f"{B32},{B16}", "--ks", "20,10", "--json"), COCO),
+        (("reproduce", "--dataset", "flickr30k", "--family", "vit", "--limit", "20", "--json"), FLICKR),
+    ],
+)
+def test_without_the_cache_each_command_names_what_is_missing(tmp_path, args, missing):
+    sim = {"hf_home": tmp_path / "hf", "cache_dir": tmp_path / "cascade"}
+    done = cascade(sim, *args, "--db", str(tmp_path / "db.duckdb"), timeout=60)
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and missing in lines[0], done.stderr
+    assert "HF_HOME" in lines[0] or "hub is reachable" in lines[0]
+
+
+def test_weights_missing_offline_name_their_repo(tmp_path, simulated):
+    """The dataset is there, a model is not: the line names the model's repository."""
+    sim = {**simulated, "hf_home": tmp_path / "hf"}
+    hubsim.put_wds_dataset(sim["hf_home"] / "hub", FLICKR, N_FLICKR, n_shards=2, seed=1)
+    done = cascade(sim, "eval", "--dataset", "flickr30k", "--levels", f"{B32},{B16}", "--ks", "20,10",
+                   "--db", str(tmp_path / "db.duckdb"), timeout=60)  # fmt: skip
+    assert done.returncode == 1 and "laion/CLIP-ViT-B-32-laion2B-s34B-b79K" in done.stderr, done.stderr
+
+
+def test_presets_name_the_datasets_and_tags():
+    from analysis import presets
+
+    cpu = presets.get("flickr30k-cpu")
+    assert cpu.dataset == "flickr30k" and cpu.levels[0] == B32
+    vit = presets.get("coco-vit")
+    assert vit.dataset == "coco"
+    assert [levels for levels, _ in vit.comparisons][:3] == [
+        ("openclip:ViT-B-16@laion2b_s34b_b88k",), ("openclip:ViT-L-14@laion2b_s32b_b82k",),
+        ("openclip:ViT-g-14@laion2b_s34b_b88k",)]  # fmt: skip
+    assert dict(presets.get("flickr30k-blip").comparisons)[("blip:base", "blip:large")] == (50, 10)
+    assert presets.get("flickr30k-blip").reranker == "blip:large+itm"
