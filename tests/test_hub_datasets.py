@@ -131,3 +131,23 @@ def test_presets_name_the_datasets_and_tags():
         ("openclip:ViT-g-14@laion2b_s34b_b88k",)]  # fmt: skip
     assert dict(presets.get("flickr30k-blip").comparisons)[("blip:base", "blip:large")] == (50, 10)
     assert presets.get("flickr30k-blip").reranker == "blip:large+itm"
+
+
+def test_reproduce_runs_every_row_of_the_vit_family(simulated):
+    done = cascade(simulated, "reproduce", "--dataset", "flickr30k", "--family", "vit", "--limit", "20", "--json",
+                   "--db", str(simulated["db"]), "--quiet", shrunk=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    table = json.loads(done.stdout)
+    assert (table["n_images"], table["n_queries"]) == (N_FLICKR, 20)
+    rows = table["rows"]
+    assert [row["cascade"] for row in rows] == [["g/14"], ["B/16"], ["L/14"], ["L/14", "g/14"], ["B/16", "g/14"],
+                                                ["B/16", "L/14", "g/14"]]  # fmt: skip
+    # Table 1's ks, each clamped to the 24-image gallery: k_1 = 50 -> 24, k_2 = 14, 10 results.
+    assert [row["ks"] for row in rows] == [[10], [10], [10], [24, 10], [24, 10], [24, 14, 10]]
+    assert rows[1]["levels"][0].startswith("openclip:ViT-B-16@laion2b_s34b_b88k#rev-")
+    # The paper's figures beside ours, and ours minus theirs per cell.
+    assert rows[0]["paper"] == {"r1": 75.6, "r5": 92.6, "r10": 95.8, "lifetime": 1.0, "early_latency": None}
+    for row in rows:
+        for column in ("r1", "r5", "r10"):
+            assert row["diff"][column] == pytest.approx(row[column] - row["paper"][column])
+    assert rows[5]["paper"]["early_latency"] == 1.75 and rows[5]["early_latency_reduction"] is not None
