@@ -9,8 +9,11 @@ runs them, with ``HF_HOME`` pointing at that cache and ``HF_HUB_OFFLINE=1``.
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -20,7 +23,7 @@ from tests.conftest import ROOT
 
 B32, B16 = "openclip:ViT-B-32@laion2b_s34b_b79k", "openclip:ViT-B-16@laion2b_s34b_b88k"
 FLICKR, COCO = "clip-benchmark/wds_flickr30k", "clip-benchmark/wds_mscoco_captions"
-N_FLICKR, N_COCO = 24, 22
+N_FLICKR, N_COCO = 32, 22  # flickr30k-cpu's k_1 = 30 fits the gallery
 pytestmark = pytest.mark.slow
 
 
@@ -142,8 +145,8 @@ def test_reproduce_runs_every_row_of_the_vit_family(simulated):
     rows = table["rows"]
     assert [row["cascade"] for row in rows] == [["g/14"], ["B/16"], ["L/14"], ["L/14", "g/14"], ["B/16", "g/14"],
                                                 ["B/16", "L/14", "g/14"]]  # fmt: skip
-    # Table 1's ks, each clamped to the 24-image gallery: k_1 = 50 -> 24, k_2 = 14, 10 results.
-    assert [row["ks"] for row in rows] == [[10], [10], [10], [24, 10], [24, 10], [24, 14, 10]]
+    # Table 1's ks, each clamped to the 32-image gallery: k_1 = 50 -> 32, k_2 = 14, 10 results.
+    assert [row["ks"] for row in rows] == [[10], [10], [10], [32, 10], [32, 10], [32, 14, 10]]
     assert rows[1]["levels"][0].startswith("openclip:ViT-B-16@laion2b_s34b_b88k#rev-")
     # The paper's figures beside ours, and ours minus theirs per cell.
     assert rows[0]["paper"] == {"r1": 75.6, "r5": 92.6, "r10": 95.8, "lifetime": 1.0, "early_latency": None}
@@ -151,3 +154,56 @@ def test_reproduce_runs_every_row_of_the_vit_family(simulated):
         for column in ("r1", "r5", "r10"):
             assert row["diff"][column] == pytest.approx(row[column] - row["paper"][column])
     assert rows[5]["paper"]["early_latency"] == 1.75 and rows[5]["early_latency_reduction"] is not None
+
+
+def test_the_space_starts_on_flickr30k_cpu_and_serves_a_search(simulated, tmp_path):
+    """``python app.py`` with ``SPACE_ID`` set on the simulated cache: the Space preset, a search in a real browser."""
+    from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, _sync_playwright
+
+    sync_playwright = _sync_playwright()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**hubsim.hub_env(simulated["hf_home"]), "CASCADE_CACHE_DIR": str(simulated["cache_dir"]),
+           "SPACE_ID": "someone/cascade-search"}  # fmt: skip
+    code = (
+        "import sys; from tests import hubsim; hubsim.register_shrunk(); import app; "
+        f"sys.exit(app.main(['--host', '127.0.0.1', '--port', '{port}', '--db', '{tmp_path / 'app.duckdb'}']))"
+    )
+    server = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                              stderr=open(tmp_path / "app.log", "w"))  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        _wait_until_served(url, server, tmp_path / "app.log")
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                page.set_default_timeout(240_000)  # ViT-B-16 embeds 30 photos on a shared CPU: minutes at worst
+                page.goto(url)
+                assert "flickr30k-cpu" in page.locator("#preset-line").inner_text()
+                page.locator("#query textarea").fill("a red dog on a green background")
+                page.locator("#search-button").click()
+                page.wait_for_function("document.querySelectorAll('#stage-3 img').length === 10")
+                assert [page.locator(f"#stage-{n} img").count() for n in (1, 2, 3)] == [30, 10, 10]
+                assert "ViT-L-14" in page.locator("#cost-card").inner_text()
+            finally:
+                browser.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _wait_until_served(url: str, server: subprocess.Popen, log: Path, seconds: float = 300) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise AssertionError(f"the app exited: {log.read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=5):
+                return
+        except OSError:
+            time.sleep(1)
+    raise AssertionError(f"the app did not serve {url}: {log.read_text()[-2000:]}")
