@@ -91,9 +91,21 @@ def config(args: argparse.Namespace) -> CascadeConfig:
 def ks(args: argparse.Namespace) -> tuple[int, ...]:
     if args.ks:
         return args.ks
+    if args.levels and len(args.levels) == 1:
+        return (SINGLE_LEVEL_K,)  # one level: its k is just how many results to show
     if args.levels:
-        raise ConfigError("--levels needs --ks (one k per level)")
+        raise ConfigError("--levels with several levels needs --ks (one k per level)")
     return presets.get(args.preset).ks
+
+
+SINGLE_LEVEL_K = 10
+
+
+def fitted(config: CascadeConfig, args: argparse.Namespace, n_images: int) -> CascadeConfig:
+    """``config`` with a defaulted single-level k cut to a gallery smaller than it; anything asked for stays."""
+    if args.ks or not args.levels or len(config.ks) != 1 or n_images >= config.ks[0]:
+        return config
+    return CascadeConfig(levels=config.levels, ks=(max(n_images, 1),))
 
 
 def corpus(args: argparse.Namespace, store: Store) -> Corpus:

@@ -26,6 +26,7 @@ def run(args: argparse.Namespace) -> int:
     config = common.config(args)  # cheap checks before scanning a folder or loading a model
     with Store(args.db) as store:
         corpus = common.corpus(args, store)
+        config = common.fitted(config, args, len(corpus))
         config.check_corpus_size(len(corpus))
         searcher = CascadeSearcher(common.levels(args), corpus, cache=store, log=store)
         common.build(searcher, args)
