@@ -19,6 +19,7 @@ differs, and only in a process that called ``register_shrunk``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -69,16 +70,30 @@ def register_shrunk() -> None:
     open_clip.add_model_config(SHRUNK_DIR)
 
 
+@contextlib.contextmanager
+def _shrunk_for_now(active: bool):
+    """The shrunken configs registered only inside the block: the calling process (pytest) keeps the real ones."""
+    if not active:
+        yield
+        return
+    from open_clip import factory
+
+    register_shrunk()
+    try:
+        yield
+    finally:
+        factory._MODEL_CONFIG_PATHS.remove(SHRUNK_DIR)
+        factory._rescan_model_configs()
+
+
 def put_openclip(hub_cache: Path, arch: str, tag: str, seed: int = 0) -> Path:
     """Random weights of ``arch`` under the repo id and file name open_clip resolves ``tag`` to."""
     import open_clip
     import torch
     from safetensors.torch import save
 
-    if arch in SHRUNK:
-        register_shrunk()
     repo_id = open_clip.get_pretrained_cfg(arch, tag)["hf_hub"].rstrip("/")
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), _shrunk_for_now(arch in SHRUNK):
         torch.manual_seed(seed)
         model = open_clip.create_model(arch, pretrained=None)
     tensors = {name: value.detach().to(torch.float16).contiguous() for name, value in model.state_dict().items()}
