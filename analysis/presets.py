@@ -115,8 +115,8 @@ def _cpu_preset() -> Preset:
         name="flickr30k-cpu",
         description="Flickr30k with OpenCLIP ViT-B-32 > ViT-B-16 > ViT-L-14, sized for a free CPU Space",
         # ks: a first query embeds k_1 = 30 images with ViT-B-16 (17.6 GMACs each) and k_2 = 10 with ViT-L-14
-        # (81 GMACs): 1.3 TMACs, ~0.5 s/image for B-16 and ~2.3 s for L-14 on 2 cores, about 40 s in all
-        # (the gallery's 1,000 ViT-B-32 embeddings are built once, before the first query).
+        # (81 GMACs): 1.3 TMACs in all, under a minute at an *estimated* ~25-30 GMAC/s of 2 CPU cores (not yet
+        # measured on a Space; bench/ should). The 1,000 ViT-B-32 embeddings are built once, before the first query.
         levels=(small, medium, large),
         ks=(30, 10, 10),
         reranker=None,
