@@ -20,25 +20,37 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-import gradio as gr
+# On a Space with persistent storage, keep the Hugging Face cache there (before gradio imports huggingface_hub,
+# which reads HF_HOME once): weights and datasets then survive restarts. An explicit HF_HOME wins.
+if os.environ.get("SPACE_ID") and Path("/data").is_dir():
+    os.environ.setdefault("HF_HOME", "/data/.huggingface")
 
-import cascade  # noqa: F401  (installs the torchvision compat shim before anything imports torchvision)
-from analysis.engine import Engine
-from analysis.store import Store
-from cascade.errors import CascadeError
-from cascade.paths import default_db_path
-from ui.common import LOG, SEARCH_CONCURRENCY, Session, describe
-from ui.cost_tab import cost_outputs, cost_tab
-from ui.evaluate_tab import evaluate_tab
-from ui.search_tab import search_tab
-from ui.whatif_tab import whatif_tab
+import gradio as gr  # noqa: E402
+
+import cascade  # noqa: E402, F401  (installs the torchvision compat shim before anything imports torchvision)
+from analysis import front_door, presets  # noqa: E402
+from analysis.engine import Engine  # noqa: E402
+from analysis.store import Store  # noqa: E402
+from cascade import datasets  # noqa: E402
+from cascade.errors import CascadeError  # noqa: E402
+from cascade.paths import default_db_path  # noqa: E402
+from ui.common import LOG, SEARCH_CONCURRENCY, Session, describe  # noqa: E402
+from ui.cost_tab import cost_outputs, cost_tab  # noqa: E402
+from ui.evaluate_tab import evaluate_tab  # noqa: E402
+from ui.search_tab import search_tab  # noqa: E402
+from ui.whatif_tab import whatif_tab  # noqa: E402
 
 
-def build_app(engine: Engine) -> gr.Blocks:
-    """The whole page for ``engine``; no work happens until it is launched and used."""
+def build_app(engine: Engine, notice: str = "") -> gr.Blocks:
+    """The whole page for ``engine``; no work happens until it is launched and used.
+
+    Args:
+        notice: one line shown under the title (why the app started on another preset than asked).
+    """
     with gr.Blocks(title="Cascaded image search", analytics_enabled=False) as demo:
         gr.Markdown("# Cascaded text-to-image search\nA cheap encoder ranks every image; dearer ones re-rank only "
                     "the few it keeps, and embed each image the first time a query needs it.")  # fmt: skip
+        gr.Markdown(f"Preset: **{engine.preset.name}**: {engine.preset.description}. {notice}", elem_id="preset-line")
         session = gr.State(Session(engine.default_choice()))
         with gr.Tab("Search", id="search"):
             search = search_tab(engine, session)
@@ -63,13 +75,13 @@ def build_app(engine: Engine) -> gr.Blocks:
 
 
 def launch(engine: Engine, host: str = "127.0.0.1", port: int | None = None, share: bool = False,
-           block: bool = True) -> gr.Blocks:  # fmt: skip
+           block: bool = True, notice: str = "") -> gr.Blocks:  # fmt: skip
     """Build and serve the page; with ``block=False`` return at once (tests, notebooks).
 
     Only the gallery folders are served (``allowed_paths``): Gradio serves files there,
     uploads and its own cache, and nothing else of the machine.
     """
-    demo = build_app(engine)
+    demo = build_app(engine, notice)
     demo.queue(default_concurrency_limit=SEARCH_CONCURRENCY)
     demo.launch(server_name=host, server_port=port, share=share, allowed_paths=engine.allowed_paths(),
                 prevent_thread_lock=not block, footer_links=["api"], show_error=False, quiet=not block)  # fmt: skip
@@ -85,6 +97,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--folder", action="append", default=[], metavar="PATH",
                         help="a folder users may search and view (repeatable); nothing else is served")  # fmt: skip
     parser.add_argument("--share", action="store_true", help="also open a public gradio.live link")
+    parser.add_argument("--preset", choices=presets.names(),
+                        help=f"gallery and cascade (default: {front_door.SPACE_PRESET} on a Space when its files can "
+                        f"be had, else {front_door.FALLBACK})")  # fmt: skip
     return parser
 
 
@@ -101,9 +116,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CascadeError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    engine = Engine(store, folders=args.folder)
+    start = front_door.choose(args.preset, on_space=bool(os.environ.get("SPACE_ID")))
+    if start.notice:
+        LOG.warning("%s", start.notice)
+    preset = presets.get(start.preset)
+    world_root = None if preset.dataset == "world" else datasets.folder(preset.dataset)
+    engine = Engine(store, preset=preset, world_root=world_root, folders=args.folder)
     threading.Thread(target=warm_up, args=(engine,), name="warm-up", daemon=True).start()
-    launch(engine, host=args.host, port=args.port, share=args.share)
+    launch(engine, host=args.host, port=args.port, share=args.share, notice=start.notice)
     return 0
 
 

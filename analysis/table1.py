@@ -98,6 +98,18 @@ FAMILIES: tuple[Family, ...] = (
     ),
 )
 
+FAMILY_KEYS = {"vit": "CLIP, ViT", "convnext": "CLIP, ConvNeXt", "blip": "BLIP"}  # command-line name -> title
+
+
+def family_of(key: str, families: Sequence[Family] = FAMILIES) -> Family:
+    """The family ``vit``, ``convnext`` or ``blip``."""
+    title = FAMILY_KEYS.get(key)
+    found = [family for family in families if family.title == title]
+    if not found:
+        raise ConfigError(f"unknown family {key!r}; families: {', '.join(FAMILY_KEYS)}")
+    return found[0]
+
+
 NOTES = {
     "paper": (
         "Note: paper mode counts MACs with THOP as the paper did; THOP misses attention (QK^T, AV, "

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from cli import common, compare, convert_blip, evaluate, index, log, replay, search, table1
+from cli import common, compare, convert_blip, evaluate, index, log, replay, reproduce, search, table1
 from cli.guard import guarded
 
-COMMANDS = (index, search, evaluate, log, compare, replay, table1, convert_blip)
+COMMANDS = (index, search, evaluate, log, compare, replay, table1, reproduce, convert_blip)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

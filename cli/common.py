@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from analysis import presets, progress
 from analysis.store import Store
+from cascade import datasets
 from cascade.corpus import Corpus
 from cascade.encoders import create_encoder
 from cascade.errors import ConfigError
@@ -90,15 +91,31 @@ def config(args: argparse.Namespace) -> CascadeConfig:
 def ks(args: argparse.Namespace) -> tuple[int, ...]:
     if args.ks:
         return args.ks
+    if args.levels and len(args.levels) == 1:
+        return (SINGLE_LEVEL_K,)  # one level: its k is just how many results to show
     if args.levels:
-        raise ConfigError("--levels needs --ks (one k per level)")
+        raise ConfigError("--levels with several levels needs --ks (one k per level)")
     return presets.get(args.preset).ks
 
 
+SINGLE_LEVEL_K = 10
+
+
+def fitted(config: CascadeConfig, args: argparse.Namespace, n_images: int) -> CascadeConfig:
+    """``config`` with a defaulted single-level k cut to a gallery smaller than it; anything asked for stays."""
+    if args.ks or not args.levels or len(config.ks) != 1 or n_images >= config.ks[0]:
+        return config
+    return CascadeConfig(levels=config.levels, ks=(max(n_images, 1),))
+
+
 def corpus(args: argparse.Namespace, store: Store) -> Corpus:
-    """The folder given with ``--images`` (ids remembered in ``store``), else the preset's gallery."""
+    """The folder given with ``--images`` (ids remembered in ``store``), a ``--dataset`` by name, else the preset's."""
+    if getattr(args, "dataset", None):
+        if args.images:
+            raise ConfigError("give --images FOLDER or --dataset NAME, not both")
+        return named_dataset(args, args.dataset)
     if not args.images:
-        return presets.gallery(args.preset)
+        return gallery(args)
     with bar(args, "scanning", None) as scan:
         found = Corpus.from_folder(args.images, progress=progress.callback(scan), known=store)
     if found.skipped:
@@ -110,13 +127,40 @@ def corpus(args: argparse.Namespace, store: Store) -> Corpus:
 def dataset(args: argparse.Namespace) -> tuple[Corpus, str]:
     """(corpus, dataset label) for ``--dataset``: the preset's gallery, or ``karpathy:PATH.json`` with ``--images``."""
     if not args.dataset or args.dataset == args.preset:
-        return presets.gallery(args.preset), f"{args.preset}:{args.split}"
+        return gallery(args), f"{presets.get(args.preset).dataset}:{args.split}"
+    if args.dataset in datasets.DATASETS:
+        return named_dataset(args, args.dataset), f"{args.dataset}:{args.split}"
     kind, _, path = args.dataset.partition(":")
     if kind != "karpathy" or not path:
-        raise ConfigError(f"--dataset must be karpathy:PATH.json, got {args.dataset!r}")
+        raise ConfigError(f"--dataset must be {', '.join(datasets.names())} or karpathy:PATH.json, "
+                          f"got {args.dataset!r}")  # fmt: skip
     if not args.images:
         raise ConfigError("--dataset karpathy:... needs --images ROOT (the folder the dataset's paths start from)")
     return Corpus.from_karpathy(path, args.images, split=args.split), f"{Path(path).name}:{args.split}"
+
+
+def named_dataset(args: argparse.Namespace, name: str) -> Corpus:
+    """A hub dataset by name (``flickr30k``, ``coco``), materialised on first use with a progress bar."""
+    opened: list = []  # the bar opens with the first finished shard: a failure before it prints one line only
+
+    def update(done: int, total: int) -> None:
+        if not opened:
+            opened.append(bar(args, f"materialising {name}", total, unit="shard"))
+        progress.callback(opened[0])(done, total)
+
+    try:
+        return datasets.corpus(name, progress=update)
+    finally:
+        for shards in opened:
+            shards.close()
+
+
+def gallery(args: argparse.Namespace) -> Corpus:
+    """The preset's gallery (a hub dataset is materialised with a progress bar)."""
+    preset = presets.get(args.preset)
+    if preset.dataset in datasets.DATASETS:
+        return named_dataset(args, preset.dataset)
+    return presets.gallery(args.preset)
 
 
 def bar(args: argparse.Namespace, what: str, total: int | None, unit: str | None = None) -> tqdm:

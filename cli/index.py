@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from analysis.store import Store
+from cascade import datasets
 from cascade.search import CascadeSearcher
 from cli import common
 
@@ -12,6 +13,7 @@ from cli import common
 def register(sub) -> None:
     p = common.command(sub, "index", run, "embed a folder of images with level 1 (resumable)")
     p.add_argument("--images", help="image folder, searched recursively (default: the preset's gallery)")
+    p.add_argument("--dataset", choices=datasets.names(), help="a hub gallery by name instead of --images")
     common.cascade_args(p, with_ks=False)
 
 

@@ -6,7 +6,7 @@ import argparse
 
 from analysis.search_json import levels_json, search_json
 from analysis.store import Store
-from cascade import units
+from cascade import datasets, units
 from cascade.errors import ConfigError
 from cascade.search import CascadeSearcher
 from cli import common
@@ -16,6 +16,7 @@ def register(sub) -> None:
     p = common.command(sub, "search", run, "search the images with a cascade")
     p.add_argument("query", help="the text query")
     p.add_argument("--images", help="image folder (default: the preset's gallery)")
+    p.add_argument("--dataset", choices=datasets.names(), help="a hub gallery by name instead of --images")
     common.cascade_args(p)
 
 
@@ -25,6 +26,7 @@ def run(args: argparse.Namespace) -> int:
     config = common.config(args)  # cheap checks before scanning a folder or loading a model
     with Store(args.db) as store:
         corpus = common.corpus(args, store)
+        config = common.fitted(config, args, len(corpus))
         config.check_corpus_size(len(corpus))
         searcher = CascadeSearcher(common.levels(args), corpus, cache=store, log=store)
         common.build(searcher, args)

@@ -137,3 +137,45 @@ def revision_of(path: str | os.PathLike) -> str | None:
         if parent.parent.name == "snapshots" and parent.parent.parent.name.startswith("models--"):
             return parent.name[:REVISION_DIGITS]
     return None
+
+
+def dataset_file(repo_id: str, filename: str, how_to_supply: str) -> Path:
+    """One file of a hub *dataset* repository: the local cache first, else a download.
+
+    Args:
+        repo_id: e.g. ``clip-benchmark/wds_flickr30k``.
+        filename: path inside the repository, e.g. ``test/0.tar``.
+        how_to_supply: the end of an error line.
+
+    Raises:
+        WeightsUnavailable: not cached and the hub is off or unreachable, the repository or file does not
+            exist, or the download failed (one line naming the repository).
+    """
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        HfHubHTTPError,
+        HFValidationError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+    )
+
+    try:
+        return Path(hf_hub_download(repo_id, filename, repo_type="dataset", local_files_only=True))
+    except (LocalEntryNotFoundError, EntryNotFoundError):
+        pass
+    except HFValidationError as err:
+        raise WeightsUnavailable(f"{repo_id!r} is not a hub dataset id ({err})") from None
+    if hub_offline() or not hub_reachable():
+        raise WeightsUnavailable(
+            f"dataset {repo_id} ({filename}) is not in the Hugging Face cache and {unavailable_reason()}; "
+            f"{how_to_supply}"
+        )
+    try:
+        return Path(hf_hub_download(repo_id, filename, repo_type="dataset"))
+    except RepositoryNotFoundError:
+        raise WeightsUnavailable(f"dataset {repo_id} does not exist on {hub_endpoint()}") from None
+    except EntryNotFoundError:
+        raise WeightsUnavailable(f"dataset {repo_id} has no file {filename}") from None
+    except (HfHubHTTPError, OSError) as err:
+        raise WeightsUnavailable(f"dataset {repo_id} ({filename}) could not be downloaded ({err})") from err
