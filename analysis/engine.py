@@ -61,12 +61,15 @@ class SearchOutcome:
     Attributes:
         queries_logged: queries in the log for this cascade and gallery, this one included.
         lifetime_image_macs: the cascade's cumulative image MACs in the log (build + every miss).
+        ks_asked: the ks the session asked for, when the gallery was smaller and they were cut to
+            its size (the search ran with ``result.config.ks``); empty when nothing was cut.
     """
 
     result: SearchResult
     corpus: Corpus
     queries_logged: int
     lifetime_image_macs: int
+    ks_asked: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -163,11 +166,15 @@ class Engine:
     # -- searching -----------------------------------------------------------------------------
 
     def validate(self, choice: Choice) -> None:
-        """Cheap checks (names, ks, gallery size when the gallery is loaded); raises ConfigError."""
-        config = choice.config()
+        """Cheap checks of names and ks; raises ConfigError (a gallery smaller than the ks is cut: ``fitted``)."""
+        choice.config()
+
+    def fitted(self, choice: Choice) -> Choice:
+        """``choice`` with each k cut to its gallery's size when the gallery is loaded and smaller (a few uploads)."""
         corpus = self.galleries.loaded(choice.gallery)
-        if corpus is not None:
-            config.check_corpus_size(len(corpus))
+        if corpus is None or not len(corpus) or choice.ks[0] <= len(corpus):
+            return choice
+        return replace(choice, ks=tuple(min(k, len(corpus)) for k in choice.ks))
 
     def searcher(self, choice: Choice, progress: Progress | None = None) -> CascadeSearcher:
         """The shared, built searcher of ``choice`` (gallery + levels); ks are per search."""
@@ -192,11 +199,14 @@ class Engine:
         """Run and log one query through the session's cascade."""
         if not isinstance(query, str) or not query.strip():
             raise ConfigError("the query is empty: type what you are looking for")
+        choice.config()  # cheap checks before loading a gallery
+        self.corpus(choice.gallery, progress)
+        asked, choice = choice.ks, self.fitted(choice)
         searcher = self.searcher(choice, progress)
         result = searcher.search(query, choice.ks)
         self._record(searcher, result)
         queries, macs = self.store.lifetime(result.config.key, searcher.corpus.fingerprint)
-        return SearchOutcome(result, searcher.corpus, queries, macs)
+        return SearchOutcome(result, searcher.corpus, queries, macs, asked if asked != choice.ks else ())
 
     def _record(self, searcher: CascadeSearcher, result: SearchResult) -> None:
         self.store.record(result, corpus_id=searcher.corpus.fingerprint, corpus_size=len(searcher.corpus))
@@ -209,6 +219,7 @@ class Engine:
 
     def cost_view(self, choice: Choice, first_queries: int = 50) -> CostView | None:
         """The logged cost of ``choice``; None until its cascade has been built (searched) in this process."""
+        choice = self.fitted(choice)
         searcher = self._built(choice)
         if searcher is None:
             return None
@@ -228,6 +239,7 @@ class Engine:
 
     def reset_log(self, choice: Choice) -> int:
         """Delete this cascade's log on this gallery (never features, evaluations or other configs)."""
+        choice = self.fitted(choice)
         searcher = self._built(choice)
         if searcher is None:
             return 0
@@ -253,6 +265,8 @@ class Engine:
         Raises:
             ReplayStopped: ``stop`` was set (the queries replayed so far stay logged).
         """
+        self.corpus(choice.gallery, progress)
+        choice = self.fitted(choice)
         searcher = self.searcher(choice, progress)
         queries = list(queries) if queries is not None else workload(searcher.corpus, kind, n_queries, seed)
 
@@ -270,6 +284,7 @@ class Engine:
 
         From the query log, not the feature cache: evaluations, other ks and ``index`` embed images too.
         """
+        choice = self.fitted(choice)
         searcher = self._built(choice)
         if searcher is None or len(searcher.levels) < 2:
             return 0.0
@@ -283,6 +298,7 @@ class Engine:
         ``profile``: an accelerator of ``analysis.hardware`` or ``hardware.MEASURED`` (each encoder timed on this
         machine once, cached). None until the cascade is built.
         """
+        choice = self.fitted(choice)
         searcher = self._built(choice)
         if searcher is None:
             return None

@@ -271,10 +271,18 @@ def test_an_edit_is_validated_as_it_is_made(engine):
     assert line == f"**Not valid:** {problem}"
 
 
+def test_ks_larger_than_a_small_gallery_are_cut_to_its_size(engine):
+    big = choice_from(*_controls(ks=[100, 50, 1, 1]))
+    engine.validate(big)  # no error as you type: the gallery's size decides at search time
+    outcome = engine.search(big, "a red circle")
+    assert outcome.ks_asked == (100, 50) and outcome.result.config.ks == (N_IMAGES, N_IMAGES)
+    assert [len(level.ids) for level in outcome.result.levels] == [N_IMAGES, N_IMAGES]
+    view = engine.cost_view(big)  # the log of the search as it ran, found under the session's own choice
+    assert view is not None and view.cumulative["query_index"].tolist() == [0, 1]
+    assert engine.search(engine.default_choice(), "a red circle").ks_asked == ()  # nothing cut: nothing said
+
+
 def test_impossible_k_and_bad_galleries_are_one_line_errors(engine, tmp_path):
-    engine.searcher(engine.default_choice())  # loads the gallery: validation now knows N
-    with pytest.raises(ConfigError, match=f"k_1 = 100 is larger than the collection \\({N_IMAGES} images\\)"):
-        engine.validate(choice_from(*_controls(ks=[100, 5, 1, 1])))
     outside = Choice(GallerySource("folder", path=str(tmp_path)), PRESET.levels, (5, 2))
     with pytest.raises(ConfigError, match="outside the folders this server shares: none"):
         engine.searcher(outside)

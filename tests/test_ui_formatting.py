@@ -132,3 +132,8 @@ def test_the_evaluation_table_shortens_names_and_rounds():
         "lifetime image MACs": ["40.00 kMACs", "1.04 MMACs"],
         "alpha": [0.0, 0.523],
     }  # fmt: skip
+
+
+def test_the_status_line_says_when_a_small_gallery_cut_the_ks():
+    assert fmt.ks_cut_note((), (15, 10), 5) == ""
+    assert fmt.ks_cut_note((15, 10), (5, 5), 5) == " · the gallery has 5 images, so ks 15, 10 ran as 5, 5"

@@ -204,3 +204,11 @@ def trace_markdown(trace: dict) -> str:
 
 
 MAX_TRACE_MOVES = 20
+
+
+def ks_cut_note(asked: tuple[int, ...], ran: tuple[int, ...], n_images: int) -> str:
+    """The status line's addition when a small gallery cut the ks to its size ("" when nothing was cut)."""
+    if not asked:
+        return ""
+    return (f" · the gallery has {n_images:,} images, so ks {', '.join(map(str, asked))} "
+            f"ran as {', '.join(map(str, ran))}")  # fmt: skip

@@ -11,7 +11,15 @@ from cascade.corpus import Corpus
 from cascade.types import LevelTrace
 from ui.common import MAX_STAGES, PROGRESS, SEARCH_CONCURRENCY, Session, guarded, progress_fn
 from ui.controls import cascade_controls, wire_controls
-from ui.formatting import cost_card, describe_choice, skipped_note, stage_items, stage_label, trace_markdown
+from ui.formatting import (
+    cost_card,
+    describe_choice,
+    ks_cut_note,
+    skipped_note,
+    stage_items,
+    stage_label,
+    trace_markdown,
+)
 
 
 def stage_gallery(trace: LevelTrace, corpus: Corpus, number: int) -> gr.Gallery:
@@ -50,7 +58,8 @@ def search_tab(engine: Engine, session: gr.State) -> dict:
         outcome = engine.search(current, text, progress=progress_fn(progress))
         stages = [stage_gallery(t, outcome.corpus, n) for n, t in enumerate(outcome.result.levels, start=1)]
         stages += [gr.Gallery(value=None, visible=False)] * (MAX_STAGES - len(stages))
-        note = f"Cascade: {describe_choice(current)}{skipped_note(outcome.corpus)}"
+        cut = ks_cut_note(outcome.ks_asked, outcome.result.config.ks, len(outcome.corpus))
+        note = f"Cascade: {describe_choice(current)}{skipped_note(outcome.corpus)}{cut}"
         data = search_json(outcome.result, outcome.corpus)
         return dict(zip(outputs, [gr.Markdown(note), *stages, cost_card(outcome), data]))
 
