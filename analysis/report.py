@@ -21,6 +21,12 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from analysis import plots
+from analysis.evaluate import EvalResult
+from analysis.replay import ReplayResult
+from analysis.side_by_side import SideBySide
+from analysis.sweep import K1Sweep
+
 _BOLD = re.compile(r"\*\*(.+?)\*\*")
 _END_SCRIPT = re.compile(r"</(script)", re.IGNORECASE)
 _CSS = """
@@ -149,3 +155,60 @@ def _plain(value: object) -> object:
     if isinstance(value, pd.Timestamp | datetime):
         return value.isoformat()
     return value
+
+
+# ---------------------------------------------------------------- what the CLI and the tabs hand on
+
+
+def replay_sections(result: ReplayResult) -> list[Section]:
+    """A replay's cumulative cost against each level alone, and its measured figures."""
+    curve = pd.DataFrame({"query_index": range(len(result.curve_image_macs)),
+                          "cumulative_image_macs": result.curve_image_macs})  # fmt: skip
+    baselines = pd.DataFrame({"encoder_id": list(result.baselines), "image_macs": list(result.baselines.values())})
+    row = result.as_json()
+    figures = pd.DataFrame([{"workload": row["workload"], "queries": row["queries"],
+                             "distinct queries": row["distinct_queries"], "alpha": row["alpha"],
+                             "cascade image MACs": row["cascade_image_macs"],
+                             "last level alone image MACs": row["baseline_image_macs"],
+                             "reduction (x)": row["reduction"]}])  # fmt: skip
+    break_even = pd.DataFrame([{"encoder alone": k, "break-even query (0 = build)": v}
+                               for k, v in result.break_even().items()])  # fmt: skip
+    return [Section("Measured cost", figures=(plots.cumulative_cost_figure(curve, baselines),),
+                    tables=(("Measured", figures), ("Break-even with each encoder alone", break_even)))]  # fmt: skip
+
+
+def evaluation_sections(rows: Sequence[EvalResult]) -> list[Section]:
+    """Recall against lifetime cost of evaluated configurations, and the table of them."""
+    frame = pd.DataFrame([{"config_key": ">".join(r.levels) + "|" + ",".join(map(str, r.ks)), "r1": r.r1, "r5": r.r5,
+                           "r10": r.r10, "image_macs": r.image_macs, "alpha": r.alpha, "images": r.n_images,
+                           "queries": r.n_queries} for r in rows])  # fmt: skip
+    table = frame.assign(config_key=[plots.short_config(k) for k in frame["config_key"]]).rename(
+        columns={"config_key": "configuration", "r1": "R@1 (%)", "r5": "R@5 (%)", "r10": "R@10 (%)",
+                 "image_macs": "lifetime image MACs"})  # fmt: skip
+    return [Section("Recall against lifetime cost", figures=(plots.pareto_figure(frame, "r10"),),
+                    tables=(("Evaluations", table),))]  # fmt: skip
+
+
+def sweep_sections(sweep: K1Sweep) -> list[Section]:
+    """The k_1 sweep's chart (the smallest k_1 within 1 point marked) and its rows."""
+    frame = sweep.frame()
+    text = (
+        f"Smallest k_1 within 1 point of the last level alone on R@1, R@5 and R@10: **{sweep.smallest_k1}**."
+        if sweep.smallest_k1 is not None
+        else "No k_1 of the sweep is within 1 point of the last level alone."
+    )
+    return [Section("The k_1 sweep", text, figures=(plots.sweep_figure(frame, sweep.smallest_k1),),
+                    tables=(("Rows (recall in percent)", frame),))]  # fmt: skip
+
+
+def side_by_side_sections(result: SideBySide) -> list[Section]:
+    """Measured and modelled cumulative cost of each configuration, the first queries' cost, and the ratios."""
+    text = (
+        "Every configuration replayed the same queries from a fresh start. Table 1 (the paper) claims the deep "
+        "cascades' early-query saving against [first, last] at 1.75x (ViT [B/16, L/14, g/14]) and 1.97x "
+        "(ConvNeXt [B, L, XXL]); the Eq. 1 column is the cost model's prediction for these ks."
+    )
+    return [Section("Cascades side by side", text,
+                    figures=(plots.side_by_side_cumulative_figure(result.curves(), result.baselines_frame()),
+                             plots.side_by_side_per_query_figure(result.per_query())),
+                    tables=(("Per configuration", result.table()),))]  # fmt: skip

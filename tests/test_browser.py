@@ -102,3 +102,33 @@ def _cost_chart_and_replay(page) -> None:
     page.wait_for_function("document.querySelector('#cost-summary').innerText.includes('21 queries logged')")
     legend = page.eval_on_selector_all("#cost-cumulative .legendtext", "texts => texts.map(t => t.textContent)")
     assert sorted(legend) == ["cascade", "fake:cross alone", "fake:large alone", "fake:small alone"]
+
+
+def test_the_report_file_opens_in_the_browser_and_contains_its_charts(tmp_path):
+    """Opened from disk with every network request refused: plotly.js is inline and both charts draw."""
+    import plotly.graph_objects as go
+
+    from analysis.report import Section, build_report
+
+    sync_playwright = _sync_playwright()
+    figures = (go.Figure(go.Scatter(x=[0, 1, 2], y=[5, 7, 9], name="cascade")),
+               go.Figure(go.Bar(x=[1, 2], y=[3, 4], name="per query")))  # fmt: skip
+    path = tmp_path / "report.html"
+    path.write_text(build_report("A report", {"k_1": 15}, [Section("Charts", figures=figures)]), encoding="utf-8")
+    fetched: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page()
+            page.set_default_timeout(WAIT_MS)
+            page.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file:")
+                       else (fetched.append(route.request.url), route.abort()))  # fmt: skip
+            page.goto(path.as_uri(), timeout=WAIT_MS)
+            page.locator("#chart-2 .main-svg").first.wait_for()
+            assert page.locator(".plotly .main-svg").count() >= 2
+            assert page.evaluate("document.getElementById('chart-1').data[0].y") == [5, 7, 9]
+            assert page.locator("#chart-1 .scatterlayer .trace").count() == 1
+            assert page.locator("#chart-2 .barlayer .point").count() == 2
+        finally:
+            browser.close()
+    assert fetched == []
