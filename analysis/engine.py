@@ -32,6 +32,7 @@ from analysis.replay import ReplayResult, replay, workload
 from analysis.shared import SharedObjects
 from analysis.side_by_side import SideBySide, eq1_k2, side_by_side
 from analysis.store import EvalRecord, Store
+from analysis.sweep import K1Sweep, sweep_k1
 from analysis.whatif import CostModel
 from cascade.corpus import Corpus
 from cascade.encoders import create_encoder, is_cross_encoder, known_names
@@ -348,6 +349,17 @@ class Engine:
             self.store.save_evaluation(EvalRecord.of(result, searcher.config(choice.ks).key, name))
             results.append(result)
         return results
+
+    def sweep_k1(self, first: str, last: str, dataset: GallerySource, k1s: Sequence[int], limit: int | None,
+                 progress: Progress | None = None) -> K1Sweep:  # fmt: skip
+        """``analysis.sweep.sweep_k1`` of ``[first, last]`` on ``dataset``; the shared cache serves every row."""
+        self.dataset_name(dataset)  # captions needed: refuses a folder gallery with one line
+        searcher = self.searcher(Choice(dataset, (first, last), (len(self.corpus(dataset)), 1)))
+        rows = (
+            None if progress is None else (lambda name: lambda done, total: progress(f"queries of {name}", done, total))
+        )
+        return sweep_k1(*searcher.levels, searcher.corpus, k1s, 10, cache=searcher.cache, limit=limit,
+                        progress=rows)  # fmt: skip
 
     def evaluations(self, dataset: GallerySource) -> pd.DataFrame:
         return self.store.evaluations(self.dataset_name(dataset))

@@ -40,3 +40,20 @@ def test_side_by_side_costs_equal_separate_replays_and_land_in_the_cost_report(c
     assert alone.curve_image_macs[1] - alone.curve_image_macs[0] == 20 * LARGE_MACS  # the first query, by hand
     assert alone.curve_image_macs[0] == N_IMAGES * SMALL_MACS
     assert int(engine.store.frame("SELECT count(*) AS n FROM queries")["n"].iloc[0]) == 0  # a comparison logs nothing
+
+
+def test_the_evaluate_tab_sweeps_k1_as_the_library_does(client, served):
+    from analysis.sweep import sweep_k1
+
+    engine, _ = served
+    status, _, table = client.predict("fake:small", "fake:large", "10, 40", "built-in test gallery", "", "", 40,
+                                      api_name="/sweep_k1")  # fmt: skip
+    encoders = fake_encoders()
+    corpus = engine.corpus(engine.default_choice().gallery)
+    alone = sweep_k1(encoders["fake:small"], encoders["fake:large"], corpus, [10, 40], limit=40)
+    rows = table["value"]["data"] if "value" in table else table["data"]
+    assert [row[2] for row in rows] == [round(r, 3) for r in (alone.rows[0].r1, alone.rows[1].r1, alone.reference.r1)]
+    assert f"**{alone.smallest_k1}**" in status
+    status, *_ = client.predict("fake:small", "fake:large", "ten", "built-in test gallery", "", "", 40,
+                                api_name="/sweep_k1")  # fmt: skip
+    assert "whole numbers" in str(status)
