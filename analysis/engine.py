@@ -30,7 +30,9 @@ from analysis.hardware import RealCosts
 from analysis.presets import Preset
 from analysis.replay import ReplayResult, replay, workload
 from analysis.shared import SharedObjects
+from analysis.side_by_side import SideBySide, eq1_k2, side_by_side
 from analysis.store import EvalRecord, Store
+from analysis.sweep import K1Sweep, sweep_k1
 from analysis.whatif import CostModel
 from cascade.corpus import Corpus
 from cascade.encoders import create_encoder, is_cross_encoder, known_names
@@ -279,6 +281,30 @@ class Engine:
 
         return replay(searcher, queries, choice.ks, kind, on_query=record)
 
+    def eq1_choice(self, gallery: GallerySource, levels: Sequence[str], k1: int, k_last: int, target: float) -> Choice:
+        """The 3-level ``levels`` with the k_2 reaching an Eq. 1 early-query reduction of ``target`` (rounded up)."""
+        if len(levels) != 3:
+            raise ConfigError(f"k_2 from Eq. 1 needs a 3-level cascade, got {len(levels)} levels")
+        searcher = self.searcher(Choice(gallery, tuple(levels), (k1, k_last, k_last)))
+        k2 = eq1_k2([level.image_macs for level in searcher.levels], k1, k_last, target)
+        return Choice(gallery, tuple(levels), (k1, k2, k_last))
+
+    def side_by_side(self, choices: Sequence[Choice], kind: str, n_queries: int, seed: int,
+                     queries: Sequence[str] | None = None,
+                     on_query: Callable[[int, int, SearchResult, int], None] | None = None,
+                     progress: Progress | None = None) -> SideBySide:  # fmt: skip
+        """The same queries through each choice (one gallery), each counted from a fresh start; not logged
+        (a comparison, like an evaluation: the log and its measured alpha stay the sessions' own)."""
+        if len(choices) < 2:
+            raise ConfigError("pick two or more configurations to compare side by side")
+        if len({choice.gallery.normalised() for choice in choices}) != 1:
+            raise ConfigError("side by side compares configurations on one gallery")
+        searchers = [self.searcher(choice, progress) for choice in choices]
+        queries = list(queries) if queries is not None else workload(searchers[0].corpus, kind, n_queries, seed)
+        contenders = [(f"{' > '.join(c.levels)} (k {','.join(map(str, c.ks))})", s, c.ks)
+                      for c, s in zip(choices, searchers, strict=True)]  # fmt: skip
+        return side_by_side(contenders, queries, kind, on_query)
+
     def measured_alpha(self, choice: Choice) -> float:
         """Share of the gallery this cascade's logged queries (these ks) handed above level 1 (0 for one level).
 
@@ -339,6 +365,17 @@ class Engine:
             self.store.save_evaluation(EvalRecord.of(result, searcher.config(choice.ks).key, name))
             results.append(result)
         return results
+
+    def sweep_k1(self, first: str, last: str, dataset: GallerySource, k1s: Sequence[int], limit: int | None,
+                 progress: Progress | None = None) -> K1Sweep:  # fmt: skip
+        """``analysis.sweep.sweep_k1`` of ``[first, last]`` on ``dataset``; the shared cache serves every row."""
+        self.dataset_name(dataset)  # captions needed: refuses a folder gallery with one line
+        searcher = self.searcher(Choice(dataset, (first, last), (len(self.corpus(dataset)), 1)))
+        rows = (
+            None if progress is None else (lambda name: lambda done, total: progress(f"queries of {name}", done, total))
+        )
+        return sweep_k1(*searcher.levels, searcher.corpus, k1s, 10, cache=searcher.cache, limit=limit,
+                        progress=rows)  # fmt: skip
 
     def evaluations(self, dataset: GallerySource) -> pd.DataFrame:
         return self.store.evaluations(self.dataset_name(dataset))

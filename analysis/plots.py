@@ -196,6 +196,109 @@ def pareto_figure(evaluations: pd.DataFrame, recall: str = "r10", title: str = "
     return figure
 
 
+# ---------------------------------------------------------------- the k_1 knob
+
+
+RECALL_DASHES = {"r1": "solid", "r5": "dash", "r10": "dot"}
+
+
+def sweep_figure(sweep: pd.DataFrame, smallest_k1: int | None, title: str = "") -> go.Figure:
+    """R@1/5/10 (left axis) and lifetime image MACs (right axis) of ``[first, last]`` against k_1.
+
+    Args:
+        sweep: columns ``series`` (``cascade`` rows, one ``last level alone`` row), ``k1``, ``r1``, ``r5``,
+            ``r10`` (percent), ``image_macs``; as ``analysis.sweep.K1Sweep.frame`` gives them.
+        smallest_k1: the k_1 marked as the smallest within 1 point of the last level alone; None: none is.
+    """
+    from plotly.subplots import make_subplots
+
+    title = title or "Recall and lifetime image cost against k_1"
+    rows = sweep[sweep["series"] == "cascade"].sort_values("k1")
+    if rows.empty:
+        return _empty(title, "No sweep yet: pick two encoders and the k_1 values, then press Sweep.")
+    alone = sweep[sweep["series"] != "cascade"]
+    figure = make_subplots(specs=[[{"secondary_y": True}]])
+    k1 = rows["k1"].astype(int).to_numpy()
+    for i, recall in enumerate(("r1", "r5", "r10")):
+        colour = LEVEL_COLOURS[i]
+        figure.add_trace(go.Scatter(x=k1, y=rows[recall], mode="lines+markers", name=f"R@{recall[1:]} cascade",
+                                    line={"color": colour}), secondary_y=False)  # fmt: skip
+        if not alone.empty:
+            figure.add_trace(go.Scatter(x=[k1[0], k1[-1]], y=[float(alone[recall].iloc[0])] * 2, mode="lines",
+                                        name=f"R@{recall[1:]} last alone", line={"color": colour, "dash": "dot"},
+                                        opacity=0.7), secondary_y=False)  # fmt: skip
+    figure.add_trace(go.Scatter(x=k1, y=rows["image_macs"], mode="lines+markers", name="lifetime image MACs",
+                                line={"color": CASCADE_COLOUR, "width": 3}, marker={"symbol": "square"}),
+                     secondary_y=True)  # fmt: skip
+    if smallest_k1 is not None and smallest_k1 in set(k1):
+        at = rows[rows["k1"] == smallest_k1].iloc[0]
+        figure.add_vline(x=smallest_k1, line={"color": "black", "dash": "dash"})
+        figure.add_trace(go.Scatter(x=[smallest_k1], y=[at["r10"]], mode="markers+text", showlegend=False,
+                                    text=[f"k_1 = {smallest_k1}: within 1 point"], textposition="bottom right",
+                                    marker={"symbol": "star", "size": 16, "color": "black"}),
+                         secondary_y=False)  # fmt: skip
+    figure.update_layout(title=title, height=_HEIGHT_PX + 40, xaxis_title="k_1 (candidates handed to the last level)",
+                         legend={"orientation": "h", "y": -0.3})  # fmt: skip
+    figure.update_yaxes(title_text="recall (%)", secondary_y=False)
+    figure.update_yaxes(title_text="lifetime image MACs", exponentformat="SI", secondary_y=True)
+    return figure
+
+
+# ---------------------------------------------------------------- cascades side by side
+
+
+def side_by_side_cumulative_figure(curves: pd.DataFrame, baselines: pd.DataFrame, title: str = "") -> go.Figure:
+    """Cumulative image MACs of several configurations over the same queries, measured (solid) and modelled (dotted).
+
+    Args:
+        curves: columns ``config`` (a label), ``kind`` (``measured`` or ``model``), ``query_index`` (0 = build),
+            ``cumulative_image_macs``.
+        baselines: columns ``encoder_id``, ``image_macs``: each single encoder over the gallery (flat).
+    """
+    title = title or "Cumulative image MACs, same queries (measured; dotted: cost model)"
+    if curves.empty:
+        return _empty(title, "Pick two or more configurations and press Replay side by side.")
+    figure = go.Figure()
+    names = list(dict.fromkeys(curves["config"]))
+    top = int(curves["query_index"].max())
+    for i, name in enumerate(names):
+        colour = LEVEL_COLOURS[i % len(LEVEL_COLOURS)]
+        for kind, rows in curves[curves["config"] == name].groupby("kind", sort=False):
+            measured = kind == "measured"
+            figure.add_trace(go.Scatter(x=rows["query_index"], y=rows["cumulative_image_macs"], mode="lines",
+                                        name=name if measured else f"{name} (model)",
+                                        line={"color": colour, "width": 3 if measured else 1.5,
+                                              "dash": "solid" if measured else "dot"}))  # fmt: skip
+    for i, row in enumerate(baselines.itertuples()):
+        figure.add_trace(go.Scatter(x=[0, max(top, 1)], y=[row.image_macs] * 2, mode="lines",
+                                    name=f"{short_encoder(row.encoder_id)} alone",
+                                    line={"color": BASELINE_COLOURS[i % len(BASELINE_COLOURS)],
+                                          "dash": BASELINE_DASHES[i % len(BASELINE_DASHES)], "width": 1}))  # fmt: skip
+    figure.update_layout(title=title, height=_HEIGHT_PX + 40, xaxis_title="queries (0 = build)",
+                         yaxis_title="cumulative image MACs", yaxis_exponentformat="SI",
+                         legend={"orientation": "h", "y": -0.3})  # fmt: skip
+    return figure
+
+
+def side_by_side_per_query_figure(per_query: pd.DataFrame, title: str = "") -> go.Figure:
+    """Image MACs each configuration paid for each of the first queries (its cache misses above level 1).
+
+    Args:
+        per_query: columns ``config``, ``query_index`` (from 1), ``image_macs``.
+    """
+    title = title or "Per-query image MACs of the first queries"
+    if per_query.empty:
+        return _empty(title, "No side-by-side replay yet.")
+    figure = go.Figure()
+    for i, (name, rows) in enumerate(per_query.groupby("config", sort=False)):
+        figure.add_trace(go.Bar(x=rows["query_index"], y=rows["image_macs"], name=name,
+                                marker_color=LEVEL_COLOURS[i % len(LEVEL_COLOURS)]))  # fmt: skip
+    figure.update_layout(title=title, barmode="group", height=_HEIGHT_PX + 40, xaxis_title="query",
+                         yaxis_title="image MACs (misses above level 1)", yaxis_exponentformat="SI",
+                         legend={"orientation": "h", "y": -0.3})  # fmt: skip
+    return figure
+
+
 def format_si(value: float) -> str:
     """``1.5e9`` -> ``1.50 G`` (the unit follows)."""
     for factor, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):

@@ -176,3 +176,28 @@ def build(searcher, args: argparse.Namespace):
 def emit(args: argparse.Namespace, payload: dict, text: str) -> None:
     """Print the command's result: ``payload`` as one JSON line with ``--json``, else ``text``."""
     print(json.dumps(payload) if args.json else text, flush=True)
+
+
+def report_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--report", type=report_path, metavar="PATH.html",
+                   help="also write a self-contained HTML report (inputs, charts, tables; reads offline)")  # fmt: skip
+
+
+def report_path(text: str) -> Path:
+    """A writable ``.html`` path, checked before the work starts (a long replay should not end in a bad path)."""
+    path = Path(text).expanduser()
+    if path.suffix.lower() not in (".html", ".htm"):
+        raise argparse.ArgumentTypeError(f"the report is an HTML file: name it .html, got {text!r}")
+    if path.is_dir() or not path.parent.is_dir():
+        raise argparse.ArgumentTypeError(f"cannot write a report to {text!r}: no such folder, or it is a folder")
+    return path
+
+
+def write_report(path: Path | None, document: str) -> None:
+    """Write the report (``--report``); an unwritable path is one line, the results already printed stay."""
+    if path is None:
+        return
+    try:
+        path.write_text(document, encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"cannot write the report to {path}: {err.strerror or err}") from None

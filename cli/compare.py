@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from analysis import presets, progress
+from analysis import presets, progress, report
 from analysis.evaluate import JSON_KEYS, EvalResult, compare
 from analysis.sweep import sweep_k1
 from cascade import units
@@ -26,6 +26,7 @@ def register(sub) -> None:
                    help="instead: sweep k_1 of the preset's [first, last] cascade (e.g. 5,10,15,20,50,100); "
                         "R@1/5/10 and lifetime image cost per k_1, and the smallest k_1 within 1 point of the last "
                         "level alone")  # fmt: skip
+    common.report_arg(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,9 +40,19 @@ def run(args: argparse.Namespace) -> int:
             bar.reset()
             return progress.callback(bar)
 
+        rows = []
         for row in compare(preset, limit=args.limit, progress=on_comparison):
             common.emit(args, _json_row(row), _text_row(row))
+            rows.append(row)
+    if args.report:
+        common.write_report(args.report, report.build_report(f"Compare: the {preset.name} preset's configurations",
+                                                         _inputs(args), report.evaluation_sections(rows)))  # fmt: skip
     return 0
+
+
+def _inputs(args: argparse.Namespace) -> dict:
+    return {"command": "cascade compare", "preset": args.preset, "captions": args.limit or "all",
+            "k_1 sweep": args.sweep_k1 or ""}  # fmt: skip
 
 
 def _json_row(row: EvalResult) -> dict:
@@ -71,4 +82,6 @@ def _sweep(args: argparse.Namespace, preset) -> int:
     payload = {"rows": [_json_row(r) for r in swept.rows], "reference": _json_row(swept.reference),
                "smallest_k1_within_1_point": swept.smallest_k1}  # fmt: skip
     common.emit(args, payload, "\n".join(lines))
+    inputs = {**_inputs(args), "first": first.id, "last": last.id, "k_last": k_last}
+    common.write_report(args.report, report.build_report("The k_1 sweep", inputs, report.sweep_sections(swept)))
     return 0

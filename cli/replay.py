@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from analysis import presets
+from analysis import presets, report
 from analysis.query_logs import MAX_FILE_BYTES, read_query_log
 from analysis.replay import WORKLOADS, replay, workload
 from cascade import units
@@ -26,6 +26,7 @@ def register(sub) -> None:
     p.add_argument("--gallery", default="lifetime", choices=presets.GALLERIES,
                    help="lifetime: the preset's large collection (default); test: its evaluation gallery")  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
+    common.report_arg(p)
     p.add_argument(
         "--queries-file",
         metavar="F",
@@ -52,4 +53,11 @@ def run(args: argparse.Namespace) -> int:
                 f"{row['workload']}: {row['queries']} queries on the {args.gallery} gallery ({len(corpus):,} images, "
                 f"ks {preset.ks}): alpha {row['alpha']:.3f}, cascade {units.gmacs(result.cascade_image_macs):,.1f} "
                 f"GMACs vs {alone}: {row['reduction']:.2f}x")  # fmt: skip
+    if args.report:
+        inputs = {"command": "cascade replay", "preset": args.preset, "cascade": " > ".join(preset.levels),
+                  "ks": preset.ks, "gallery": f"{args.gallery} ({len(corpus):,} images)", "workload": name,
+                  "queries": len(queries), "seed": args.seed if not args.queries_file else "",
+                  "queries file": args.queries_file or ""}  # fmt: skip
+        common.write_report(args.report, report.build_report("Replay: measured cost", inputs,
+                                                             report.replay_sections(result)))  # fmt: skip
     return 0

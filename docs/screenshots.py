@@ -32,6 +32,9 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=7940)
     parser.add_argument("--replay", type=int, default=300, help="queries in the Cost tab's replay")
     parser.add_argument("--limit", type=int, default=300, help="captions per configuration in the Evaluate tab")
+    parser.add_argument(
+        "--only", default="", help="comma-separated shots to take (default: all), e.g. trace,whatif-units"
+    )
     args = parser.parse_args()
     os.environ["CASCADE_CACHE_DIR"] = tempfile.mkdtemp(prefix="cascade-shots-")
     sys.path.insert(0, str(ROOT))
@@ -54,10 +57,15 @@ def main() -> int:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.set_default_timeout(600_000)
             page.goto(demo.local_url)
-            search_tab(page, out)
-            cost_tab(page, out, args.replay)
-            whatif_tab(page, out)
-            evaluate_tab(page, out, args.limit)
+            shots = {"search": lambda: search_tab(page, out), "trace": lambda: trace_shot(page, out),
+                     "cost": lambda: cost_tab(page, out, args.replay), "whatif": lambda: whatif_tab(page, out),
+                     "whatif-units": lambda: whatif_units(page, out),
+                     "evaluate": lambda: evaluate_tab(page, out, args.limit)}  # fmt: skip
+            wanted = [name for name in args.only.split(",") if name] or list(shots)
+            for name in shots:
+                if name in wanted:
+                    shot_tab = shots[name]
+                    shot_tab()
             browser.close()
     finally:
         demo.close()
@@ -86,6 +94,34 @@ def search_tab(page, out: Path) -> None:
         )
     page.wait_for_function("document.querySelectorAll('#stage-3 img').length > 0")
     shot(page, out, "search")
+
+
+def trace_shot(page, out: Path) -> None:
+    """The Search tab's stage trace for a gallery caption (an example), cropped to the trace and the first stages."""
+    page.get_by_role("tab", name="Search").click()
+    page.locator("#query textarea").fill(QUERIES[0])
+    page.locator("#search-button").click()
+    page.wait_for_function("document.querySelector('#stage-trace').innerText.length > 0")
+    page.locator("#query-examples button, #query-examples td").first.click()  # a caption: the trace follows its image
+    time.sleep(1.0)
+    page.locator("#search-button").click()
+    page.wait_for_function("document.querySelector('#stage-trace').innerText.includes('stage')")
+    time.sleep(1.5)
+    page.locator("#stage-trace").screenshot(path=str(out / "screenshot-trace.png"))
+    print("saved", out / "screenshot-trace.png", flush=True)
+
+
+def whatif_units(page, out: Path) -> None:
+    """The What-if tab in real units: seconds, money and energy of the modelled cascade on a named accelerator."""
+    page.get_by_role("tab", name="What-if").click()
+    page.locator("#whatif-plot .js-plotly-plot").wait_for()
+    page.wait_for_function("document.querySelector('#whatif-real-units').innerText.length > 0")
+    time.sleep(1.5)
+    box = page.locator("#whatif-summary").bounding_box()
+    plot = page.locator("#whatif-plot").bounding_box()
+    clip = {"x": 0, "y": max(0, box["y"] - 320), "width": 1400, "height": plot["y"] + plot["height"] - box["y"] + 330}
+    page.screenshot(path=str(out / "screenshot-whatif-units.png"), clip=clip, full_page=True)
+    print("saved", out / "screenshot-whatif-units.png", flush=True)
 
 
 def cost_tab(page, out: Path, replay_queries: int) -> None:

@@ -102,3 +102,69 @@ def _cost_chart_and_replay(page) -> None:
     page.wait_for_function("document.querySelector('#cost-summary').innerText.includes('21 queries logged')")
     legend = page.eval_on_selector_all("#cost-cumulative .legendtext", "texts => texts.map(t => t.textContent)")
     assert sorted(legend) == ["cascade", "fake:cross alone", "fake:large alone", "fake:small alone"]
+
+
+def test_the_report_file_opens_in_the_browser_and_contains_its_charts(tmp_path):
+    """Opened from disk with every network request refused: plotly.js is inline and both charts draw."""
+    import plotly.graph_objects as go
+
+    from analysis.report import Section, build_report
+
+    sync_playwright = _sync_playwright()
+    figures = (go.Figure(go.Scatter(x=[0, 1, 2], y=[5, 7, 9], name="cascade")),
+               go.Figure(go.Bar(x=[1, 2], y=[3, 4], name="per query")))  # fmt: skip
+    path = tmp_path / "report.html"
+    path.write_text(build_report("A report", {"k_1": 15}, [Section("Charts", figures=figures)]), encoding="utf-8")
+    fetched: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page()
+            page.set_default_timeout(WAIT_MS)
+            page.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file:")
+                       else (fetched.append(route.request.url), route.abort()))  # fmt: skip
+            page.goto(path.as_uri(), timeout=WAIT_MS)
+            page.locator("#chart-2 .main-svg").first.wait_for()
+            assert page.locator(".plotly .main-svg").count() >= 2
+            assert page.evaluate("document.getElementById('chart-1').data[0].y") == [5, 7, 9]
+            assert page.locator("#chart-1 .scatterlayer .trace").count() == 1
+            assert page.locator("#chart-2 .barlayer .point").count() == 2
+        finally:
+            browser.close()
+    assert fetched == []
+
+
+def test_an_uploaded_query_log_shows_its_measured_alpha_and_chart(served, tmp_path):
+    """The Cost tab: choose a log file, Replay this log; the page shows the alpha computed by hand and the curve."""
+    from tests.app_engine import N_IMAGES, expected_levels
+
+    sync_playwright = _sync_playwright()
+    engine, demo = served
+    lines = ["a red circle", "a blue square", "a red circle", "two green stars"]
+    path = tmp_path / "mine.txt"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    corpus = engine.corpus(engine.default_choice().gallery)
+    handed = set().union(*(expected_levels(q, corpus, [("fake:small", 20)])[0][0] for q in set(lines)))
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(WAIT_MS)
+            page.goto(demo.local_url, timeout=WAIT_MS)
+            page.get_by_role("tab", name="Cost").click()
+            page.locator("#query-log-file input[type=file]").set_input_files(str(path))
+            page.locator("#replay-file-button").click()
+            page.wait_for_function("document.querySelector('#replay-status').innerText.includes('Replay done')",
+                                   timeout=REPLAY_WAIT_MS)  # fmt: skip
+            status = page.locator("#replay-status").inner_text()
+            assert "4 file:mine.txt queries" in status and f"{len(handed) / N_IMAGES:.3f}" in status
+            page.wait_for_function("document.querySelector('#cost-summary').innerText.includes('4 queries logged')")
+            # _fullData: what plotly drew (``data`` keeps the base64 typed arrays it was sent)
+            drawn = ("(() => { const g = document.querySelector('#cost-cumulative .js-plotly-plot');"
+                     " const t = g && g._fullData && g._fullData.find(t => t.name === 'cascade');"
+                     " return t ? Array.from(t.y) : null; })()")  # fmt: skip
+            page.wait_for_function(f"({drawn} || []).length === 5")
+            curve = page.evaluate(drawn)
+            assert len(curve) == 5 and curve[-1] == N_IMAGES * 1_000 + len(handed) * 50_000  # build + misses
+        finally:
+            browser.close()

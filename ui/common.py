@@ -83,3 +83,13 @@ def progress_fn(progress: gr.Progress) -> eng.Progress:
             progress((done, total), desc=what, unit="queries" if "queries" in what else "images")
 
     return report
+
+
+def report_file(name: str, document: str) -> str:
+    """Write a report where Gradio may serve it (a fresh folder in the system's temp dir); returns its path."""
+    import tempfile
+    from pathlib import Path
+
+    path = Path(tempfile.mkdtemp(prefix="cascade-report-")) / name
+    path.write_text(document, encoding="utf-8")
+    return str(path)

@@ -14,8 +14,10 @@ from analysis import hardware, plots
 from analysis.engine import Choice, Engine
 from analysis.query_logs import MAX_FILE_BYTES, QueryLog, read_query_log
 from analysis.replay import ReplayResult
-from ui.common import LONG_CONCURRENCY, PROGRESS, Session, describe, guarded, progress_fn
-from ui.formatting import cost_summary, real_units_summary, replay_done
+from analysis.report import Section, build_report, side_by_side_sections
+from ui import side_by_side
+from ui.common import LONG_CONCURRENCY, PROGRESS, Session, describe, guarded, progress_fn, report_file
+from ui.formatting import cost_summary, describe_choice, real_units_summary, replay_done
 
 REPLAY_REFRESH_S = 1.0
 # A replay whose page stopped listening (Stop pressed, tab closed) for this long stops itself: Gradio
@@ -34,6 +36,20 @@ def cost_outputs(engine: Engine, choice: Choice) -> tuple[str, object, object]:
     summary = cost_summary(view, engine.measured_alpha(choice))
     cumulative = plots.cumulative_cost_figure(view.cumulative, view.baselines, title)
     return summary, cumulative, plots.per_query_figure(view.per_level)
+
+
+def cost_report(engine: Engine, choice: Choice, units_text: str = "", compared=None) -> str:
+    """The Cost tab as a report: the logged cost (with its real units when shown), and the last side by side."""
+    text, cumulative, per_query = cost_outputs(engine, choice)
+    view = engine.cost_view(choice)
+    tables = () if view is None else (("Each level alone over the gallery", view.baselines),)
+    sections = [Section("This cascade's query log", text + ("\n\n" + units_text if units_text else ""),
+                        (cumulative, per_query), tables)]  # fmt: skip
+    if compared is not None:
+        sections += side_by_side_sections(compared)
+    inputs = {"cascade": describe_choice(choice), "gallery": choice.gallery.kind, "ks": choice.ks,
+              "measured alpha": round(engine.measured_alpha(choice), 4)}  # fmt: skip
+    return build_report("Cost: what this cascade spent", inputs, sections)
 
 
 def cost_tab(engine: Engine, session: gr.State) -> dict:
@@ -72,6 +88,19 @@ def cost_tab(engine: Engine, session: gr.State) -> dict:
         units_button = gr.Button("Show in time, money and energy", elem_id="cost-units-button")
     real_units = gr.Markdown(elem_id="cost-real-units")
     figures = [summary, cumulative, per_query]
+    compared = side_by_side.panel(engine, session, workload, n_queries, seed)["last"]
+    with gr.Row():
+        report_button = gr.Button("Download report", elem_id="cost-report-button")
+        report = gr.File(label="Report (one HTML file: inputs, charts, tables; opens offline)", visible=False,
+                         elem_id="cost-report")  # fmt: skip
+
+    @guarded(replay_status)
+    def make_report(state: Session, units_text: str, result):
+        document = cost_report(engine, state.choice, units_text, result)
+        return {report: gr.File(report_file("cost-report.html", document), visible=True)}
+
+    report_button.click(make_report, [session, real_units, compared], [replay_status, report], api_name="cost_report",
+                        api_visibility="undocumented")  # fmt: skip
 
     def run_replay(state: Session, kind: str, n: float, seed_value: float, progress: gr.Progress = PROGRESS):
         if state.problem:

@@ -6,11 +6,13 @@ import gradio as gr
 
 from analysis import plots
 from analysis.engine import Engine, GallerySource
+from cascade.errors import ConfigError
 from ui.common import LONG_CONCURRENCY, PROGRESS, Session, guarded, progress_fn
 from ui.formatting import evaluation_table
 
 DATASET_LABELS = {"built-in test gallery": "world", "Karpathy dataset on the server": "karpathy"}
 YOUR_CASCADE = "your cascade (Search tab)"
+SWEEP_K1S = (10, 15, 20, 50, 100)
 
 
 def dataset_source(label: str, path: str, root: str) -> GallerySource:
@@ -54,4 +56,41 @@ def evaluate_tab(engine: Engine, session: gr.State) -> dict:
     run.click(run_evaluation, [configs, dataset, json_path, image_root, limit, recall, session],
               [status, figure, table], concurrency_limit=LONG_CONCURRENCY, concurrency_id="long",
               api_visibility="private")  # fmt: skip
+    _sweep_panel(engine, [dataset, json_path, image_root, limit])
     return {"refresh": refresh, "inputs": inputs, "outputs": [status, figure, table]}
+
+
+def _sweep_panel(engine: Engine, dataset_inputs: list) -> None:
+    """The k_1 knob: ``[first, last]`` at each k_1, R@1/5/10 and lifetime cost, the smallest k_1 within 1 point."""
+    bi, _ = engine.encoder_names()
+    preset = engine.preset
+    gr.Markdown("**The k_1 sweep.** A two-level cascade at each k_1 against its last level alone (same dataset).")
+    with gr.Row():
+        first = gr.Dropdown(bi, value=preset.levels[0], label="First level", elem_id="sweep-first")
+        last = gr.Dropdown(bi, value=preset.levels[-1] if preset.levels[-1] in bi else bi[-1], label="Last level",
+                           elem_id="sweep-last")  # fmt: skip
+        k1s = gr.Textbox(", ".join(map(str, SWEEP_K1S)), label="k_1 values (comma-separated, each >= 10)",
+                         elem_id="sweep-k1s")  # fmt: skip
+        run = gr.Button("Sweep k_1", elem_id="sweep-button")
+    status = gr.Markdown(elem_id="sweep-status")
+    figure = gr.Plot(elem_id="sweep-plot")
+    table = gr.Dataframe(label="Sweep rows", visible=False)
+
+    @guarded(status)
+    def sweep(first_name, last_name, values, kind, path, root, n, progress: gr.Progress = PROGRESS):
+        try:
+            ks = [int(v) for v in str(values).replace(" ", "").split(",") if v]
+        except ValueError:
+            raise ConfigError(f"k_1 values are whole numbers separated by commas, got {values!r}") from None
+        swept = engine.sweep_k1(first_name, last_name, dataset_source(kind, path, root), ks, int(n),
+                                progress_fn(progress))  # fmt: skip
+        found = (
+            f"smallest k_1 within 1 point of {last_name} alone: **{swept.smallest_k1}**"
+            if swept.smallest_k1 is not None
+            else "no k_1 of the sweep is within 1 point of the last level alone"
+        )
+        return {status: f"Swept {len(swept.rows)} k_1 values: {found}.", figure: plots.sweep_figure(swept.frame(),
+                swept.smallest_k1), table: gr.Dataframe(swept.frame().round(3), visible=True)}  # fmt: skip
+
+    run.click(sweep, [first, last, k1s, *dataset_inputs], [status, figure, table], concurrency_limit=LONG_CONCURRENCY,
+              concurrency_id="long", api_name="sweep_k1", api_visibility="undocumented")  # fmt: skip

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import gradio as gr
+import pandas as pd
 
 from analysis import hardware, plots, whatif
 from analysis.engine import Engine
+from analysis.report import Section, build_report
 from analysis.table1 import NOTES
-from ui.common import PROGRESS, guarded
+from ui.common import PROGRESS, guarded, report_file
 from ui.formatting import PAPER_ALPHA, real_units_summary, whatif_summary
 
 
@@ -38,6 +40,10 @@ def whatif_tab(engine: Engine) -> dict:
     summary = gr.Markdown(elem_id="whatif-summary")
     real_units = gr.Markdown(elem_id="whatif-real-units")
     figure = gr.Plot(elem_id="whatif-plot")
+    with gr.Row():
+        report_button = gr.Button("Download report", elem_id="whatif-report-button")
+        report = gr.File(label="Report (one HTML file: inputs, charts, tables; opens offline)", visible=False,
+                         elem_id="whatif-report")  # fmt: skip
     table_button = gr.Button("Show Table 1 (both MAC modes)")
     tables = gr.Markdown()
     paper_table = gr.Dataframe(label="MACs: paper (THOP, as printed)", visible=False)
@@ -57,6 +63,33 @@ def whatif_tab(engine: Engine) -> dict:
         return {summary: whatif_summary(model, n, a, macs_mode), figure: plot, real_units: money}
 
     outputs = [summary, figure, real_units]
+
+    @guarded(summary)
+    def make_report(family_title, chosen, macs_mode, x_n, a, x_q, first_k, second_k, profile_name, percent, usd_h,
+                    watts):  # fmt: skip
+        n, q = int(round(10**x_n)), int(round(10**x_q))
+        model = engine.cost_model.whatif(family_title, chosen, macs_mode, n, a, q, (int(first_k), int(second_k)))
+        chosen_profile = hardware.accelerator_profile(profile_name, float(percent) / 100, usd_h, watts)
+        values = {"family": family_title, "cascade": " > ".join(model.levels), "ks handed on": model.ks,
+                  "MAC counting": macs_mode, "gallery N": n, "alpha": a, "queries Q": q,
+                  "hardware": chosen_profile.label,
+                  "price per hour (USD)": usd_h, "power (W)": watts}  # fmt: skip
+        tables = (("GMACs per image", pd.DataFrame({"encoder": list(model.image_gmacs),
+                                                    "GMACs per image": list(model.image_gmacs.values())})),
+                  ("Break-even with each encoder alone (queries)",
+                   pd.DataFrame({"encoder alone": list(model.break_even),
+                                 "break-even query": list(model.break_even.values())})))  # fmt: skip
+        text = (
+            whatif_summary(model, n, a, macs_mode)
+            + "\n\n"
+            + real_units_summary(whatif.real_units(model, chosen_profile), model.break_even)
+        )
+        section = Section("The cost model", text, (plots.whatif_figure(model.curves, model.break_even),), tables)
+        document = build_report("What-if: the cost model", values, [section])
+        return {report: gr.File(report_file("whatif-report.html", document), visible=True)}
+
+    report_button.click(make_report, inputs, [summary, report], api_name="whatif_report",
+                        api_visibility="undocumented", concurrency_id="whatif")  # fmt: skip
     gr.on([c.change for c in inputs], update, inputs, outputs, api_visibility="private",
           concurrency_id="whatif", trigger_mode="always_last")  # fmt: skip
 
