@@ -118,6 +118,7 @@ def ray_embed(
     missing = [image_id for image_id in todo if image_id not in corpus.paths]
     if missing:
         raise CorpusError(f"the ray engine reads image files; {len(missing)} image(s) have none, e.g. {missing[0]}")
+    rows_per_shard = max(1, min(rows_per_shard, math.ceil(len(todo) / workers)))  # every actor gets a block
     ray, started = _start_ray(address, workers)
     try:
         for shard in _run_pipeline(ray, make_encoder, corpus, todo, shard_dir, workers, batch_size, rows_per_shard):
