@@ -23,7 +23,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from cascade.index import build_faiss, exact_top_k, parse_index
-from cascade.search import _dot, _half_top_k, _max_row_norm, _top_k
+from cascade.ranking import half_top_k as _half_top_k
+from cascade.ranking import max_row_norm as _max_row_norm
+from cascade.ranking import top_k as _top_k
+from cascade.search import _dot
 
 DIM, CENTRES, K, N_QUERIES = 512, 4096, 50, 200
 FACTORIES = ("faiss:HNSW32", "faiss:IVF4096,PQ64@nprobe=32")
