@@ -45,8 +45,9 @@ def run(args: argparse.Namespace) -> int:
         report = common.build(searcher, args)
         measured = searcher.index_recall(args.index_k or presets.get(args.preset).ks[0])
     payload = {"images": report.images, "embedded": report.embedded, "reused": report.reused,
-               "skipped": len(corpus.skipped), "index": plan.spec.name}  # fmt: skip
-    if measured is not None:
+               "skipped": len(corpus.skipped)}  # fmt: skip
+    if measured is not None:  # the exact row stays the documented one
+        payload["index"] = plan.spec.name
         payload["index_recall"] = {"k": measured.k, "recall": measured.recall, "queries": measured.queries,
                                    "source": measured.source, "min_recall": plan.min_recall}  # fmt: skip
     text = (f"{report.images} images: {report.embedded} embedded, {report.reused} reused from the cache, "
