@@ -17,16 +17,23 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Protocol
 
 import numpy as np
 import torch
 
+from cascade import index as indexes
 from cascade.cache import FeatureCache, MemoryCache
 from cascade.corpus import Corpus, ProgressFn
 from cascade.encoders.base import BiEncoder, CrossEncoder, ImageTower
 from cascade.errors import ConfigError
+from cascade.index import FaissIndex, IndexPlan, IndexRecall
+from cascade.ranking import half_top_k, max_row_norm
+from cascade.ranking import top_k as _top_k
 from cascade.types import BuildReport, CascadeConfig, LevelTrace, SearchResult, validate_ks
+from cascade.types import check_query as _check_query
+from cascade.types import level_trace as _trace
 
 
 class QueryLog(Protocol):
@@ -47,6 +54,8 @@ class CascadeSearcher:
         cache: persistent feature cache shared by all levels (default: in memory).
         log: optional query log; every search is recorded exactly once.
         batch_size: images per forward pass when embedding.
+        index: how level 1 ranks the gallery (default: exact float32 matmul, the reference);
+            an approximate index is built at ``build`` and served only above its recall gate.
 
     Thread safety: ``search`` may be called from several threads at once. A
     level's misses are claimed image by image before they are encoded, so two
@@ -61,6 +70,7 @@ class CascadeSearcher:
         cache: FeatureCache | None = None,
         log: QueryLog | None = None,
         batch_size: int = 32,
+        index: IndexPlan | None = None,
     ) -> None:
         _check_levels(levels)
         if len(corpus) == 0:
@@ -71,6 +81,10 @@ class CascadeSearcher:
         self.log = log
         self.batch_size = batch_size
         self._matrix: np.ndarray | None = None  # (N, d) level-1 embeddings, corpus order
+        self.index = index if index is not None else IndexPlan()
+        self._faiss: FaissIndex | None = None
+        self._half_norm = 1.0  # largest row norm of a float16 matrix (bounds its rounding)
+        self._recall_lock = threading.Lock()
         self._build_lock = threading.Lock()
         self._level_memory: list[dict[str, np.ndarray]] = [{} for _ in self.levels]
         self._level_locks = [threading.Lock() for _ in self.levels]  # guard memory and in-flight claims only
@@ -103,7 +117,7 @@ class CascadeSearcher:
                 cached.update(fresh)
                 if progress is not None:
                     progress(len(cached), len(self.corpus))
-            self._matrix = np.stack([cached[image_id] for image_id in self.corpus.ids]).astype(np.float32, copy=False)
+            self._install(cached)
             return BuildReport(
                 encoder=first.id,
                 images=len(self.corpus),
@@ -112,11 +126,36 @@ class CascadeSearcher:
                 image_macs=len(todo) * first.image_macs,
             )
 
+    def _install(self, cached: Mapping[str, np.ndarray]) -> None:
+        """Stack level 1's rows in corpus order in the plan's dtype; load or build its FAISS index."""
+        self.use_level1_matrix(indexes.stack_rows(cached, self.corpus.ids, self.index.spec.dtype))
+        if self.index.spec.approximate:
+            key = (self.levels[0].id, self.corpus.fingerprint, self.index.spec.factory)
+            self._faiss = indexes.load_or_build(self.index, self._matrix, key)
+
     def use_level1_matrix(self, matrix: np.ndarray) -> None:
         """Install precomputed level-1 embeddings ``(N, d)`` in corpus order (benchmarks, float16 ok)."""
         if matrix.shape[0] != len(self.corpus):
             raise ConfigError(f"matrix has {matrix.shape[0]} rows for {len(self.corpus)} images")
         self._matrix = matrix
+        if matrix.dtype == np.float16:
+            self._half_norm = max_row_norm(matrix)
+
+    def index_recall(self, k: int) -> IndexRecall | None:
+        """Level 1's recall@k with the approximate index against exact (measured once, kept with the index).
+
+        None for exact search. Queries: the gallery's captions (encoded by level 1) when it
+        has them, else gallery embeddings, each query's own image left out.
+        """
+        if not self.index.spec.approximate:
+            return None
+        if self._matrix is None:
+            self.build()
+        with self._recall_lock:
+            queries = partial(
+                indexes.sample_queries, self.corpus, self.levels[0], self._matrix, self.index.sample_queries
+            )
+            return indexes.recall_of(self._faiss, self.index, self._matrix, k, queries)
 
     # -- search --------------------------------------------------------------------------------
 
@@ -142,6 +181,8 @@ class CascadeSearcher:
         validate_ks(tuple(ks), n_levels=len(self.levels), n_images=len(self.corpus))
         if self._matrix is None:
             self.build()
+        if self.index.spec.approximate:
+            indexes.check_recall(self.index_recall(ks[0]), self.index.min_recall)
         embeddings = dict(text_embeddings or {})  # text tower id -> this query's embedding
         billed: set[str] = set()  # text towers whose cost this query has paid
         first = self._run_level(0, self.levels[0], query, list(self.corpus.ids), ks[0], embeddings, billed)
@@ -168,6 +209,11 @@ class CascadeSearcher:
         validate_ks(tuple(ks), n_levels=len(self.levels), n_images=len(self.corpus))
         if self._matrix is None:
             self.build()
+        if self._faiss is not None or self._matrix.dtype != np.float32:  # not one matmul: query by query
+            given = dict(text_embeddings or {})
+            for i, query in enumerate(queries):
+                yield self.search(query, ks, {tower: rows[i] for tower, rows in given.items()})
+            return
         first, given = self.levels[0], dict(text_embeddings or {})
         block = max(1, min(_BLOCK_QUERIES, _BLOCK_SCORES // len(self.corpus)))
         for start in range(0, len(queries), block):
@@ -222,6 +268,10 @@ class CascadeSearcher:
                 billed.add(tower)
                 text_macs = level.text_macs
             query_embedding = text_embeddings[tower]
+        if index == 0 and (self._faiss is not None or self._matrix.dtype == np.float16):
+            positions, kept = self._rank_level1(query_embedding, k)
+            latency_ms = (time.perf_counter() - started) * 1000.0
+            return _trace(level, k, candidates, kept, positions, [], text_macs, latency_ms, kept=True)
         if index == 0:
             features, missed = self._matrix, []
             scores = _dot(features, query_embedding)
@@ -235,6 +285,12 @@ class CascadeSearcher:
         order = _top_k(scores, k)
         latency_ms = (time.perf_counter() - started) * 1000.0
         return _trace(level, k, candidates, scores, order, missed, text_macs, latency_ms)
+
+    def _rank_level1(self, query_embedding: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(corpus positions, scores) of level 1's k best, best first, on FAISS or float16 storage."""
+        if self._faiss is not None:
+            return self._faiss.search(query_embedding, k)
+        return half_top_k(self._matrix, query_embedding, k, self._half_norm)
 
     def _features(self, index: int, level: ImageTower, candidates: list[str]) -> tuple[np.ndarray, list[str]]:
         """Features of ``candidates`` for level ``index`` (stacked in order) and the ids encoded now.
@@ -293,41 +349,6 @@ def _check_levels(levels: Sequence[ImageTower]) -> None:
             raise ConfigError(f"a cross-encoder can only be the last stage, got {level.id} before the end")
 
 
-def _check_query(query: object) -> None:
-    if not isinstance(query, str) or not query.strip():
-        raise ConfigError("the query is empty")
-    try:
-        query.encode("utf-8")
-    except UnicodeEncodeError:  # e.g. a lone surrogate sent as JSON "\ud800": no tokenizer or database takes it
-        raise ConfigError("the query is not valid text (it holds an unpaired surrogate character)") from None
-
-
-def _trace(
-    level: ImageTower,
-    k: int,
-    candidates: Sequence[str],
-    scores: np.ndarray,
-    order: np.ndarray,
-    missed: list[str],
-    text_macs: int,
-    latency_ms: float,
-) -> LevelTrace:
-    return LevelTrace(
-        encoder=level.id,
-        k=k,
-        candidates=len(candidates),
-        hits=len(candidates) - len(missed),
-        misses=len(missed),
-        image_macs=len(missed) * level.image_macs,
-        text_macs=text_macs,
-        latency_ms=latency_ms,
-        ids=tuple(candidates[i] for i in order),
-        scores=tuple(float(scores[i]) for i in order),
-        macs_per_image=level.image_macs,
-        missed_ids=frozenset(missed),
-    )
-
-
 _UPCAST_ROWS = 1 << 16
 _BLOCK_QUERIES = 256  # queries ranked per level-1 matmul in search_many
 _BLOCK_SCORES = 1 << 23  # at most this many (query, image) scores at once: 32 MiB of float32
@@ -356,23 +377,6 @@ def _dot_block(features: np.ndarray, queries: np.ndarray) -> np.ndarray:
     for start in range(0, len(features), _UPCAST_ROWS):
         out[:, start : start + _UPCAST_ROWS] = queries @ features[start : start + _UPCAST_ROWS].astype(np.float32).T
     return out
-
-
-def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the k best scores, best first; ties keep the candidates' incoming order.
-
-    That holds at the cut too: of the candidates tied with the k-th best score, the
-    earliest are kept (``argpartition`` alone would pick among them arbitrarily).
-    """
-    if k < len(scores):
-        kth = np.partition(scores, len(scores) - k)[len(scores) - k]  # the k-th best value
-        above = np.flatnonzero(scores > kth)
-        tied = np.flatnonzero(scores == kth)[: k - len(above)]
-        part = np.concatenate([above, tied])
-    else:
-        part = np.arange(len(scores))
-    order = np.lexsort((part, -scores[part]))  # primary: score desc; secondary: incoming rank
-    return part[order]
 
 
 def _encode_batches(

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # importing the value types loads no numpy (tests/test_layering.py)
+    import numpy as np
 
 from cascade.errors import ConfigError
 
@@ -144,3 +149,41 @@ class BuildReport:
     embedded: int
     reused: int
     image_macs: int
+
+
+def check_query(query: object) -> None:
+    """Raise ConfigError unless ``query`` is non-blank text every tokenizer and database takes."""
+    if not isinstance(query, str) or not query.strip():
+        raise ConfigError("the query is empty")
+    try:
+        query.encode("utf-8")
+    except UnicodeEncodeError:  # e.g. a lone surrogate sent as JSON "\ud800": no tokenizer or database takes it
+        raise ConfigError("the query is not valid text (it holds an unpaired surrogate character)") from None
+
+
+def level_trace(
+    level,
+    k: int,
+    candidates: Sequence[str],
+    scores: np.ndarray,
+    order: np.ndarray,
+    missed: list[str],
+    text_macs: int,
+    latency_ms: float,
+    kept: bool = False,
+) -> LevelTrace:
+    """The trace of one level; ``kept``: ``scores`` are already the kept ones, aligned with ``order``."""
+    return LevelTrace(
+        encoder=level.id,
+        k=k,
+        candidates=len(candidates),
+        hits=len(candidates) - len(missed),
+        misses=len(missed),
+        image_macs=len(missed) * level.image_macs,
+        text_macs=text_macs,
+        latency_ms=latency_ms,
+        ids=tuple(candidates[i] for i in order),
+        scores=tuple(float(score) for score in scores) if kept else tuple(float(scores[i]) for i in order),
+        macs_per_image=level.image_macs,
+        missed_ids=frozenset(missed),
+    )

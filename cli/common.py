@@ -17,6 +17,7 @@ from cascade import datasets
 from cascade.corpus import Corpus
 from cascade.encoders import create_encoder
 from cascade.errors import ConfigError
+from cascade.index import IndexPlan, IndexRecall, parse_index
 from cascade.paths import default_db_path
 from cascade.types import CascadeConfig
 from cli.guard import UsageError
@@ -50,6 +51,36 @@ def cascade_args(p: argparse.ArgumentParser, with_ks: bool = True) -> None:
     p.add_argument("--levels", type=comma_list, help="encoders, cheapest first, e.g. shapes:small,shapes:large")
     if with_ks:
         p.add_argument("--ks", type=comma_ints, help="one k per level, non-increasing, e.g. 100,10")
+
+
+def index_args(p: argparse.ArgumentParser) -> None:
+    """``--index`` and ``--min-index-recall``: how level 1 ranks the gallery."""
+    p.add_argument("--index", default="exact", type=index_spec,
+                   help="level 1: exact (default), exact:float16 (half the memory) or faiss:FACTORY[@PARAMS], "
+                        "e.g. faiss:HNSW32, faiss:IVF4096,PQ64@nprobe=64")  # fmt: skip
+    p.add_argument("--min-index-recall", type=float, default=0.95,
+                   help="refuse an approximate index whose level-1 recall@k_1 against exact is below this "
+                        "(default: %(default)s)")  # fmt: skip
+
+
+def index_spec(text: str):
+    try:
+        return parse_index(text)
+    except ConfigError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def index_plan(args: argparse.Namespace) -> IndexPlan:
+    """The level-1 index of the command; FAISS files live beside the database (``DB.indexes/``)."""
+    db = Path(getattr(args, "db", None) or default_db_path()).expanduser()
+    return IndexPlan(spec=args.index, folder=db.with_name(db.name + ".indexes"), min_recall=args.min_index_recall)
+
+
+def recall_line(measured: IndexRecall | None) -> str:
+    if measured is None:
+        return ""
+    return (f"level 1 on {measured.spec}: recall@{measured.k} against exact {measured.recall:.3f} "
+            f"({measured.queries} {measured.source} queries)")  # fmt: skip
 
 
 def positive_int(text: str) -> int:

@@ -33,6 +33,7 @@ def register(sub) -> None:
         help="replay your own query log instead of --workload: text (one query a line) or CSV/Parquet "
         f"with a 'query' column (optional count, timestamp); at most {MAX_FILE_BYTES // 2**20} MiB",
     )
+    common.index_args(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
         queries, name, extra = list(log.queries), f"file:{log.name}", {"skipped_empty": log.skipped_empty}
     else:
         queries, name = workload(corpus, args.workload, args.queries, args.seed), args.workload
-    searcher = CascadeSearcher([create_encoder(level) for level in preset.levels], corpus)
+    levels = [create_encoder(level) for level in preset.levels]
+    searcher = CascadeSearcher(levels, corpus, index=common.index_plan(args))
     common.build(searcher, args)
     with common.bar(args, "queries", len(queries)) as bar:
         result = replay(searcher, queries, preset.ks, name, on_query=lambda done, *_: bar.update())

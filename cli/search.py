@@ -18,6 +18,7 @@ def register(sub) -> None:
     p.add_argument("--images", help="image folder (default: the preset's gallery)")
     p.add_argument("--dataset", choices=datasets.names(), help="a hub gallery by name instead of --images")
     common.cascade_args(p)
+    common.index_args(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -28,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
         corpus = common.corpus(args, store)
         config = common.fitted(config, args, len(corpus))
         config.check_corpus_size(len(corpus))
-        searcher = CascadeSearcher(common.levels(args), corpus, cache=store, log=store)
+        searcher = CascadeSearcher(common.levels(args), corpus, cache=store, log=store, index=common.index_plan(args))
         common.build(searcher, args)
         result = searcher.search(args.query, config.ks)
     payload = levels_json(search_json(result, corpus), corpus)
