@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -121,7 +122,9 @@ def _captioning_checkpoint(path: Path) -> None:
     torch.save({"model": state}, path)
 
 
-@pytest.mark.parametrize("damage", ["corrupt", "pickled code", "captioning", "no tokenizer", "no tokenizer dir"])
+@pytest.mark.parametrize(
+    "damage", ["corrupt", "corrupt 2", "truncated", "pickled code", "captioning", "no tokenizer", "no tokenizer dir"]
+)
 def test_bad_inputs_are_one_line_and_write_nothing(tmp_path, bert_dir, damage, monkeypatch, capsys):
     from huggingface_hub import constants
 
@@ -130,13 +133,18 @@ def test_bad_inputs_are_one_line_and_write_nothing(tmp_path, bert_dir, damage, m
     tokenizer = ["--tokenizer", str(bert_dir)]
     expected = {
         "corrupt": "not a readable PyTorch checkpoint",
+        "corrupt 2": "not a readable PyTorch checkpoint",
+        "truncated": "not a readable PyTorch checkpoint",
         "pickled code": "pickled objects besides tensors",
         "captioning": "no ITM head",
         "no tokenizer": "bert-base-uncased is not in the HF cache; pass --tokenizer DIR",
         "no tokenizer dir": "has neither vocab.txt nor tokenizer.json",
     }[damage]
-    if damage == "corrupt":
-        source.write_bytes(os.urandom(4096))
+    if damage.startswith("corrupt"):  # seeded: random bytes break the unpickler in a different way for each seed
+        source.write_bytes(random.Random(damage).randbytes(4096))
+    elif damage == "truncated":
+        save_original_checkpoint(source)
+        source.write_bytes(source.read_bytes()[: source.stat().st_size // 2])
     elif damage == "pickled code":
         torch.save({"model": RunsCode(marker)}, source)
     elif damage == "captioning":

@@ -142,7 +142,7 @@ def read_original(source: Path) -> dict[str, torch.Tensor]:
                 f"{source} holds pickled objects besides tensors and was not loaded (pickled code is never run)"
             ) from None
         raise WeightsUnavailable(f"{source} is not a readable PyTorch checkpoint (corrupt or truncated?)") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as err:
+    except Exception as err:  # a damaged file breaks the unpickler in many ways (IndexError, KeyError, struct.error...)
         first_line = (str(err).splitlines() or [type(err).__name__])[0]
         raise WeightsUnavailable(f"{source} is not a readable PyTorch checkpoint ({first_line})") from None
     state = checkpoint.get("model", checkpoint) if isinstance(checkpoint, dict) else None
