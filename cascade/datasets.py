@@ -169,6 +169,7 @@ def _shard_entries(dataset: HubDataset, root: Path, shard: int, how: str) -> lis
     tar_path = hub.dataset_file(dataset.repo_id, f"{dataset.split}/{shard}.tar", how)
     entries = []
     try:
+        _check_whole(tar_path)
         for key, files in _samples(tar_path):
             entries.append(_write_sample(dataset, root, f"{dataset.split}/{shard}.tar", key, files))
     except (tarfile.TarError, EOFError, zlib.error) as err:
@@ -177,6 +178,21 @@ def _shard_entries(dataset: HubDataset, root: Path, shard: int, how: str) -> lis
                           "it was dropped from the cache: run again to download it anew") from None  # fmt: skip
     _write_json(marker, {"images": entries})
     return entries
+
+
+def _check_whole(tar_path: Path) -> None:
+    """Raise ``tarfile.ReadError`` unless the archive ends in its end-of-archive marker.
+
+    A download cut at a member boundary reads as a valid, shorter archive, whose last sample may
+    lack its captions; without this check that would pass for a bad sample and never be fetched again.
+    One pass over the headers only (tarfile seeks past the members' data).
+    """
+    with tarfile.open(tar_path, mode="r:*") as tar:
+        for _ in tar:
+            pass
+        tar.fileobj.seek(tar.offset)
+        if tar.fileobj.read(2 * tarfile.BLOCKSIZE) != bytes(2 * tarfile.BLOCKSIZE):
+            raise tarfile.ReadError("it ends without the end-of-archive marker")
 
 
 def _samples(tar_path: Path) -> Iterator[tuple[str, dict[str, bytes]]]:
