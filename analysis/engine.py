@@ -38,6 +38,7 @@ from cascade.corpus import Corpus
 from cascade.encoders import create_encoder, is_cross_encoder, known_names
 from cascade.encoders.base import ImageTower
 from cascade.errors import CascadeError, ConfigError
+from cascade.index import IndexPlan, parse_index
 from cascade.paths import cache_dir
 from cascade.search import CascadeSearcher
 from cascade.types import CascadeConfig, SearchResult
@@ -45,15 +46,23 @@ from cascade.types import CascadeConfig, SearchResult
 
 @dataclass(frozen=True)
 class Choice:
-    """One session's cascade: a gallery, encoder names cheapest first (a cross-encoder last), one k per level."""
+    """One session's cascade: a gallery, encoder names cheapest first (a cross-encoder last), one k per level,
+    and what level 1 ranks with (``exact``, ``exact:float16`` or ``faiss:FACTORY``; see ``cascade.index``)."""
 
     gallery: GallerySource
     levels: tuple[str, ...]
     ks: tuple[int, ...]
+    index: str = "exact"
 
     def config(self) -> CascadeConfig:
         """The validated configuration (names, not weight ids); raises ConfigError with one line."""
+        parse_index(self.index)
         return CascadeConfig(levels=self.levels, ks=self.ks)
+
+    @property
+    def key(self) -> tuple:
+        """What a built searcher is shared by: the gallery, the levels and level 1's index (ks are per search)."""
+        return self.gallery.normalised(), self.levels, self.index
 
 
 @dataclass(frozen=True)
@@ -190,12 +199,14 @@ class Engine:
             if progress is not None:
                 progress("loading the encoders", 0, 0)
             # No log on the shared searcher: searches and replays log explicitly, evaluations do not.
-            searcher = CascadeSearcher([self._create(name) for name in choice.levels], corpus, cache=self.store)
+            plan = IndexPlan(spec=choice.index, folder=self.store.path.with_name(self.store.path.name + ".indexes"))
+            searcher = CascadeSearcher([self._create(name) for name in choice.levels], corpus, cache=self.store,
+                                       index=plan)  # fmt: skip
             embed = None if progress is None else (lambda done, total: progress("embedding", done, total))
             searcher.build(progress=embed)
             return searcher
 
-        return self._searchers.get((choice.gallery.normalised(), choice.levels), make)
+        return self._searchers.get(choice.key, make)
 
     def search(self, choice: Choice, query: str, progress: Progress | None = None) -> SearchOutcome:
         """Run and log one query through the session's cascade."""
@@ -216,7 +227,7 @@ class Engine:
     # -- the log -------------------------------------------------------------------------------
 
     def _built(self, choice: Choice) -> CascadeSearcher | None:
-        searcher = self._searchers.peek((choice.gallery.normalised(), choice.levels))
+        searcher = self._searchers.peek(choice.key)
         return searcher if isinstance(searcher, CascadeSearcher) else None
 
     def cost_view(self, choice: Choice, first_queries: int = 50) -> CostView | None:

@@ -238,10 +238,22 @@ def _controls(**changes) -> list:
     """The Search tab's control values (gallery, folder, uploads, n_levels, 4 names, 4 ks, re-ranker)."""
     values = {"gallery": "built-in world", "folder": "", "uploads": None, "n_levels": 2,
               "names": ["fake:small", "fake:large", "fake:small", "fake:small"], "ks": [20, 5, 10, 10],
-              "rerank": False, "rerank_name": "fake:cross", "rerank_k": 3}  # fmt: skip
+              "rerank": False, "rerank_name": "fake:cross", "rerank_k": 3, "index": "exact"}  # fmt: skip
     values.update(changes)
     return [values["gallery"], values["folder"], values["uploads"], values["n_levels"], *values["names"],
-            *values["ks"], values["rerank"], values["rerank_name"], values["rerank_k"]]  # fmt: skip
+            *values["ks"], values["rerank"], values["rerank_name"], values["rerank_k"], values["index"]]  # fmt: skip
+
+
+def test_level_one_on_a_faiss_index_is_a_choice_of_the_page(engine):
+    exact = engine.search(choice_from(*_controls()), "a red circle")
+    hnsw_choice = choice_from(*_controls(index="faiss:HNSW32"))
+    assert hnsw_choice.index == "faiss:HNSW32" and hnsw_choice.key != choice_from(*_controls()).key
+    hnsw = engine.search(hnsw_choice, "a red circle")
+    # 40 images: HNSW's search breadth covers the gallery, so its top 20 is exact's; later levels re-score exactly.
+    assert [level.ids for level in hnsw.result.levels] == [level.ids for level in exact.result.levels]
+    assert engine.store.path.with_name(engine.store.path.name + ".indexes").is_dir()  # saved beside the database
+    with pytest.raises(ConfigError, match="faiss"):
+        engine.validate(choice_from(*_controls(index="faiss:")))
 
 
 def test_controls_make_the_sessions_choice():

@@ -13,12 +13,15 @@ from ui.common import MAX_LEVELS, Session, describe
 from ui.formatting import describe_choice
 
 GALLERY_LABELS = {"built-in world": "world", "server folder": "folder", "uploaded images": "upload"}
+# Level 1's index (cascade.index): the exact reference, half the memory, or FAISS for large galleries
+# (an approximate index is measured against exact first and refused below 0.95 recall@k_1).
+INDEX_CHOICES = ("exact", "exact:float16", "faiss:HNSW32", "faiss:IVF256,Flat")
 
 
 def choice_from(gallery: str, folder: str, uploads: Sequence[str] | None, n_levels: int, *rest) -> Choice:
     """The session's Choice from the Search tab's controls (names and ks per level, then the re-ranker)."""
     names, ks = rest[:MAX_LEVELS], rest[MAX_LEVELS : 2 * MAX_LEVELS]
-    rerank, rerank_name, rerank_k = rest[2 * MAX_LEVELS :]
+    rerank, rerank_name, rerank_k, *index = rest[2 * MAX_LEVELS :]
     kind = GALLERY_LABELS[gallery]
     source = GallerySource(kind, path=folder or "", uploads=tuple(str(p) for p in uploads or ()))
     levels, level_ks = list(names[: int(n_levels)]), list(ks[: int(n_levels)])
@@ -30,7 +33,8 @@ def choice_from(gallery: str, folder: str, uploads: Sequence[str] | None, n_leve
             raise ConfigError(f"stage {number} has no encoder")
         if k is None:
             raise ConfigError(f"stage {number} has no k")
-    return Choice(source.normalised(), tuple(str(n).strip() for n in levels), tuple(int(k) for k in level_ks))
+    return Choice(source.normalised(), tuple(str(n).strip() for n in levels), tuple(int(k) for k in level_ks),
+                  index=str(index[0]).strip() if index and index[0] else "exact")  # fmt: skip
 
 
 @dataclass
@@ -48,10 +52,11 @@ class CascadeControls:
     rerank: gr.Checkbox
     rerank_name: gr.Dropdown
     rerank_k: gr.Number
+    index: gr.Dropdown
 
     def values(self) -> list:
         return [self.gallery, self.folder, self.uploads, self.n_levels, *self.names, *self.ks, self.rerank,
-                self.rerank_name, self.rerank_k]  # fmt: skip
+                self.rerank_name, self.rerank_k, self.index]  # fmt: skip
 
 
 def cascade_controls(engine: Engine) -> CascadeControls:
@@ -79,8 +84,10 @@ def cascade_controls(engine: Engine) -> CascadeControls:
         rerank_name = gr.Dropdown(cross_names, value=preset.reranker or cross_names[0], allow_custom_value=True,
                                   label="Re-ranker", visible=False, scale=3)  # fmt: skip
         rerank_k = gr.Number(preset.ks[-1], precision=0, minimum=1, label="k (re-ranked)", visible=False, scale=1)
+        index = gr.Dropdown(list(INDEX_CHOICES), value="exact", allow_custom_value=True, label="Level-1 index",
+                            scale=2, elem_id="level1-index")  # fmt: skip
     return CascadeControls(preset_box, gallery, folder, uploads, n_levels, rows, names, ks, rerank, rerank_name,
-                           rerank_k)  # fmt: skip
+                           rerank_k, index)  # fmt: skip
 
 
 def validated(engine: Engine, state: Session, values: Sequence) -> tuple[Session, str]:
