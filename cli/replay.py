@@ -11,7 +11,7 @@ import argparse
 from analysis import presets, report
 from analysis.query_logs import MAX_FILE_BYTES, read_query_log
 from analysis.replay import WORKLOADS, replay, workload
-from cascade import units
+from cascade import datasets, units
 from cascade.encoders import create_encoder
 from cascade.search import CascadeSearcher
 from cli import common
@@ -25,6 +25,8 @@ def register(sub) -> None:
     p.add_argument("--queries", type=common.positive_int, default=2000, help="how many queries (default: %(default)s)")
     p.add_argument("--gallery", default="lifetime", choices=presets.GALLERIES,
                    help="lifetime: the preset's large collection (default); test: its evaluation gallery")  # fmt: skip
+    p.add_argument("--dataset", choices=datasets.names(),
+                   help="a hub dataset's gallery instead of --gallery (its captions make the workload)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
     common.report_arg(p)
     p.add_argument(
@@ -37,7 +39,11 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    preset, corpus = presets.get(args.preset), presets.gallery(args.preset, args.gallery)
+    preset = presets.get(args.preset)
+    if args.dataset:
+        corpus, where = common.named_dataset(args, args.dataset), args.dataset
+    else:
+        corpus, where = presets.gallery(args.preset, args.gallery), args.gallery
     extra = {}
     if args.queries_file:  # read and checked whole before anything runs: a bad file replays nothing
         log = read_query_log(args.queries_file)
@@ -49,15 +55,15 @@ def run(args: argparse.Namespace) -> int:
     common.build(searcher, args)
     with common.bar(args, "queries", len(queries)) as bar:
         result = replay(searcher, queries, preset.ks, name, on_query=lambda done, *_: bar.update())
-    row = {**result.as_json(), **extra, "gallery": args.gallery, "images": len(corpus), "ks": list(preset.ks)}
+    row = {**result.as_json(), **extra, "gallery": where, "images": len(corpus), "ks": list(preset.ks)}
     alone = f"{units.gmacs(result.baseline_image_macs):,.1f} GMACs for {preset.levels[-1]} alone"
     common.emit(args, row,
-                f"{row['workload']}: {row['queries']} queries on the {args.gallery} gallery ({len(corpus):,} images, "
+                f"{row['workload']}: {row['queries']} queries on the {where} gallery ({len(corpus):,} images, "
                 f"ks {preset.ks}): alpha {row['alpha']:.3f}, cascade {units.gmacs(result.cascade_image_macs):,.1f} "
                 f"GMACs vs {alone}: {row['reduction']:.2f}x")  # fmt: skip
     if args.report:
         inputs = {"command": "cascade replay", "preset": args.preset, "cascade": " > ".join(preset.levels),
-                  "ks": preset.ks, "gallery": f"{args.gallery} ({len(corpus):,} images)", "workload": name,
+                  "ks": preset.ks, "gallery": f"{where} ({len(corpus):,} images)", "workload": name,
                   "queries": len(queries), "seed": args.seed if not args.queries_file else "",
                   "queries file": args.queries_file or ""}  # fmt: skip
         common.write_report(args.report, report.build_report("Replay: measured cost", inputs,

@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 
 from analysis.presets import PAPER_TAGS
+from analysis.replay import workload
+from cascade.corpus import Corpus
 from tests import hubsim
 from tests.conftest import ROOT
 
@@ -94,6 +96,18 @@ def test_a_second_start_reads_the_materialised_folder_only(simulated):
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout) == {"images": N_FLICKR, "embedded": 0, "reused": N_FLICKR, "skipped": 0}
     assert {p.name: p.stat().st_mtime_ns for p in images} == stamps
+
+
+def test_replay_runs_on_a_named_dataset(simulated):
+    """The shapes preset's cascade over the simulated Flickr30k photos: the gallery, and a workload of its captions."""
+    done = cascade(simulated, "replay", "--dataset", "flickr30k", "--workload", "uniform", "--queries", "12",
+                   "--json", "--quiet")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    row = json.loads(done.stdout)
+    assert (row["gallery"], row["images"], row["queries"]) == ("flickr30k", N_FLICKR, 12)
+    root = simulated["cache_dir"] / "datasets" / "flickr30k"
+    queries = workload(Corpus.from_karpathy(root / "captions.json", root), "uniform", 12, seed=0)  # the input
+    assert row["distinct_queries"] == len(set(queries)) and 0 < row["alpha"] <= 1
 
 
 @pytest.mark.parametrize(
