@@ -359,7 +359,9 @@ class Engine:
             return f"{self.preset.name}:test"
         if source.kind == "karpathy":
             return f"{Path(source.path).name}:test"
-        raise ConfigError("evaluation needs captions: the built-in gallery or a Karpathy dataset")
+        if source.kind == "dataset":
+            return f"{source.path}:test"
+        raise ConfigError("evaluation needs captions: the built-in gallery, a hub dataset or a Karpathy dataset")
 
     def evaluate(
         self, choices: Sequence[Choice], dataset: GallerySource, limit: int | None, progress: Progress | None = None

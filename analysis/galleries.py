@@ -12,13 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from analysis.shared import SharedObjects
+from cascade import datasets
 from cascade.corpus import Corpus
 from cascade.errors import ConfigError, CorpusError
 
 Progress = Callable[[str, int, int], None]
 """``(what, done, total)``: what is being done ("embedding", "queries"), and how far; ``total`` 0: not counted."""
 
-GALLERY_KINDS = ("world", "folder", "upload", "karpathy")
+GALLERY_KINDS = ("world", "folder", "upload", "karpathy", "dataset")
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,8 @@ class GallerySource:
             return GallerySource("folder", path=self.path.strip())
         if self.kind == "karpathy":
             return GallerySource("karpathy", path=self.path.strip(), image_root=self.image_root.strip())
+        if self.kind == "dataset":  # a hub dataset by name (cascade.datasets): flickr30k, coco
+            return GallerySource("dataset", path=self.path.strip())
         if self.kind == "upload":
             return GallerySource("upload", uploads=tuple(self.uploads))
         return GallerySource(self.kind)
@@ -67,8 +70,10 @@ class Galleries:
         self._loaded = SharedObjects(capacity)
 
     def allowed_paths(self) -> list[str]:
-        """The only folders the app may serve files from: the built-in world and the shared folders."""
-        return [str(self.world_root)] + [str(folder) for folder in self.folders]
+        """The only folders the app may serve files from: the built-in world, the hub datasets' images and the
+        shared folders."""
+        hub = [str(datasets.folder(name) / "images") for name in datasets.names()]
+        return [str(self.world_root), *hub] + [str(folder) for folder in self.folders]
 
     def loaded(self, source: GallerySource) -> Corpus | None:
         """The corpus of ``source`` if it is loaded already (no loading, no checks)."""
@@ -89,6 +94,9 @@ class Galleries:
             return self._loaded.get(source, lambda: Corpus.from_karpathy(json_path, root))
         if source.kind == "upload":
             return self._loaded.get(source, lambda: _uploaded(source.uploads))
+        if source.kind == "dataset":
+            scan = None if progress is None else (lambda done, total: progress("materialising shards", done, total))
+            return self._loaded.get(source, lambda: datasets.corpus(source.path, progress=scan))
         return self._loaded.get(source, self._world)
 
     def _shared(self, text: str, what: str) -> Path:

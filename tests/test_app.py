@@ -21,12 +21,14 @@ import pytest
 import app
 from analysis.engine import Choice, GallerySource, ReplayStopped, SharedObjects
 from analysis.replay import workload
-from cascade.errors import ConfigError, CorpusError
+from cascade import datasets
+from cascade.errors import ConfigError, CorpusError, WeightsUnavailable
 from tests.app_engine import LARGE_MACS, N_IMAGES, PRESET, ROOT, SMALL_MACS, expected_levels, make_engine
 from tests.fakes import make_gallery, make_karpathy
 from ui.common import MAX_STAGES, Session, guarded
 from ui.controls import choice_from, validated
-from ui.formatting import skipped_note
+from ui.evaluate_tab import dataset_source
+from ui.formatting import describe_choice, skipped_note
 
 WAIT_S = 60  # every wait below is bounded so a hang fails the test; none of them asserts a speed
 
@@ -311,7 +313,8 @@ def test_a_shared_folder_and_uploads_are_searchable(tmp_path):
     make_gallery(shared / "photos", 12)
     engine = make_engine(tmp_path / "engine", folders=(shared,))
     try:
-        assert engine.allowed_paths() == [str(engine.world_root), str(shared.resolve())]
+        hub = [str(datasets.folder(name) / "images") for name in ("coco", "flickr30k")]  # served once materialised
+        assert engine.allowed_paths() == [str(engine.world_root), *hub, str(shared.resolve())]
         with pytest.raises(CorpusError, match="not found"):
             engine.searcher(Choice(GallerySource("folder", path=str(shared / "missing")), PRESET.levels, (5, 2)))
         folder = Choice(GallerySource("folder", path=str(shared / "photos")), PRESET.levels, (5, 2))
@@ -371,3 +374,13 @@ def test_main_refuses_a_missing_folder_before_opening_anything(tmp_path, capsys)
     assert app.main(["--db", str(tmp_path / "db.duckdb"), "--folder", str(tmp_path / "nope")]) == 2
     assert "not a folder" in capsys.readouterr().err
     assert not (tmp_path / "db.duckdb").exists()
+
+
+def test_a_hub_dataset_is_a_gallery_of_the_page_and_offline_says_what_is_missing(engine):
+    choice = choice_from(*_controls(gallery="Flickr30k (hub)"))
+    assert choice.gallery == GallerySource("dataset", path="flickr30k")
+    assert describe_choice(choice) == "fake:small (k=20) > fake:large (k=5) on flickr30k"
+    with pytest.raises(WeightsUnavailable, match="clip-benchmark/wds_flickr30k"):  # offline, nothing cached
+        engine.search(choice, "a dog")
+    assert dataset_source("COCO 5k test split (hub)", "", "") == GallerySource("dataset", path="coco")
+    assert engine.dataset_name(GallerySource("dataset", path="coco")) == "coco:test"

@@ -12,7 +12,13 @@ from cascade.errors import ConfigError
 from ui.common import MAX_LEVELS, Session, describe
 from ui.formatting import describe_choice
 
-GALLERY_LABELS = {"built-in world": "world", "server folder": "folder", "uploaded images": "upload"}
+GALLERY_LABELS = {
+    "built-in world": "world",
+    "Flickr30k (hub)": "dataset:flickr30k",
+    "COCO (hub)": "dataset:coco",
+    "server folder": "folder",
+    "uploaded images": "upload",
+}
 # Level 1's index (cascade.index): the exact reference, half the memory, or FAISS for large galleries
 # (an approximate index is measured against exact first and refused below 0.95 recall@k_1).
 INDEX_CHOICES = ("exact", "exact:float16", "faiss:HNSW32", "faiss:IVF256,Flat")
@@ -22,8 +28,8 @@ def choice_from(gallery: str, folder: str, uploads: Sequence[str] | None, n_leve
     """The session's Choice from the Search tab's controls (names and ks per level, then the re-ranker)."""
     names, ks = rest[:MAX_LEVELS], rest[MAX_LEVELS : 2 * MAX_LEVELS]
     rerank, rerank_name, rerank_k, *index = rest[2 * MAX_LEVELS :]
-    kind = GALLERY_LABELS[gallery]
-    source = GallerySource(kind, path=folder or "", uploads=tuple(str(p) for p in uploads or ()))
+    kind, _, name = GALLERY_LABELS[gallery].partition(":")
+    source = GallerySource(kind, path=name or folder or "", uploads=tuple(str(p) for p in uploads or ()))
     levels, level_ks = list(names[: int(n_levels)]), list(ks[: int(n_levels)])
     if rerank:
         levels.append(rerank_name)

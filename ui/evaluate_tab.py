@@ -10,14 +10,22 @@ from cascade.errors import ConfigError
 from ui.common import LONG_CONCURRENCY, PROGRESS, Session, guarded, progress_fn
 from ui.formatting import evaluation_table
 
-DATASET_LABELS = {"built-in test gallery": "world", "Karpathy dataset on the server": "karpathy"}
+DATASET_LABELS = {
+    "built-in test gallery": "world",
+    "Flickr30k test split (hub)": "dataset:flickr30k",
+    "COCO 5k test split (hub)": "dataset:coco",
+    "Karpathy dataset on the server": "karpathy",
+}
 YOUR_CASCADE = "your cascade (Search tab)"
 SWEEP_K1S = (10, 15, 20, 50, 100)
 
 
 def dataset_source(label: str, path: str, root: str) -> GallerySource:
     """The dataset the tab's radio and text boxes name (the Karpathy boxes matter only for that choice)."""
-    return GallerySource(DATASET_LABELS[label], path=path or "", image_root=root or "").normalised()
+    kind, _, name = DATASET_LABELS[label].partition(":")
+    if kind == "dataset":
+        return GallerySource("dataset", path=name)
+    return GallerySource(kind, path=path or "", image_root=root or "").normalised()
 
 
 def evaluate_tab(engine: Engine, session: gr.State) -> dict:

@@ -25,7 +25,7 @@ def describe_choice(choice: Choice) -> str:
     """``a (k=20) > b (k=5) on the built-in world``: the cascade as the status line names it."""
     stages = " > ".join(f"{name} (k={k})" for name, k in zip(choice.levels, choice.ks))
     kind = choice.gallery.kind
-    where = choice.gallery.path if kind == "folder" else _GALLERY_WHERE.get(kind, kind)
+    where = choice.gallery.path if kind in ("folder", "dataset") else _GALLERY_WHERE.get(kind, kind)
     return f"{stages} on {where}"
 
 
