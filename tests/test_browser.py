@@ -7,6 +7,7 @@ proves the page works.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -19,6 +20,20 @@ WAIT_MS = 30_000  # every wait is bounded: a broken page fails in seconds, not a
 REPLAY_WAIT_MS = 90_000
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+@contextlib.contextmanager
+def browser_page(viewport: dict | None = None):
+    """A page of headless Debian Chromium, every wait bounded; closed whatever the test does."""
+    sync_playwright = _sync_playwright()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport=viewport or {"width": 1400, "height": 1000})
+            page.set_default_timeout(WAIT_MS)
+            yield page
+        finally:
+            browser.close()
 
 
 def _sync_playwright():
@@ -41,20 +56,13 @@ def _images(page, stage: int) -> int:
 
 
 def test_search_stages_cost_chart_and_replay(served):
-    sync_playwright = _sync_playwright()
     _, demo = served
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.set_default_timeout(WAIT_MS)
-            page.goto(demo.local_url, timeout=WAIT_MS)
-            _search_two_stages(page)
-            _add_the_reranker(page)
-            _live_validation(page)
-            _cost_chart_and_replay(page)
-        finally:
-            browser.close()
+    with browser_page() as page:
+        page.goto(demo.local_url, timeout=WAIT_MS)
+        _search_two_stages(page)
+        _add_the_reranker(page)
+        _live_validation(page)
+        _cost_chart_and_replay(page)
 
 
 def _search_two_stages(page) -> None:
@@ -110,27 +118,20 @@ def test_the_report_file_opens_in_the_browser_and_contains_its_charts(tmp_path):
 
     from analysis.report import Section, build_report
 
-    sync_playwright = _sync_playwright()
     figures = (go.Figure(go.Scatter(x=[0, 1, 2], y=[5, 7, 9], name="cascade")),
                go.Figure(go.Bar(x=[1, 2], y=[3, 4], name="per query")))  # fmt: skip
     path = tmp_path / "report.html"
     path.write_text(build_report("A report", {"k_1": 15}, [Section("Charts", figures=figures)]), encoding="utf-8")
     fetched: list[str] = []
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        try:
-            page = browser.new_page()
-            page.set_default_timeout(WAIT_MS)
-            page.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file:")
-                       else (fetched.append(route.request.url), route.abort()))  # fmt: skip
-            page.goto(path.as_uri(), timeout=WAIT_MS)
-            page.locator("#chart-2 .main-svg").first.wait_for()
-            assert page.locator(".plotly .main-svg").count() >= 2
-            assert page.evaluate("document.getElementById('chart-1').data[0].y") == [5, 7, 9]
-            assert page.locator("#chart-1 .scatterlayer .trace").count() == 1
-            assert page.locator("#chart-2 .barlayer .point").count() == 2
-        finally:
-            browser.close()
+    with browser_page() as page:
+        page.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file:")
+                   else (fetched.append(route.request.url), route.abort()))  # fmt: skip
+        page.goto(path.as_uri(), timeout=WAIT_MS)
+        page.locator("#chart-2 .main-svg").first.wait_for()
+        assert page.locator(".plotly .main-svg").count() >= 2
+        assert page.evaluate("document.getElementById('chart-1').data[0].y") == [5, 7, 9]
+        assert page.locator("#chart-1 .scatterlayer .trace").count() == 1
+        assert page.locator("#chart-2 .barlayer .point").count() == 2
     assert fetched == []
 
 
@@ -138,33 +139,26 @@ def test_an_uploaded_query_log_shows_its_measured_alpha_and_chart(served, tmp_pa
     """The Cost tab: choose a log file, Replay this log; the page shows the alpha computed by hand and the curve."""
     from tests.app_engine import N_IMAGES, expected_levels
 
-    sync_playwright = _sync_playwright()
     engine, demo = served
     lines = ["a red circle", "a blue square", "a red circle", "two green stars"]
     path = tmp_path / "mine.txt"
     path.write_text("\n".join(lines), encoding="utf-8")
     corpus = engine.corpus(engine.default_choice().gallery)
     handed = set().union(*(expected_levels(q, corpus, [("fake:small", 20)])[0][0] for q in set(lines)))
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.set_default_timeout(WAIT_MS)
-            page.goto(demo.local_url, timeout=WAIT_MS)
-            page.get_by_role("tab", name="Cost").click()
-            page.locator("#query-log-file input[type=file]").set_input_files(str(path))
-            page.locator("#replay-file-button").click()
-            page.wait_for_function("document.querySelector('#replay-status').innerText.includes('Replay done')",
-                                   timeout=REPLAY_WAIT_MS)  # fmt: skip
-            status = page.locator("#replay-status").inner_text()
-            assert "4 file:mine.txt queries" in status and f"{len(handed) / N_IMAGES:.3f}" in status
-            page.wait_for_function("document.querySelector('#cost-summary').innerText.includes('4 queries logged')")
-            # _fullData: what plotly drew (``data`` keeps the base64 typed arrays it was sent)
-            drawn = ("(() => { const g = document.querySelector('#cost-cumulative .js-plotly-plot');"
-                     " const t = g && g._fullData && g._fullData.find(t => t.name === 'cascade');"
-                     " return t ? Array.from(t.y) : null; })()")  # fmt: skip
-            page.wait_for_function(f"({drawn} || []).length === 5")
-            curve = page.evaluate(drawn)
-            assert len(curve) == 5 and curve[-1] == N_IMAGES * 1_000 + len(handed) * 50_000  # build + misses
-        finally:
-            browser.close()
+    with browser_page() as page:
+        page.goto(demo.local_url, timeout=WAIT_MS)
+        page.get_by_role("tab", name="Cost").click()
+        page.locator("#query-log-file input[type=file]").set_input_files(str(path))
+        page.locator("#replay-file-button").click()
+        page.wait_for_function("document.querySelector('#replay-status').innerText.includes('Replay done')",
+                               timeout=REPLAY_WAIT_MS)  # fmt: skip
+        status = page.locator("#replay-status").inner_text()
+        assert "4 file:mine.txt queries" in status and f"{len(handed) / N_IMAGES:.3f}" in status
+        page.wait_for_function("document.querySelector('#cost-summary').innerText.includes('4 queries logged')")
+        # _fullData: what plotly drew (``data`` keeps the base64 typed arrays it was sent)
+        drawn = ("(() => { const g = document.querySelector('#cost-cumulative .js-plotly-plot');"
+                 " const t = g && g._fullData && g._fullData.find(t => t.name === 'cascade');"
+                 " return t ? Array.from(t.y) : null; })()")  # fmt: skip
+        page.wait_for_function(f"({drawn} || []).length === 5")
+        curve = page.evaluate(drawn)
+        assert len(curve) == 5 and curve[-1] == N_IMAGES * 1_000 + len(handed) * 50_000  # build + misses

@@ -73,7 +73,20 @@ def _world_array(image: Image.Image) -> np.ndarray:
 # ---------------------------------------------------------------- the contract
 
 
-class ShapesBiEncoder(BiEncoder):
+class _WorldPixels:
+    """Preprocessing shared by the family's levels: world pixels brought to the tower's ``image_size``."""
+
+    image_size: int
+
+    def preprocess(self, image: Image.Image) -> torch.Tensor:
+        return to_pixels(_world_array(image)[None], self.image_size)[0]
+
+    def preprocess_pixels(self, pixels: np.ndarray) -> torch.Tensor:
+        """``(n, h, w, 3)`` uint8 -> ``(n, 3, S, S)``, as ``preprocess`` row by row (see ``world_batch``)."""
+        return world_batch(pixels, self.image_size)
+
+
+class ShapesBiEncoder(_WorldPixels, BiEncoder):
     """``shapes:small|medium|large``: a ConvTower and the shared TextTower."""
 
     def __init__(
@@ -87,13 +100,6 @@ class ShapesBiEncoder(BiEncoder):
         self.image_macs = _macs(image, torch.zeros(1, 3, config.image_size, config.image_size))
         self.text_macs = _macs(text, tokeniser(["a"]))
 
-    def preprocess(self, image: Image.Image) -> torch.Tensor:
-        return to_pixels(_world_array(image)[None], self.image_size)[0]
-
-    def preprocess_pixels(self, pixels: np.ndarray) -> torch.Tensor:
-        """``(n, h, w, 3)`` uint8 -> ``(n, 3, S, S)``, as ``preprocess`` row by row (see ``world_batch``)."""
-        return world_batch(pixels, self.image_size)
-
     @torch.inference_mode()
     def encode_pixels(self, pixels: torch.Tensor) -> np.ndarray:
         return l2_normalise(self._image(pixels))
@@ -103,7 +109,7 @@ class ShapesBiEncoder(BiEncoder):
         return l2_normalise(self._text(self._tokeniser(list(texts))))
 
 
-class ShapesCrossEncoder(CrossEncoder):
+class ShapesCrossEncoder(_WorldPixels, CrossEncoder):
     """``shapes:cross``: image features ``(d + C*s*s,)``; a query is scored jointly with each image.
 
     It shares the family's text tower: ``text_tower_id`` and ``text_macs`` are
@@ -121,13 +127,6 @@ class ShapesCrossEncoder(CrossEncoder):
         self.image_macs = _macs(_ImageSide(model), pixels)
         self.text_macs = _macs(text, tokeniser(["a"]))
         self.pair_macs = _macs(model, model.image_features(pixels).detach(), torch.zeros(1, tower.dim))
-
-    def preprocess(self, image: Image.Image) -> torch.Tensor:
-        return to_pixels(_world_array(image)[None], self.image_size)[0]
-
-    def preprocess_pixels(self, pixels: np.ndarray) -> torch.Tensor:
-        """``(n, h, w, 3)`` uint8 -> ``(n, 3, S, S)``, as ``preprocess`` row by row (see ``world_batch``)."""
-        return world_batch(pixels, self.image_size)
 
     @torch.inference_mode()
     def encode_pixels(self, pixels: torch.Tensor) -> np.ndarray:
