@@ -192,3 +192,26 @@ def test_float16_level_one_ranks_like_float32(matrix):
     assert len(set(full.ids) & set(half.ids)) >= 98  # float16 storage moves scores by ~1e-3: the cut may swap
     assert full.ids[:10] == half.ids[:10]
     assert list(full.ids) == [full.ids[i] for i in _top_k(np.asarray(full.scores), 100)]
+
+
+def test_float16_level_one_ranks_like_float32_on_the_shapes_gallery(monkeypatch):
+    """The world's own test gallery through ``shapes:small``: float16 storage keeps every caption's top 10."""
+    from analysis import presets
+    from analysis.evaluate import caption_queries, evaluate
+    from cascade import world
+    from cascade.cache import MemoryCache
+    from cascade.encoders import create_encoder
+
+    monkeypatch.setitem(world.GALLERY_SIZES, "test", 300)
+    corpus, cache = presets.gallery("shapes"), MemoryCache()
+    runs = {}
+    for dtype in ("float32", "float16"):
+        searcher = CascadeSearcher([create_encoder("shapes:small")], corpus, cache=cache,
+                                   index=IndexPlan(f"exact:{dtype}"))  # fmt: skip
+        searcher.build()
+        texts = caption_queries(corpus)[0][:200]
+        runs[dtype] = ([searcher.search(text, [10]).ids for text in texts], evaluate(searcher, [10], limit=200))
+    (full_ids, full), (half_ids, half) = runs["float32"], runs["float16"]
+    same = sum(a == b for a, b in zip(full_ids, half_ids))
+    assert same >= 195, f"only {same} of 200 top-10 lists identical"  # a swap needs a near-tie at float16 precision
+    assert abs(full.r1 - half.r1) <= 1.0 and abs(full.r10 - half.r10) <= 1.0  # at most two of 200 captions move
