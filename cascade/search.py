@@ -278,7 +278,8 @@ class CascadeSearcher:
         else:
             features, missed = self._features(index, level, candidates)
             if isinstance(level, CrossEncoder):
-                scores = np.asarray(level.score(query, features), dtype=np.float32)
+                given = text_embeddings.get(level.query_tower_id) if level.query_tower_id else None
+                scores = np.asarray(level.score(query, features, query_embedding=given), dtype=np.float32)
                 text_macs = level.query_macs + level.pair_macs * len(candidates)
             else:
                 scores = _dot(features, query_embedding)

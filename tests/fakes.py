@@ -97,7 +97,7 @@ class FakeCrossEncoder(CrossEncoder):
     def encode_pixels(self, pixels: torch.Tensor) -> np.ndarray:
         return self._inner.encode_pixels(pixels)
 
-    def score(self, text: str, image_features: np.ndarray) -> np.ndarray:
+    def score(self, text: str, image_features: np.ndarray, query_embedding: np.ndarray | None = None) -> np.ndarray:
         self.pairs_scored += len(image_features)
         return (image_features @ self._inner.encode_texts([text])[0] + 1.0).astype(np.float32)
 

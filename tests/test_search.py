@@ -353,3 +353,31 @@ def test_a_failed_encode_is_claimed_again_by_a_waiting_query(corpus):
     errors = run_in_threads(worker, 2)
     assert [str(e) for e in errors] == ["encoder crashed"]
     assert out == {1: [x]} and calls == [1, 1] and level2.images_encoded == 1
+
+
+def test_a_cross_encoder_on_the_shared_text_tower_takes_the_querys_embedding(tmp_path):
+    """[shapes:small, shapes:cross]: the query goes through the shared text tower once, and the scores are the
+    cross-encoder's own (its text pass is the bi-encoder's embedding, bit for bit)."""
+    from cascade import world
+    from cascade.encoders import create_encoder
+
+    json_path, root = world.materialise_small(tmp_path / "world", n_images=30)
+    corpus = Corpus.from_karpathy(json_path, root)
+    small, cross = create_encoder("shapes:small"), create_encoder("shapes:cross")
+    assert cross.query_tower_id == small.text_tower_id and cross._text is small._text  # one module: one count
+    query = corpus.captions[corpus.ids[0]][0]
+    text_passes = []
+    hook = cross._text.register_forward_hook(lambda *_: text_passes.append(1))
+    try:
+        searcher = CascadeSearcher([small, cross], corpus, cache=MemoryCache())
+        searcher.build()
+        result = searcher.search(query, [12, 5])
+        assert text_passes == [1]  # level 1's pass only: the cross-encoder reused its embedding
+        features = cross.encode_images([corpus.load(i) for i in result.levels[0].ids])
+        own = cross.score(query, features)  # the cross-encoder encoding the query itself
+    finally:
+        hook.remove()
+    assert len(text_passes) == 2
+    expected = [result.levels[0].ids[i] for i in np.argsort(-own, kind="stable")[:5]]
+    assert list(result.levels[1].ids) == expected
+    np.testing.assert_array_equal(np.asarray(result.levels[1].scores, dtype=np.float32), np.sort(own)[::-1][:5])

@@ -90,10 +90,17 @@ class CrossEncoder(ImageTower):
 
     pair_macs: int
     query_macs: int = 0
+    # The bi-encoder text tower whose embedding *is* this cross-encoder's query side, or None when it
+    # encodes the query itself. When a level before it embedded the query with that tower, the
+    # searcher hands it the embedding: the query is encoded once per tower, as the MAC bill assumes.
+    query_tower_id: str | None = None
 
     @abstractmethod
-    def score(self, text: str, image_features: np.ndarray) -> np.ndarray:
-        """One query against ``(n, ...)`` cached image features -> ``(n,)`` float32 scores."""
+    def score(self, text: str, image_features: np.ndarray, query_embedding: np.ndarray | None = None) -> np.ndarray:
+        """One query against ``(n, ...)`` cached image features -> ``(n,)`` float32 scores.
+
+        ``query_embedding``: ``(d,)``, the query through ``query_tower_id``, when the caller has it.
+        """
 
 
 def l2_normalise(x: torch.Tensor) -> np.ndarray:

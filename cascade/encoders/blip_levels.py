@@ -114,8 +114,9 @@ class BlipCrossEncoder(CrossEncoder):
         return ids, mask
 
     @torch.inference_mode()
-    def score(self, text: str, image_features: np.ndarray) -> np.ndarray:
-        """One query against ``(n, T, d)`` cached states -> ``(n,)`` float32 scores.
+    def score(self, text: str, image_features: np.ndarray, query_embedding: np.ndarray | None = None) -> np.ndarray:
+        """One query against ``(n, T, d)`` cached states -> ``(n,)`` float32 scores (``query_embedding`` unused:
+        the ITM pass reads the image through cross-attention, so no bi-encoder embedding stands in for it).
 
         Original scoring: ITM match logit + ITC cosine (unbounded). Transformers scoring: match probability.
         """

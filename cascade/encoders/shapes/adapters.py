@@ -120,7 +120,7 @@ class ShapesCrossEncoder(_WorldPixels, CrossEncoder):
     def __init__(self, model: CrossModel, text: TextTower, tokeniser: Tokeniser, digest: str, text_digest: str) -> None:
         tower = IMAGE_TOWERS[CROSS_TOWER]
         self.name, self.id = "cross", f"shapes:cross@{digest}"
-        self.text_tower_id = f"shapes:text@{text_digest}"
+        self.text_tower_id = self.query_tower_id = f"shapes:text@{text_digest}"
         self.image_size = tower.image_size
         self._model, self._text, self._tokeniser = model.eval(), text.eval(), tokeniser
         pixels = torch.zeros(1, 3, tower.image_size, tower.image_size)
@@ -133,9 +133,13 @@ class ShapesCrossEncoder(_WorldPixels, CrossEncoder):
         return self._model.image_features(pixels).float().numpy()
 
     @torch.inference_mode()
-    def score(self, text: str, image_features: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    def score(self, text: str, image_features: np.ndarray, query_embedding: np.ndarray | None = None,
+              batch_size: int = 256) -> np.ndarray:  # fmt: skip
         features = torch.as_tensor(np.asarray(image_features, dtype=np.float32))
-        embedding = F.normalize(self._text(self._tokeniser([text])), dim=-1)
+        if query_embedding is not None:  # the shared text tower's embedding: the same F.normalize(text(tokens))
+            embedding = torch.as_tensor(np.asarray(query_embedding, dtype=np.float32))[None]
+        else:
+            embedding = F.normalize(self._text(self._tokeniser([text])), dim=-1)
         scores = [self._model(chunk, embedding.expand(len(chunk), -1)) for chunk in features.split(batch_size)]
         return torch.cat(scores).numpy().astype(np.float32) if scores else np.zeros(0, np.float32)
 
