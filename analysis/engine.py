@@ -31,7 +31,7 @@ from analysis.presets import Preset
 from analysis.replay import ReplayResult, replay, workload
 from analysis.shared import SharedObjects
 from analysis.side_by_side import SideBySide, eq1_k2, side_by_side
-from analysis.store import EvalRecord, Store
+from analysis.store import EvalRecord, Store, index_folder
 from analysis.sweep import K1Sweep, sweep_k1
 from analysis.whatif import CostModel
 from cascade.corpus import Corpus
@@ -199,7 +199,7 @@ class Engine:
             if progress is not None:
                 progress("loading the encoders", 0, 0)
             # No log on the shared searcher: searches and replays log explicitly, evaluations do not.
-            plan = IndexPlan(spec=choice.index, folder=self.store.path.with_name(self.store.path.name + ".indexes"))
+            plan = IndexPlan(spec=choice.index, folder=index_folder(self.store.path))
             searcher = CascadeSearcher([self._create(name) for name in choice.levels], corpus, cache=self.store,
                                        index=plan)  # fmt: skip
             embed = None if progress is None else (lambda done, total: progress("embedding", done, total))

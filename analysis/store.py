@@ -132,6 +132,12 @@ _INSERT_QUERY = "INSERT INTO queries VALUES (" + ", ".join(["?"] * 12) + ")"
 _after_migration_step = None  # tests: called with each statement's index once it ran (the kill -9 test)
 
 
+def index_folder(db_path: str | Path) -> Path:
+    """Where level-1 index files of the database at ``db_path`` live: ``DB.indexes/`` beside it."""
+    db = Path(db_path).expanduser()
+    return db.with_name(db.name + ".indexes")
+
+
 class StoreError(CascadeError):
     """The database cannot be used: another schema version, locked, or not a database."""
 

@@ -12,7 +12,7 @@ from typing import NoReturn
 from tqdm import tqdm
 
 from analysis import presets, progress
-from analysis.store import Store
+from analysis.store import Store, index_folder
 from cascade import datasets
 from cascade.corpus import Corpus
 from cascade.encoders import create_encoder
@@ -72,8 +72,8 @@ def index_spec(text: str):
 
 def index_plan(args: argparse.Namespace) -> IndexPlan:
     """The level-1 index of the command; FAISS files live beside the database (``DB.indexes/``)."""
-    db = Path(getattr(args, "db", None) or default_db_path()).expanduser()
-    return IndexPlan(spec=args.index, folder=db.with_name(db.name + ".indexes"), min_recall=args.min_index_recall)
+    folder = index_folder(getattr(args, "db", None) or default_db_path())
+    return IndexPlan(spec=args.index, folder=folder, min_recall=args.min_index_recall)
 
 
 def recall_line(measured: IndexRecall | None) -> str:
