@@ -34,7 +34,8 @@ case "$cmd" in
          "$VENV/bin/ruff" check .  # lint and format first: seconds, not minutes
          "$VENV/bin/ruff" format --check .
          export HF_HUB_OFFLINE=1
-         exec "$VENV/bin/python" -m pytest "$@" ;;
+         # One worker per core, a module's tests on one worker (tests/conftest.py says why); -n 0 runs serially.
+         exec "$VENV/bin/python" -m pytest -n auto --dist loadgroup --no-loadscope-reorder "$@" ;;
   bench) setup_venv requirements-dev.txt; exec "$VENV/bin/python" -m bench "$@" ;;
   *)     echo "usage: bash dev.sh app|test|bench [ARGS]" >&2; exit 2 ;;
 esac

@@ -185,7 +185,7 @@ class CascadeSearcher:
             indexes.check_recall(self.index_recall(ks[0]), self.index.min_recall)
         embeddings = dict(text_embeddings or {})  # text tower id -> this query's embedding
         billed: set[str] = set()  # text towers whose cost this query has paid
-        first = self._run_level(0, self.levels[0], query, list(self.corpus.ids), ks[0], embeddings, billed)
+        first = self._run_level(0, self.levels[0], query, self.corpus.ids, ks[0], embeddings, billed)
         return self._finish(query, ks, first, embeddings, billed)
 
     def search_many(
@@ -253,7 +253,7 @@ class CascadeSearcher:
         index: int,
         level: ImageTower,
         query: str,
-        candidates: list[str],
+        candidates: Sequence[str],
         k: int,
         text_embeddings: dict[str, np.ndarray],
         billed: set[str],
@@ -391,6 +391,9 @@ def _encode_batches(
     def prepare(batch: list[str]) -> torch.Tensor:
         return corpus.preprocessed(level, batch)  # a pixel-array slice when the corpus has one, else decoded files
 
+    if len(batches) == 1:  # a query's few misses: a thread to overlap with would cost more than it hides
+        yield batches[0], level.encode_pixels(prepare(batches[0]))
+        return
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode") as pool:
         pending = pool.submit(prepare, batches[0])
         for i, batch in enumerate(batches):

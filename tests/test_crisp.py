@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
 from analysis import crisp
 from cascade.corpus import Corpus
 from cascade.errors import ConfigError
-from tests.conftest import ROOT
 from tests.fakes import FakeBiEncoder, FakeCrossEncoder, make_karpathy
 
 N_IMAGES = 30
@@ -141,23 +136,3 @@ def test_blip_macs_come_from_the_architectures():
     assert 0.95 * 5000 / 128 < row.macs_speedup < 5000 / 128
     with pytest.raises(ConfigError, match="unknown BLIP variant"):
         crisp.blip_config("huge")
-
-
-@pytest.mark.slow
-def test_bench_quick_runs_every_section_and_writes_the_page(tmp_path):
-    out = tmp_path / "benchmarks.md"
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--out", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    text = out.read_text()
-    assert "FAILED" not in text
-    assert "| benchmark | result | target |" in text
-    for title in ("Query path", "Build path", "Lifetime", "CrispSearch", "Load"):
-        assert f"\n## {title}\n" in text
-    assert "logged exactly once: yes" in text
