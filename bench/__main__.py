@@ -99,18 +99,6 @@ def _evaluation_summary(rows: Sequence[evaluation.EvaluationRow]) -> list[tuple[
              ">= 3x")]  # fmt: skip
 
 
-def _index_summary(report: index_bench.IndexReport) -> list[tuple[str, str, str]]:
-    rows = {r.method: r for r in report.rows}
-    exact = next(r for r in report.rows if r.method.startswith("exact float32"))
-    out = [(f"Level 1, exact float32 at N = {exact.n_images:,}: query time / time to read the matrix once",
-            f"{exact.query_ms / report.floor_ms:.2f}x", "<= 1.5x")]  # fmt: skip
-    out += [(f"Level 1, {name} at N = {r.n_images:,}: speed vs exact float32, recall@50",
-             f"{exact.query_ms / r.query_ms:.1f}x, {r.recall:.3f}",
-             "<= 1.2x the float32 time" if "float16" in name else ">= 20x at >= 0.98" if "HNSW" in name else "")
-            for name, r in rows.items() if r is not exact]  # fmt: skip
-    return out
-
-
 SECTIONS: tuple[Section, ...] = (
     Section("query", "Query path", query_path.__doc__.split("\n\n")[1], query_path.run, query_path.markdown,
             _query_summary),
@@ -123,7 +111,7 @@ SECTIONS: tuple[Section, ...] = (
     Section("evaluation", "Evaluation", evaluation.__doc__.split("\n\n")[1], evaluation.run, evaluation.markdown,
             _evaluation_summary),
     Section("index", "Level-1 index", index_bench.__doc__.split("\n\n")[1], index_bench.run, index_bench.markdown,
-            _index_summary),
+            index_bench.summary),
     Section("load", "Load", load.__doc__.split("\n\n")[1], load.run, load.markdown, _load_summary),
 )  # fmt: skip
 
