@@ -3,6 +3,7 @@
     python -m bench                 # everything, small and large sizes (about 10 minutes on 2 cores)
     python -m bench --quick         # a smoke run: every code path, small sizes (about 2 minutes)
     python -m bench --only crisp,lifetime --out /tmp/bench.md
+    python -m bench --only index,ray --merge   # re-run two sections, keep the page's others as they were
 
 Each section runs in turn; one that fails is reported in the page (and makes
 the exit code 1) without stopping the others. Results are ratios and medians
@@ -24,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import cascade  # noqa: F401  (the torchvision shim, before open_clip and transformers)
-from bench import build_path, crisp, evaluation, lifetime, load, query_log, query_path
+from bench import build_path, crisp, evaluation, index_cascade, lifetime, load, query_log, query_path, ray_engine
 from bench import index as index_bench
 from bench import page as bench_page
 
@@ -112,6 +113,10 @@ SECTIONS: tuple[Section, ...] = (
             _evaluation_summary),
     Section("index", "Level-1 index", index_bench.__doc__.split("\n\n")[1], index_bench.run, index_bench.markdown,
             index_bench.summary),
+    Section("index-cascade", "Level-1 index in the cascade", index_cascade.__doc__.split("\n\n")[1], index_cascade.run,
+            index_cascade.markdown, index_cascade.summary),
+    Section("ray", "Ray build", ray_engine.__doc__.split("\n\n")[1], ray_engine.run, ray_engine.markdown,
+            ray_engine.summary),
     Section("load", "Load", load.__doc__.split("\n\n")[1], load.run, load.markdown, _load_summary),
 )  # fmt: skip
 
