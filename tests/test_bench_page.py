@@ -88,3 +88,27 @@ def test_bench_main_merges_a_section_into_an_existing_page(tmp_path, monkeypatch
     assert parsed.rows["Level-1 index"] == ["| fake row | 7 | >= 1 | [Level-1 index](#level-1-index) |"]
     assert parsed.rows["Alpha"] == ["| Alpha row 0 | 1 |  | [Alpha](#alpha) |"]
     assert "| 7 |" in parsed.blocks["Level-1 index"] and "mode full" in parsed.blocks["Level-1 index"]
+
+
+def test_index_summary_names_the_smallest_setting_reaching_the_target_or_says_none_did():
+    from bench.index import IndexReport, IndexRow, SizeInfo, parse_skip, summary
+
+    def row(method: str, ms: float, recall: float) -> IndexRow:
+        return IndexRow(method, 1000, ms, recall, 1.0, 5.0)
+
+    rows = (row("exact float32", 100.0, 1.0), row("faiss:HNSW32@efSearch=128", 1.0, 0.9),
+            row("faiss:HNSW32@efSearch=256", 2.0, 0.981), row("faiss:HNSW32@efSearch=512", 4.0, 0.995),
+            row("faiss:IVF64,Flat@nprobe=4", 0.5, 0.5), row("faiss:IVF64,Flat@nprobe=16", 1.25, 0.8))  # fmt: skip
+    report = IndexReport(rows, (SizeInfo(1000, 80.0, 10.0, 123.0, ("faiss:IVF9,Flat",)),))
+    lines = {name.split(" at ")[0]: (result, target) for name, result, target in summary(report)}
+    assert lines["Level 1, exact float32"] == ("1.25x", "<= 1.5x")  # 100 ms / 80 ms
+    assert lines["Level 1, `faiss:HNSW32`"] == (
+        "`faiss:HNSW32@efSearch=256`: 50.0x faster, recall@50 0.981 (the smallest setting tried reaching 0.98)",
+        ">= 20x at >= 0.98",
+    )
+    assert lines["Level 1, `faiss:IVF64,Flat`"][0] == (
+        "none of 2 settings reached 0.98; best `faiss:IVF64,Flat@nprobe=16`: 80.0x faster, recall@50 0.800"
+    )
+    assert lines["Level 1"][0] == "skipped (`--skip-at`): faiss:IVF9,Flat"
+    assert parse_skip("4_000_000:HNSW, 1000000:float16") == [(4_000_000, "HNSW"), (1_000_000, "float16")]
+    assert parse_skip("") == []
