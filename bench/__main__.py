@@ -3,6 +3,7 @@
     python -m bench                 # everything, small and large sizes (about 10 minutes on 2 cores)
     python -m bench --quick         # a smoke run: every code path, small sizes (about 2 minutes)
     python -m bench --only crisp,lifetime --out /tmp/bench.md
+    python -m bench --only index,ray --merge   # re-run two sections, keep the page's others as they were
 
 Each section runs in turn; one that fails is reported in the page (and makes
 the exit code 1) without stopping the others. Results are ratios and medians
@@ -24,8 +25,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import cascade  # noqa: F401  (the torchvision shim, before open_clip and transformers)
-from bench import build_path, crisp, evaluation, lifetime, load, query_log, query_path
+from bench import build_path, crisp, evaluation, index_cascade, lifetime, load, query_log, query_path, ray_engine
 from bench import index as index_bench
+from bench import page as bench_page
 
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 
@@ -98,18 +100,6 @@ def _evaluation_summary(rows: Sequence[evaluation.EvaluationRow]) -> list[tuple[
              ">= 3x")]  # fmt: skip
 
 
-def _index_summary(report: index_bench.IndexReport) -> list[tuple[str, str, str]]:
-    rows = {r.method: r for r in report.rows}
-    exact = next(r for r in report.rows if r.method.startswith("exact float32"))
-    out = [(f"Level 1, exact float32 at N = {exact.n_images:,}: query time / time to read the matrix once",
-            f"{exact.query_ms / report.floor_ms:.2f}x", "<= 1.5x")]  # fmt: skip
-    out += [(f"Level 1, {name} at N = {r.n_images:,}: speed vs exact float32, recall@50",
-             f"{exact.query_ms / r.query_ms:.1f}x, {r.recall:.3f}",
-             "<= 1.2x the float32 time" if "float16" in name else ">= 20x at >= 0.98" if "HNSW" in name else "")
-            for name, r in rows.items() if r is not exact]  # fmt: skip
-    return out
-
-
 SECTIONS: tuple[Section, ...] = (
     Section("query", "Query path", query_path.__doc__.split("\n\n")[1], query_path.run, query_path.markdown,
             _query_summary),
@@ -122,7 +112,11 @@ SECTIONS: tuple[Section, ...] = (
     Section("evaluation", "Evaluation", evaluation.__doc__.split("\n\n")[1], evaluation.run, evaluation.markdown,
             _evaluation_summary),
     Section("index", "Level-1 index", index_bench.__doc__.split("\n\n")[1], index_bench.run, index_bench.markdown,
-            _index_summary),
+            index_bench.summary),
+    Section("index-cascade", "Level-1 index in the cascade", index_cascade.__doc__.split("\n\n")[1], index_cascade.run,
+            index_cascade.markdown, index_cascade.summary),
+    Section("ray", "Ray build", ray_engine.__doc__.split("\n\n")[1], ray_engine.run, ray_engine.markdown,
+            ray_engine.summary),
     Section("load", "Load", load.__doc__.split("\n\n")[1], load.run, load.markdown, _load_summary),
 )  # fmt: skip
 
@@ -133,12 +127,15 @@ class Outcome:
     seconds: float
     result: object = None
     error: str = ""
+    started: datetime | None = None  # UTC
+    load_average: float = 0.0  # the 1-minute load average when the section started
 
 
 def run_sections(sections: Sequence[Section], quick: bool) -> list[Outcome]:
     outcomes = []
     for section in sections:
         print(f"bench: {section.title} ...", file=sys.stderr, flush=True)
+        when, load_average = datetime.now(UTC), os.getloadavg()[0]
         started = time.perf_counter()
         try:
             result, error = section.run(quick), ""
@@ -147,43 +144,58 @@ def run_sections(sections: Sequence[Section], quick: bool) -> list[Outcome]:
             result, error = None, f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
         seconds = time.perf_counter() - started
         print(f"bench: {section.title} done in {seconds:.0f} s{' (FAILED)' if error else ''}", file=sys.stderr)
-        outcomes.append(Outcome(section, seconds, result, error))
+        outcomes.append(Outcome(section, seconds, result, error, when, load_average))
     return outcomes
 
 
-def page(outcomes: Sequence[Outcome], quick: bool, load_before: float) -> str:
-    """The whole markdown page: how it was measured, the summary table, one section per benchmark."""
+def blocks(outcomes: Sequence[Outcome], quick: bool) -> list[bench_page.Block]:
+    """Each outcome as the page shows it: its table, its summary rows, when and how it was measured."""
     import torch
 
-    mode = "--quick (smoke run: small sizes, few repeats; not for quoting)" if quick else "full"
-    lines = [
+    out = []
+    for o in outcomes:
+        measured = bench_page.measured_line(o.started or datetime.now(UTC), quick, o.load_average,
+                                            torch.get_num_threads(), o.seconds)  # fmt: skip
+        body = "" if o.error else o.section.markdown(o.result)
+        rows = () if o.error else tuple(o.section.summary(o.result))
+        out.append(bench_page.Block(o.section.title, o.section.intro, body, rows, measured, o.error))
+    return out
+
+
+def header(quick: bool, load_before: float, merged: Sequence[str] = ()) -> list[str]:
+    """The page's first lines: what generated it and on what; for a merge, which sections it re-ran."""
+    import torch
+
+    if merged:
+        run = (f"Merged {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: re-ran {', '.join(merged)} (`--merge`); the other "
+               "sections are from earlier runs. Each section says when it was measured, at its end.")  # fmt: skip
+    else:
+        mode = "--quick (smoke run: small sizes, few repeats; not for quoting)" if quick else "full"
+        run = f"Run: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, mode {mode}; load average {load_before:.1f} at the start."
+    return [
         "# Benchmarks",
         "",
         "Generated by `python -m bench` (`bash dev.sh bench`); do not edit by hand.",
         "",
-        f"Run: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, mode {mode}; {os.cpu_count()} CPU cores, "
-        f"load average {load_before:.1f} at the start; Python {platform.python_version()}, torch "
-        f"{torch.__version__}, torch intra-op threads: {torch.get_num_threads()} (`--threads`).",
+        f"{run} {os.cpu_count()} CPU cores; Python {platform.python_version()}, torch {torch.__version__}, torch "
+        f"intra-op threads: {torch.get_num_threads()} (`--threads`).",
         "",
         "How to read it: the machine is shared and noisy, so every comparison interleaves its two sides in one "
         "run and reports medians and ratios; absolute times are context, not results.",
-        "",
-        "| benchmark | result | target |",
-        "|---|---|---|",
     ]
-    for outcome in outcomes:
-        if outcome.error:
-            lines.append(f"| {outcome.section.title} | FAILED: {outcome.error} | |")
-            continue
-        lines += [
-            f"| {name} | {result} | {target} |" for name, result, target in outcome.section.summary(outcome.result)
-        ]
-    for outcome in outcomes:
-        section = outcome.section
-        lines += ["", f"## {section.title}", "", " ".join(section.intro.split()), ""]
-        lines.append(f"FAILED: {outcome.error}" if outcome.error else section.markdown(outcome.result))
-        lines += ["", f"_Section time: {outcome.seconds:.0f} s._"]
-    return "\n".join(lines) + "\n"
+
+
+def page(outcomes: Sequence[Outcome], quick: bool, load_before: float) -> str:
+    """The whole markdown page: how it was measured, the summary table, one section per benchmark."""
+    return bench_page.render(header(quick, load_before), blocks(outcomes, quick))
+
+
+def merged_page(old: str, outcomes: Sequence[Outcome], quick: bool) -> str:
+    """``old`` with the sections of ``outcomes`` re-measured, every other section kept as it was."""
+    titles = [o.section.title for o in outcomes]
+    return bench_page.merge(
+        old, header(quick, 0.0, titles), blocks(outcomes, quick), f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -191,6 +203,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smoke run: small sizes, few repeats")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="markdown file to write (default: %(default)s)")
     parser.add_argument("--only", help=f"comma-separated sections: {', '.join(s.key for s in SECTIONS)}")
+    parser.add_argument("--merge", action="store_true",
+                        help="rewrite only the sections run, and their summary rows, in the --out page")  # fmt: skip
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default: %(default)s; 0: one per core)")
     args = parser.parse_args(argv)
     if args.threads:
@@ -203,11 +217,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = set(wanted) - {s.key for s in SECTIONS}
     if unknown:
         parser.error(f"unknown section(s) {', '.join(sorted(unknown))}; sections: {', '.join(s.key for s in SECTIONS)}")
+    old = args.out.read_text() if args.merge and args.out.is_file() else None
+    if old is not None:
+        try:
+            bench_page.parse(old)  # before hours of measuring, not after
+        except bench_page.PageError as err:
+            parser.error(f"cannot merge into {args.out}: {err}")
     load_before = os.getloadavg()[0]
     outcomes = run_sections([s for s in SECTIONS if s.key in wanted], quick=args.quick)
+    text = page(outcomes, args.quick, load_before) if old is None else merged_page(old, outcomes, args.quick)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(page(outcomes, args.quick, load_before))
-    print(f"bench: wrote {args.out}", file=sys.stderr)
+    args.out.write_text(text)
+    print(f"bench: {'merged into' if old is not None else 'wrote'} {args.out}", file=sys.stderr)
     return 1 if any(outcome.error for outcome in outcomes) else 0
 
 
