@@ -14,7 +14,7 @@ from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
 
-KEYS = ("query", "log", "build", "lifetime", "crisp", "evaluation", "index", "load")
+KEYS = ("query", "log", "build", "lifetime", "crisp", "evaluation", "index", "index-cascade", "ray", "load")
 
 
 def _section(key: str):
