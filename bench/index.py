@@ -27,10 +27,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from cascade.index import FaissIndex, build_faiss, exact_top_k, parse_index
+from cascade.ranking import dot as _dot
 from cascade.ranking import half_top_k as _half_top_k
 from cascade.ranking import max_row_norm as _max_row_norm
 from cascade.ranking import top_k as _top_k
-from cascade.search import _dot
 
 DIM, CENTRES, K, N_QUERIES = 512, 4096, 50, 200
 TARGET_RECALL, TARGET_SPEEDUP = 0.98, 20.0

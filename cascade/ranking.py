@@ -58,3 +58,31 @@ def half_top_k(matrix: np.ndarray, query: np.ndarray, k: int, max_norm: float) -
     exact = (rows[torch.from_numpy(candidates)].double().numpy() * np.asarray(query, dtype=np.float64)).sum(axis=1)
     order = top_k(exact, k)
     return candidates[order], exact[order].astype(np.float32)
+
+
+UPCAST_ROWS = 1 << 16  # float16 rows upcast to float32 per slice (a 2^16 x d copy)
+
+
+def dot(features: np.ndarray, query_embedding: np.ndarray) -> np.ndarray:
+    """``(n, d) @ (d,)`` in float32 whatever the storage dtype -> ``(n,)``.
+
+    float16 storage (halves memory at N = 1M) is upcast in slices: numpy has no
+    BLAS kernel for float16, so a direct float16 matmul is many times slower.
+    """
+    if features.dtype == np.float32:
+        return features @ query_embedding
+    out = np.empty(len(features), dtype=np.float32)
+    for start in range(0, len(features), UPCAST_ROWS):
+        out[start : start + UPCAST_ROWS] = features[start : start + UPCAST_ROWS].astype(np.float32) @ query_embedding
+    return out
+
+
+def dot_block(features: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """``(n, d)`` features against ``(B, d)`` queries in float32 -> ``(B, n)`` scores (see ``dot``)."""
+    queries = np.asarray(queries, dtype=np.float32)
+    if features.dtype == np.float32:
+        return queries @ features.T
+    out = np.empty((len(queries), len(features)), dtype=np.float32)
+    for start in range(0, len(features), UPCAST_ROWS):
+        out[:, start : start + UPCAST_ROWS] = queries @ features[start : start + UPCAST_ROWS].astype(np.float32).T
+    return out

@@ -29,7 +29,7 @@ from cascade.corpus import Corpus, ProgressFn
 from cascade.encoders.base import BiEncoder, CrossEncoder, ImageTower
 from cascade.errors import ConfigError
 from cascade.index import FaissIndex, IndexPlan, IndexRecall
-from cascade.ranking import half_top_k, max_row_norm
+from cascade.ranking import dot, dot_block, half_top_k, max_row_norm
 from cascade.ranking import top_k as _top_k
 from cascade.types import BuildReport, CascadeConfig, LevelTrace, SearchResult, validate_ks
 from cascade.types import check_query as _check_query
@@ -223,7 +223,7 @@ class CascadeSearcher:
                 rows = np.asarray(given[first.text_tower_id][start : start + len(texts)])
             else:
                 rows = first.encode_texts(texts)
-            scores = _dot_block(self._matrix, rows)  # (B, N)
+            scores = dot_block(self._matrix, rows)  # (B, N)
             shared_ms = (time.perf_counter() - started) * 1000.0 / len(texts)
             for row, query in enumerate(texts):
                 embeddings = {tower: values[start + row] for tower, values in given.items()}
@@ -274,7 +274,7 @@ class CascadeSearcher:
             return _trace(level, k, candidates, kept, positions, [], text_macs, latency_ms, kept=True)
         if index == 0:
             features, missed = self._matrix, []
-            scores = _dot(features, query_embedding)
+            scores = dot(features, query_embedding)
         else:
             features, missed = self._features(index, level, candidates)
             if isinstance(level, CrossEncoder):
@@ -282,7 +282,7 @@ class CascadeSearcher:
                 scores = np.asarray(level.score(query, features, query_embedding=given), dtype=np.float32)
                 text_macs = level.query_macs + level.pair_macs * len(candidates)
             else:
-                scores = _dot(features, query_embedding)
+                scores = dot(features, query_embedding)
         order = _top_k(scores, k)
         latency_ms = (time.perf_counter() - started) * 1000.0
         return _trace(level, k, candidates, scores, order, missed, text_macs, latency_ms)
@@ -350,34 +350,8 @@ def _check_levels(levels: Sequence[ImageTower]) -> None:
             raise ConfigError(f"a cross-encoder can only be the last stage, got {level.id} before the end")
 
 
-_UPCAST_ROWS = 1 << 16
 _BLOCK_QUERIES = 256  # queries ranked per level-1 matmul in search_many
 _BLOCK_SCORES = 1 << 23  # at most this many (query, image) scores at once: 32 MiB of float32
-
-
-def _dot(features: np.ndarray, query_embedding: np.ndarray) -> np.ndarray:
-    """``(n, d) @ (d,)`` in float32 whatever the storage dtype -> ``(n,)``.
-
-    float16 storage (halves memory at N = 1M) is upcast in slices: numpy has no
-    BLAS kernel for float16, so a direct float16 matmul is many times slower.
-    """
-    if features.dtype == np.float32:
-        return features @ query_embedding
-    out = np.empty(len(features), dtype=np.float32)
-    for start in range(0, len(features), _UPCAST_ROWS):
-        out[start : start + _UPCAST_ROWS] = features[start : start + _UPCAST_ROWS].astype(np.float32) @ query_embedding
-    return out
-
-
-def _dot_block(features: np.ndarray, queries: np.ndarray) -> np.ndarray:
-    """``(n, d)`` features against ``(B, d)`` queries in float32 -> ``(B, n)`` scores (see ``_dot``)."""
-    queries = np.asarray(queries, dtype=np.float32)
-    if features.dtype == np.float32:
-        return queries @ features.T
-    out = np.empty((len(queries), len(features)), dtype=np.float32)
-    for start in range(0, len(features), _UPCAST_ROWS):
-        out[:, start : start + _UPCAST_ROWS] = queries @ features[start : start + _UPCAST_ROWS].astype(np.float32).T
-    return out
 
 
 def _encode_batches(

@@ -7,12 +7,13 @@ import threading
 import numpy as np
 import pytest
 
-from cascade import search
+from cascade import ranking
 from cascade.cache import MemoryCache
 from cascade.corpus import Corpus
 from cascade.encoders import is_cross_encoder
 from cascade.errors import ConfigError, EncoderNotFound
-from cascade.search import CascadeSearcher, _dot, _top_k
+from cascade.ranking import dot as _dot
+from cascade.search import CascadeSearcher, _top_k
 from tests.fakes import FakeBiEncoder, FakeCrossEncoder, make_gallery, run_in_threads
 
 N_IMAGES = 60
@@ -224,7 +225,7 @@ def test_top_k_of_all_equal_scores_is_the_incoming_order():
 
 
 def test_float16_level_one_scores_like_float32(monkeypatch):
-    monkeypatch.setattr(search, "_UPCAST_ROWS", 1024)  # so the 3,000 rows take several slices, the last one short
+    monkeypatch.setattr(ranking, "UPCAST_ROWS", 1024)  # so the 3,000 rows take several slices, the last one short
     rng = np.random.default_rng(0)
     matrix = rng.normal(size=(3000, 32)).astype(np.float32)
     matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
