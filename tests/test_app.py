@@ -82,7 +82,7 @@ def test_result_images_are_served_in_place_and_nothing_beside_the_gallery(served
 
 
 def test_stage_galleries_are_drawn_as_gradio_galleries(served):
-    from ui.search_tab import StageGallery
+    from ui.stage_gallery import StageGallery
 
     _, demo = served
     wanted = [f"stage-{i}" for i in range(1, MAX_STAGES + 1)]
@@ -394,6 +394,17 @@ def test_importing_the_app_does_no_work(tmp_path):
     assert out.returncode == 0, out.stderr
     assert not (tmp_path / "cache").exists()  # no database, no gallery, no weights touched
     assert out.stdout.strip() == "[]"  # no model library either
+
+
+def test_importing_the_stage_gallery_leaves_its_committed_stub_as_it_is():
+    """Gradio writes a .pyi beside a component subclass on import; the committed one must be what it writes."""
+    stub = ROOT / "ui" / "stage_gallery.pyi"
+    before = stub.read_bytes()
+    out = subprocess.run([sys.executable, "-c", "import ui.stage_gallery"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert stub.read_bytes() == before
+    assert not (ROOT / "ui" / "search_tab.pyi").exists()  # the tab's module holds no component class
 
 
 def test_command_line_binds_loopback_unless_on_a_space(monkeypatch):

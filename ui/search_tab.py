@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-
 import gradio as gr
 
 from analysis.engine import Engine
@@ -22,27 +20,7 @@ from ui.formatting import (
     stage_label,
     trace_markdown,
 )
-
-
-class StageGallery(gr.Gallery):
-    """A ``gr.Gallery`` whose API schema is computed once per process, not once per search.
-
-    Every search updates each stage gallery's label and visibility, and Gradio answers an
-    update by building a fresh component and its config, schema included: Gallery's schema is
-    pydantic's ``model_json_schema``, about 5 ms of the server's GIL, twice per gallery, five
-    galleries per search (bench/load.py). The schema depends only on the class, so it is shared.
-    ``is_template`` makes Gradio name it ``gallery``: the page draws Gradio's own Gallery.
-    """
-
-    is_template = True
-
-    def api_info(self) -> dict:
-        return _gallery_api_info()
-
-
-@functools.cache
-def _gallery_api_info() -> dict:
-    return gr.Gallery(render=False).api_info()
+from ui.stage_gallery import StageGallery
 
 
 def stage_gallery(trace: LevelTrace, corpus: Corpus, number: int) -> gr.Gallery:
