@@ -79,13 +79,32 @@ def launch(engine: Engine, host: str = "127.0.0.1", port: int | None = None, sha
     """Build and serve the page; with ``block=False`` return at once (tests, notebooks).
 
     Only the gallery folders are served (``allowed_paths``): Gradio serves files there,
-    uploads and its own cache, and nothing else of the machine.
+    uploads and its own cache, and nothing else of the machine. The same folders are Gradio's
+    static paths, so a result image is served where it lies instead of being hashed and copied
+    into Gradio's cache on every search (uploads already live in that cache).
     """
+    serve_in_place(engine.allowed_paths())
     demo = build_app(engine, notice)
     demo.queue(default_concurrency_limit=SEARCH_CONCURRENCY)
     demo.launch(server_name=host, server_port=port, share=share, allowed_paths=engine.allowed_paths(),
                 prevent_thread_lock=not block, footer_links=["api"], show_error=False, quiet=not block)  # fmt: skip
     return demo
+
+
+_STATIC: set[str] = set()  # folders already given to gr.set_static_paths (a process-wide list that only grows)
+
+
+def serve_in_place(folders: Sequence[str]) -> None:
+    """Make ``folders`` Gradio static paths: their files are served in place, never copied to the cache.
+
+    Gradio keeps one list for the whole process, so every app launched in this process serves
+    them; each folder is added once. They must already be allowed paths: Gradio's file route
+    serves static paths too, and resolves links before checking either.
+    """
+    new = [folder for folder in dict.fromkeys(folders) if folder not in _STATIC]
+    if new:
+        gr.set_static_paths(new)
+        _STATIC.update(new)
 
 
 def _parser() -> argparse.ArgumentParser:

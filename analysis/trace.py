@@ -13,6 +13,8 @@ previous rank; ranks are 1-based.
 from __future__ import annotations
 
 import random
+import threading
+import weakref
 
 from cascade.corpus import Corpus
 from cascade.types import SearchResult
@@ -24,9 +26,30 @@ def _normal(text: str) -> str:
 
 def caption_target(query: str, corpus: Corpus) -> str | None:
     """The id of the image one of whose captions is ``query`` (case and spacing aside); None if none or several."""
-    wanted = _normal(query)
-    owners = {image_id for image_id, captions in corpus.captions.items() if any(_normal(c) == wanted for c in captions)}
-    return owners.pop() if len(owners) == 1 else None
+    owners = _caption_owners(corpus).get(_normal(query), ())
+    return next(iter(owners)) if len(owners) == 1 else None
+
+
+# Normalised caption -> ids of the images it describes, per corpus, built on first use: every search asks,
+# and normalising a 5,000-image gallery's captions each time was most of a search's Python time in the app.
+# Keyed by id() (a Corpus is unhashable) and dropped with the corpus; galleries do not change once loaded.
+_OWNERS: dict[int, dict[str, frozenset[str]]] = {}
+_OWNERS_LOCK = threading.Lock()
+
+
+def _caption_owners(corpus: Corpus) -> dict[str, frozenset[str]]:
+    index = _OWNERS.get(id(corpus))
+    if index is None:
+        found: dict[str, set[str]] = {}
+        for image_id, captions in corpus.captions.items():
+            for caption in captions:
+                found.setdefault(_normal(caption), set()).add(image_id)
+        index = {text: frozenset(ids) for text, ids in found.items()}
+        with _OWNERS_LOCK:
+            if id(corpus) not in _OWNERS:
+                _OWNERS[id(corpus)] = index
+                weakref.finalize(corpus, _OWNERS.pop, id(corpus), None)
+    return index
 
 
 def ordinal(n: int) -> str:

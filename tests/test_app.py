@@ -58,6 +58,40 @@ def test_search_api_returns_each_stage_as_ranked_by_hand(client, engine):
     assert "Error" not in status["value"]
 
 
+def test_result_images_are_served_in_place_and_nothing_beside_the_gallery(served, tmp_path):
+    """A result image is the gallery's own file, served with its exact bytes (no copy into Gradio's cache)."""
+    import httpx
+    from gradio_client import Client
+
+    engine, demo = served
+    corpus = engine.corpus(GallerySource("world"))
+    _, *rest = Client(demo.local_url, verbose=False, download_files=False).predict("a blue star", api_name="/search")
+    galleries, data = rest[:MAX_STAGES], rest[MAX_STAGES + 1]
+    for stage, gallery in zip(data["stages"], galleries):
+        files = [item["image"] for item in gallery["value"]]
+        assert [f["path"] for f in files] == [str(corpus.paths[r["id"]]) for r in stage["results"]]
+        with httpx.Client() as http:
+            for file, result in zip(files, stage["results"]):
+                response = http.get(file["url"])
+                assert response.status_code == 200 and response.content == corpus.paths[result["id"]].read_bytes()
+    beside = engine.world_root.parent / "beside.png"  # next to the gallery folder, not in it
+    beside.write_bytes(corpus.paths[corpus.ids[0]].read_bytes())
+    with httpx.Client(base_url=demo.local_url.rstrip("/")) as http:
+        assert http.get(f"/gradio_api/file={beside}").status_code == 403
+        assert http.get(f"/gradio_api/file={engine.world_root}/../beside.png").status_code == 403
+
+
+def test_stage_galleries_are_drawn_as_gradio_galleries(served):
+    from ui.stage_gallery import StageGallery
+
+    _, demo = served
+    wanted = [f"stage-{i}" for i in range(1, MAX_STAGES + 1)]
+    stages = [c for c in demo.config["components"] if c.get("props", {}).get("elem_id") in wanted]
+    assert [c["props"]["elem_id"] for c in stages] == wanted
+    assert {c["type"] for c in stages} == {"gallery"}  # the page's own Gallery component, not a custom one
+    assert StageGallery(render=False).api_info() == gr.Gallery(render=False).api_info()
+
+
 def test_search_api_reports_an_empty_query_in_the_page(client):
     status, *_ = client.predict("   ", api_name="/search")
     assert status["visible"] is True and status["value"].startswith("**Error:** the query is empty")
@@ -360,6 +394,17 @@ def test_importing_the_app_does_no_work(tmp_path):
     assert out.returncode == 0, out.stderr
     assert not (tmp_path / "cache").exists()  # no database, no gallery, no weights touched
     assert out.stdout.strip() == "[]"  # no model library either
+
+
+def test_importing_the_stage_gallery_leaves_its_committed_stub_as_it_is():
+    """Gradio writes a .pyi beside a component subclass on import; the committed one must be what it writes."""
+    stub = ROOT / "ui" / "stage_gallery.pyi"
+    before = stub.read_bytes()
+    out = subprocess.run([sys.executable, "-c", "import ui.stage_gallery"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert stub.read_bytes() == before
+    assert not (ROOT / "ui" / "search_tab.pyi").exists()  # the tab's module holds no component class
 
 
 def test_command_line_binds_loopback_unless_on_a_space(monkeypatch):

@@ -66,7 +66,8 @@ def test_sixteen_concurrent_clients_every_query_logged_once_cache_clean(tmp_path
     try:
         corpus = engine.corpus(engine.default_choice().gallery)
         queries = [f"{text} #{i}" for i, text in enumerate(workload(corpus, "uniform", 5000, seed=3))]
-        latencies, answered, errors = hammer(demo.local_url, queries, CLIENTS, duration_s=15.0)
+        seen = hammer(demo.local_url, queries, CLIENTS, duration_s=15.0)
+        answered, errors = seen.answered, seen.errors
     finally:
         demo.close()
     try:
@@ -201,6 +202,11 @@ def test_the_held_database_is_whole_once_its_holder_is_killed(held_db):
 
 def test_hammer_counts_a_missing_server_as_errors_without_hanging():
     """The load harness itself: clients that cannot connect are errors, and the others do not wait forever."""
-    latencies, answered, errors = hammer(f"http://127.0.0.1:{free_port()}/", ["q"] * 4, clients=3, duration_s=5)
-    assert (latencies, answered) == ([], [])
-    assert len(errors) == 3 and all(query == "<connect>" for query, _ in errors)
+    seen = hammer(f"http://127.0.0.1:{free_port()}/", ["q"] * 4, clients=3, duration_s=5)
+    assert (seen.latencies, seen.answered) == ([], [])
+    assert len(seen.errors) == 3 and all(query == "<connect>" for query, _ in seen.errors)
+
+
+def test_hammer_skips_certificates_only_on_plain_http():
+    with pytest.raises(ValueError, match="only for plain http"):
+        hammer("https://127.0.0.1:1/", ["q"], clients=1, duration_s=1)

@@ -50,3 +50,18 @@ def test_free_text_has_no_target_and_examples_are_captions(engine):
     examples = example_queries(corpus, n=4)
     assert len(examples) == 4 and all(any(text in c for c in corpus.captions.values()) for text in examples)
     assert example_queries(corpus, n=4) == examples  # a fixed draw
+
+
+def test_the_caption_target_is_its_one_owner_in_each_corpus():
+    from cascade.corpus import Corpus
+
+    captions = {"a": ["Two  Red circles"], "b": ["a star", "shared"], "c": ["shared"]}
+    first = Corpus(ids=["a", "b", "c"], captions=captions)
+    assert caption_target(" two red   CIRCLES ", first) == "a"  # case and spacing aside
+    assert caption_target("a star", first) == "b"
+    assert caption_target("shared", first) is None  # two images: no single target
+    assert caption_target("two red", first) is None  # a prefix is not a caption
+    second = Corpus(ids=["x", "y"], captions={"x": ["shared"], "y": ["two red circles"]})
+    assert caption_target("shared", second) == "x"  # each corpus its own answer, asked after the first
+    assert caption_target("two red circles", second) == "y"
+    assert caption_target("two red circles", first) == "a"

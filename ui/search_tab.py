@@ -20,11 +20,12 @@ from ui.formatting import (
     stage_label,
     trace_markdown,
 )
+from ui.stage_gallery import StageGallery
 
 
 def stage_gallery(trace: LevelTrace, corpus: Corpus, number: int) -> gr.Gallery:
     """One stage's kept images, best first, captioned with rank and score; cache misses marked."""
-    return gr.Gallery(value=stage_items(trace, corpus), label=stage_label(trace, number), visible=True)
+    return StageGallery(value=stage_items(trace, corpus), label=stage_label(trace, number), visible=True)
 
 
 def search_tab(engine: Engine, session: gr.State) -> dict:
@@ -45,7 +46,7 @@ def search_tab(engine: Engine, session: gr.State) -> dict:
         elem_id="query-examples",
     )
     trace = gr.Markdown(elem_id="stage-trace")
-    galleries = [gr.Gallery(label=f"Stage {i + 1}", visible=False, columns=10, height=250, object_fit="contain",
+    galleries = [StageGallery(label=f"Stage {i + 1}", visible=False, columns=10, height=250, object_fit="contain",
                             fit_columns=False, elem_id=f"stage-{i + 1}") for i in range(MAX_STAGES)]  # fmt: skip
     card = gr.Markdown(elem_id="cost-card")
     with gr.Accordion("Result as data (the /search API's answer)", open=False):
@@ -57,7 +58,7 @@ def search_tab(engine: Engine, session: gr.State) -> dict:
         current = state.valid()
         outcome = engine.search(current, text, progress=progress_fn(progress))
         stages = [stage_gallery(t, outcome.corpus, n) for n, t in enumerate(outcome.result.levels, start=1)]
-        stages += [gr.Gallery(value=None, visible=False)] * (MAX_STAGES - len(stages))
+        stages += [StageGallery(value=None, visible=False)] * (MAX_STAGES - len(stages))
         cut = ks_cut_note(outcome.ks_asked, outcome.result.config.ks, len(outcome.corpus))
         note = f"Cascade: {describe_choice(current)}{skipped_note(outcome.corpus)}{cut}"
         data = search_json(outcome.result, outcome.corpus)
