@@ -50,7 +50,10 @@ class Sweep:
 
 # 8-bit PQ (``PQ64``) trains at about 10 ms a point in faiss-cpu 1.15.1 here (192 s on 20,000 points,
 # one thread), half an hour on the 200,000-point training sample; the 4-bit fast-scan PQ trains in seconds.
-SWEEPS = (Sweep("HNSW32", "efSearch", (128, 256, 512, 1024, 2048)), Sweep("IVF1024,PQ64x4fs", "nprobe", (32, 128)))
+# IVF4096,Flat: one inverted list per synthetic cluster, exact scores inside the lists probed (at 1M: recall@50
+# 1.000 at nprobe 4, 211x faster than exact, a 78 s build; HNSW32 stays below 0.93 up to efSearch 2048 there).
+SWEEPS = (Sweep("HNSW32", "efSearch", (128, 256, 512, 1024, 2048)), Sweep("IVF4096,Flat", "nprobe", (4, 16)),
+          Sweep("IVF1024,PQ64x4fs", "nprobe", (32, 128)))  # fmt: skip
 SIZES = (1_000_000, 4_000_000)
 SKIP = ((4_000_000, "HNSW"),)  # an HNSW32 build at 4M: about an hour on 2 cores, 9 GB beside the 8 GB matrix
 QUICK_SWEEPS = (Sweep("HNSW32", "efSearch", (64, 128)), Sweep("IVF64,PQ16x4fs", "nprobe", (4, 16)))
@@ -307,9 +310,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.index", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--n", type=parse_sizes, default=list(SIZES), help="comma-separated sizes (default: 1M,4M)")
+    defaults = ";".join(f"{w.factory}@{w.param}=" + "/".join(map(str, w.values)) for w in SWEEPS)
     parser.add_argument("--sweeps", type=parse_sweeps, default=list(SWEEPS),
-                        help="';'-separated FACTORY@PARAM=V1/V2/... (default: HNSW32@efSearch=128/256/512/1024/2048;"
-                        "IVF1024,PQ64x4fs@nprobe=32/128)")  # fmt: skip
+                        help=f"';'-separated FACTORY@PARAM=V1/V2/... (default: {defaults})")  # fmt: skip
     parser.add_argument("--skip-at", type=parse_skip, default=list(SKIP),
                         help="N:PATTERN,... methods not run at N (default: 4000000:HNSW; '' runs all)")  # fmt: skip
     args = parser.parse_args(argv)
