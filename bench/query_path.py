@@ -40,6 +40,7 @@ import torch
 from cascade.corpus import virtual_corpus
 from cascade.encoders import create_encoder
 from cascade.encoders.base import BiEncoder
+from cascade.ranking import dot
 from cascade.search import CascadeSearcher
 from cascade.types import CascadeConfig, LevelTrace, SearchResult
 
@@ -173,7 +174,7 @@ def measure(n_images: int, arch: str = "ViT-B-16", storage: str = "float32", rep
 
     def bare() -> np.ndarray:
         q = text.encode_texts([QUERIES[0]])[0]
-        scores = matrix @ q if matrix.dtype == np.float32 else _upcast_dot(matrix, q)
+        scores = dot(matrix, q)  # float16 storage upcast slice by slice, as level 1's own scoring does
         top = np.argpartition(-scores, KS[-1])[: KS[-1]]
         return top[np.argsort(-scores[top])]
 
@@ -198,13 +199,6 @@ def measure(n_images: int, arch: str = "ViT-B-16", storage: str = "float32", rep
         peak_rss_mib=_rss_mib(),
         repeats=repeats,
     )
-
-
-def _upcast_dot(matrix: np.ndarray, q: np.ndarray) -> np.ndarray:
-    out = np.empty(len(matrix), dtype=np.float32)
-    for start in range(0, len(matrix), 1 << 16):
-        out[start : start + (1 << 16)] = matrix[start : start + (1 << 16)].astype(np.float32) @ q
-    return out
 
 
 def measure_in_subprocess(n_images: int, storage: str, arch: str, repeats: int, timeout_s: float = 900) -> QueryPathRow:
