@@ -4,7 +4,8 @@ The app serves the offline shapes preset (5,000 images, [shapes:small ->
 shapes:large], k = 15, 10; 500 images in a quick run) from a fresh database. After one warm-up search
 (the gallery's build), ``clients`` threads, each with its own
 ``gradio_client.Client``, connect (the connect column; not counted in the duration), then send distinct
-test captions for ``duration_s`` seconds. Reported: client-observed latency (p50, p95), throughput, errors,
+test captions for ``duration_s`` seconds (quick: 3 s, one torch thread only).
+Reported: client-observed latency (p50, p95), throughput, errors,
 and a check of the log: every answered query logged exactly once. Twice: with
 one torch thread per search, and with torch's default (one per core); the app
 runs several searches at once, so the default oversubscribes the cores.
@@ -156,13 +157,13 @@ def hammer(url: str, queries: Sequence[str], clients: int, duration_s: float, ca
 
 
 def run(quick: bool = False, clients: int = CLIENTS, ca_bundle: bool = False) -> tuple[LoadRow, ...]:
-    """One row per torch thread setting: 1, then torch's default (one per core), in this process."""
+    """One row per torch thread setting: 1, then torch's default (one per core), in this process (quick: 1)."""
     import torch
 
     previous = torch.get_num_threads()
     rows = []
     try:
-        for threads in dict.fromkeys((1, os.cpu_count() or 1)):
+        for threads in dict.fromkeys((1,) if quick else (1, os.cpu_count() or 1)):
             torch.set_num_threads(threads)
             rows.append(measure(quick, clients, ca_bundle))
     finally:
@@ -180,7 +181,7 @@ def measure(quick: bool = False, clients: int = CLIENTS, ca_bundle: bool = False
     from analysis.store import Store
     from bench.lifetime import shapes_gallery
 
-    duration_s = 8.0 if quick else 20.0
+    duration_s = 3.0 if quick else 20.0
     corpus, image_root = shapes_gallery(quick, "test")
     with tempfile.TemporaryDirectory(prefix="bench-load-") as folder:
         engine = Engine(Store(Path(folder) / "load.duckdb"), world=lambda: corpus, world_root=image_root)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 _NORM_ROWS = 1 << 16  # rows upcast at a time when measuring a float16 matrix
 
@@ -27,6 +26,8 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
 
 def max_row_norm(matrix: np.ndarray) -> float:
     """Largest L2 norm of a row of ``matrix`` ``(n, d)`` (any float dtype), in slices."""
+    import torch  # here, not at the top: importing the engine (and ``cascade --help``) stays torch-free
+
     rows = torch.from_numpy(matrix)
     return max(float(torch.linalg.vector_norm(rows[s : s + _NORM_ROWS].float(), dim=1).max())
                for s in range(0, len(matrix), _NORM_ROWS))  # fmt: skip
@@ -44,6 +45,8 @@ def half_top_k(matrix: np.ndarray, query: np.ndarray, k: int, max_norm: float) -
     Args:
         max_norm: the largest row norm (``max_row_norm``): it bounds the rounding.
     """
+    import torch
+
     rows = torch.from_numpy(matrix)
     n = len(matrix)
     if k >= n:

@@ -18,10 +18,9 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
-import torch
 
 from cascade import index as indexes
 from cascade.cache import FeatureCache, MemoryCache
@@ -34,6 +33,9 @@ from cascade.ranking import top_k as _top_k
 from cascade.types import BuildReport, CascadeConfig, LevelTrace, SearchResult, validate_ks
 from cascade.types import check_query as _check_query
 from cascade.types import level_trace as _trace
+
+if TYPE_CHECKING:
+    import torch
 
 
 class QueryLog(Protocol):

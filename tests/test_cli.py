@@ -42,7 +42,7 @@ def gallery(tmp_path_factory) -> Path:
     return folder
 
 
-def test_search_end_to_end_and_restart_reuses_the_cache(tmp_path, gallery):
+def test_search_end_to_end_and_restart_reuses_the_cache(tmp_path, gallery, capsys):
     db = str(tmp_path / "db.duckdb")
     args = ["search", "a red circle", "--images", str(gallery), "--levels", f"{SMALL},{MEDIUM}", "--ks", "10,3"]
     first = run_cli(*args, "--db", db, "--json", "--quiet")
@@ -63,7 +63,8 @@ def test_search_end_to_end_and_restart_reuses_the_cache(tmp_path, gallery):
     assert [level["image_macs"] for level in second["levels"]] == [0, 0]
     assert second["levels"][1]["results"] == level2["results"]
 
-    log = json.loads(run_cli("log", "--db", db, "--json").stdout)
+    assert main(["log", "--db", db, "--json"]) == 0  # in this process: the two searches' processes have ended
+    log = json.loads(capsys.readouterr().out)
     assert [q["query"] for q in log["queries"]] == ["a red circle", "a red circle"]
     (config,) = log["configs"]
     assert config["queries"] == 2
@@ -195,9 +196,8 @@ def test_killed_index_resumes_without_recomputing(tmp_path):
     resumed = run_cli("index", "--images", str(folder), "--levels", SMALL, "--db", str(db), "--json", "--quiet")
     assert json.loads(resumed.stdout) == {"images": N_BIG, "embedded": N_BIG - done, "reused": done, "skipped": 0}
 
-    fresh_db = tmp_path / "fresh.duckdb"
-    fresh = run_cli("index", "--images", str(folder), "--levels", SMALL, "--db", str(fresh_db), "--quiet")
-    assert fresh.returncode == 0, fresh.stderr
+    fresh_db = tmp_path / "fresh.duckdb"  # the same command uninterrupted (in this process: the same code)
+    assert main(["index", "--images", str(folder), "--levels", SMALL, "--db", str(fresh_db), "--quiet"]) == 0
     query = "SELECT image_id, data FROM features ORDER BY image_id"
     with Store(db, read_only=True) as a, Store(fresh_db, read_only=True) as b:
         resumed_rows, fresh_rows = a.frame(query), b.frame(query)

@@ -134,7 +134,13 @@ def test_importing_the_package_loads_no_torch():
 
 def test_importing_the_engine_loads_no_model_library():
     loaded = _loaded_after("import cascade.search, cascade.encoders, cascade.corpus, cascade.cache")
-    assert not {"open_clip", "transformers", "torchvision", "duckdb", "gradio", "plotly"} & loaded
+    assert not {"torch", "open_clip", "transformers", "torchvision", "duckdb", "gradio", "plotly"} & loaded
+
+
+def test_the_command_line_parses_without_torch():
+    """``cascade --help`` and a usage error answer in a second: torch loads when a command runs."""
+    loaded = _loaded_after("import cli; cli.parser().parse_args(['search', 'a dog', '--levels', 'shapes:small'])")
+    assert not {"torch", "torchvision", "open_clip", "transformers", "gradio"} & loaded
 
 
 def test_the_torchvision_shim_runs_when_torchvision_is_first_imported():

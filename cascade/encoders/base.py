@@ -20,10 +20,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from PIL import Image
+
+if TYPE_CHECKING:  # torch is imported where a tensor is made: the command line parses and fails fast without it
+    import torch
+    from PIL import Image
 
 
 class ImageTower(ABC):
@@ -52,6 +55,8 @@ class ImageTower(ABC):
 
     def encode_images(self, images: Sequence[Image.Image], batch_size: int = 32) -> np.ndarray:
         """PIL images -> ``(n, ...)`` float32 features, in batches."""
+        import torch
+
         outputs = []
         for start in range(0, len(images), batch_size):
             batch = torch.stack([self.preprocess(image) for image in images[start : start + batch_size]])
@@ -105,4 +110,6 @@ class CrossEncoder(ImageTower):
 
 def l2_normalise(x: torch.Tensor) -> np.ndarray:
     """``(n, d)`` tensor -> float32 numpy array with unit rows."""
+    import torch
+
     return torch.nn.functional.normalize(x.float(), dim=-1).cpu().numpy().astype(np.float32, copy=False)
