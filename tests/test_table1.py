@@ -1,16 +1,12 @@
 """Table 1: every printed cost figure of the paper, the full-mode correction, and the command line."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
 from analysis import table1
 from analysis.table1 import EncoderSpec, Family, build_table1
 from cli import main
-from tests.conftest import ROOT
 
 # The paper's Table 1, as printed (lifetime reduction to 1 decimal, early latency to 2).
 PAPER_SINGLES = {
@@ -139,15 +135,11 @@ def test_bad_arguments_give_one_line_and_exit_2(argv, message, capsys):
     assert len(err.strip().splitlines()) == 1 and message in err and "Traceback" not in err
 
 
-@pytest.mark.slow
-def test_cli_json_in_a_subprocess():
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(
-        [sys.executable, "-m", "cascade", "table1", "--json", "--macs", "paper"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    data = json.loads(done.stdout)
+def test_the_command_prints_the_table_as_json(capsys):
+    from cli import main
+
+    assert main(["table1", "--json", "--macs", "paper"]) == 0  # the console script's run: test_console_script
+    data = json.loads(capsys.readouterr().out)
     assert data["macs_mode"] == "paper" and data["alpha"] == 0.1
     assert {"name", "resolution", "image_gmacs"} <= set(data["encoders"][0])
     rows = {tuple(row["levels"]): row for row in data["cascades"]}
