@@ -1,13 +1,14 @@
 """Level 1's build on Ray Data: the gallery embedded by a pool of encoder actors, one machine or a cluster.
 
-    files --read_binary_files--> bytes --map_batches(EmbedBatch, ActorPoolStrategy)--> (path, embedding)
+    (image id, path) --from_items--> blocks --map_batches(EmbedBatch, ActorPoolStrategy)--> (image id, embedding)
           --driver--> Parquet shards (image id, embedding) --> the caller's feature cache
 
 Each actor creates the encoder once (``make_encoder``: the same contract and the
-same factory as the local build) and decodes, preprocesses and embeds the blocks
-it is handed. The driver writes every finished block as one Parquet shard
-(atomically: written aside, then renamed), so a killed build resumes from the
-shards already on disk; a shard cut short by the kill is unreadable and redone.
+same factory as the local build) and reads, decodes, preprocesses and embeds
+the files of the blocks it is handed. The driver writes every finished block as
+one Parquet shard (atomically: written aside, then renamed), so a killed build
+resumes from the shards already on disk; a shard cut short by the kill is
+unreadable and redone.
 
 Ray is imported only inside ``ray_embed``: the app and the local build never need it.
 """
@@ -15,7 +16,6 @@ Ray is imported only inside ``ray_embed``: the app and the local build never nee
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import math
 import os
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cascade.corpus import Corpus
+from cascade.corpus import Corpus, load_image
 from cascade.encoders.base import BiEncoder
 from cascade.errors import CascadeError, CorpusError
 from cascade.index import EngineMissing
@@ -63,20 +63,14 @@ class EmbedBatch:
         self.batch_size = batch_size
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """``{"image_id": (n,), "path": (n,)}`` -> ``{"image_id": (n,), "embedding": (n, d) float32}``."""
         import torch
 
-        pixels = [self.encoder.preprocess(_decode(data)) for data in batch["bytes"]]
+        # The file decoded as the local build decodes it (cascade.corpus.load_image): the same pixels.
+        pixels = [self.encoder.preprocess(load_image(Path(path))) for path in batch["path"]]
         parts = [self.encoder.encode_pixels(torch.stack(pixels[start : start + self.batch_size]))
                  for start in range(0, len(pixels), self.batch_size)]  # fmt: skip
-        return {"path": batch["path"], "embedding": np.concatenate(parts).astype(np.float32, copy=False)}
-
-
-def _decode(data: bytes):
-    """The bytes of an image file -> RGB, EXIF-oriented: what ``cascade.corpus.load_image`` does with the file."""
-    from PIL import Image, ImageOps
-
-    with Image.open(io.BytesIO(data)) as image:
-        return ImageOps.exif_transpose(image).convert("RGB")
+        return {"image_id": batch["image_id"], "embedding": np.concatenate(parts).astype(np.float32, copy=False)}
 
 
 def ray_embed(
@@ -135,11 +129,11 @@ def _run_pipeline(ray, make_encoder, corpus, todo, shard_dir, workers, batch_siz
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = context.print_on_execution_start = False  # the caller shows progress
     logging.getLogger("ray.data").setLevel(logging.WARNING)
-    id_of = {str(Path(corpus.paths[image_id]).resolve()): image_id for image_id in todo}
-    # Reading is I/O and takes no core of its own: the actors hold one each, and a read task
-    # waiting for a core they hold would stall the pipeline.
-    dataset = ray.data.read_binary_files(list(id_of), include_paths=True, num_cpus=0,
-                                         override_num_blocks=max(1, math.ceil(len(todo) / rows_per_shard)))  # fmt: skip
+    # The actors read their blocks' files themselves. A Ray Data read task per block would cost a Ray
+    # worker process per concurrent task (num_cpus=0 tasks are not capped by the cores), each importing
+    # Ray Data, pyarrow and pandas to read a few files, and the files' bytes a trip through the object store.
+    items = [{"image_id": image_id, "path": str(Path(corpus.paths[image_id]).resolve())} for image_id in todo]
+    dataset = ray.data.from_items(items, override_num_blocks=max(1, math.ceil(len(todo) / rows_per_shard)))
     embedded = dataset.map_batches(
         EmbedBatch,
         fn_constructor_args=(make_encoder, batch_size),
@@ -149,14 +143,10 @@ def _run_pipeline(ray, make_encoder, corpus, todo, shard_dir, workers, batch_siz
         num_cpus=1,
     )
     for batch in embedded.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=1):
-        ids = tuple(id_of[_local_path(path)] for path in batch["path"])
+        ids = tuple(str(image_id) for image_id in batch["image_id"])
         shard = Shard(ids, np.asarray(batch["embedding"], dtype=np.float32), resumed=False)
         _write_shard(shard_dir, shard)
         yield shard
-
-
-def _local_path(path: str) -> str:
-    return str(Path("/" + path.lstrip("/")).resolve()) if not os.path.isabs(path) else str(Path(path).resolve())
 
 
 def _start_ray(address: str | None, workers: int) -> tuple[object, bool]:

@@ -8,11 +8,12 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 from cascade.cache import MemoryCache
 from cascade.corpus import Corpus
 from cascade.index import EngineMissing
-from cascade.ray_build import RayUnavailable, ray_embed
+from cascade.ray_build import EmbedBatch, RayUnavailable, ray_embed
 from cascade.search import CascadeSearcher
 from tests.fakes import FakeBiEncoder, make_gallery
 
@@ -53,6 +54,18 @@ def test_ray_not_installed_is_one_line(corpus, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # what ``import ray`` meets without the package
     with pytest.raises(EngineMissing, match=r"Ray is not installed: pip install \"ray\[data\]==2.60.0\""):
         list(ray_embed(make_small, corpus, corpus.ids, tmp_path / "s"))
+
+
+def test_an_actor_embeds_the_files_it_is_handed_as_the_local_build_does(corpus):
+    threads = torch.get_num_threads()  # the actor takes one thread: its process holds one core
+    try:
+        embed = EmbedBatch(make_small, batch_size=3)  # 7 images: batches of 3, 3 and 1
+        ids = corpus.ids[5:12]
+        out = embed({"image_id": np.array(ids), "path": np.array([str(corpus.paths[i]) for i in ids])})
+    finally:
+        torch.set_num_threads(threads)
+    assert out["image_id"].tolist() == list(ids) and out["embedding"].dtype == np.float32
+    np.testing.assert_array_equal(out["embedding"], local_build(corpus)[5:12])
 
 
 def test_ray_build_with_two_workers_gives_the_local_build(local_ray, corpus, tmp_path):
