@@ -156,10 +156,10 @@ def _start_ray(address: str | None, workers: int) -> tuple[object, bool]:
         import ray
     except ImportError:
         raise EngineMissing('Ray is not installed: pip install "ray[data]==2.60.0" (or use --engine local)') from None
+    if address:  # even with a Ray running here: an address nobody answers at is a mistake, never ignored
+        _check_answers(address)
     if ray.is_initialized():
         return ray, False
-    if address:
-        _check_answers(address)
     # Local workers import the project from this checkout, whatever the interpreter's path says.
     paths = os.pathsep.join([str(PROJECT_ROOT), *[p for p in sys.path if p and os.path.isdir(p)]])
     options = {"runtime_env": {"env_vars": {"PYTHONPATH": paths}}} if not address else {}

@@ -45,7 +45,13 @@ def local_build(corpus: Corpus) -> np.ndarray:
 
 
 def test_a_ray_address_that_does_not_answer_is_one_line(corpus, tmp_path):
-    assert not ray.is_initialized()  # runs first: the module's local Ray starts with the next test
+    # Whether or not this process already runs a Ray (the group's others share one): the address is checked.
+    with pytest.raises(RayUnavailable, match="no Ray cluster answers at 127.0.0.1:9"):
+        list(ray_embed(make_small, corpus, corpus.ids, tmp_path / "s", address="127.0.0.1:9"))
+
+
+def test_an_address_that_does_not_answer_is_refused_beside_a_running_ray(local_ray, corpus, tmp_path):
+    assert ray.is_initialized()  # the module's local Ray: the address must not be traded for it
     with pytest.raises(RayUnavailable, match="no Ray cluster answers at 127.0.0.1:9"):
         list(ray_embed(make_small, corpus, corpus.ids, tmp_path / "s", address="127.0.0.1:9"))
 
