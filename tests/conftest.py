@@ -17,7 +17,7 @@ import pytest  # noqa: E402
 
 import cascade  # noqa: E402, F401  (arms the torchvision shim before a test imports transformers or open_clip)
 
-pytest_plugins = ["tests.ui_fixtures"]  # engine, served, client: the app on a test engine
+pytest_plugins = ["tests.ui_fixtures", "tests.ray_fixtures"]  # the app on a test engine; one shared local Ray
 
 ROOT = Path(__file__).resolve().parent.parent  # the repository: subprocesses run from here
 

@@ -9,6 +9,7 @@ import pytest
 
 from cli import main
 from tests.fakes import make_gallery
+from tests.ray_fixtures import ray_group
 
 pytest.importorskip("faiss")
 SMALL = "openclip:tiny-vit-s@random"
@@ -82,18 +83,20 @@ def test_a_corrupt_index_file_is_one_line(tmp_path, gallery, capsys):
 
 
 @pytest.mark.slow
-def test_index_on_ray_fills_the_cache_with_the_local_build(tmp_path, gallery, capsys):
-    pytest.importorskip("ray")
+@ray_group  # on the Ray the Ray tests share (tests/ray_fixtures.py): ray.init is seconds
+def test_index_on_ray_fills_the_cache_with_the_local_build(local_ray, tmp_path, gallery, capsys):
     from analysis.store import Store
     from cascade.encoders import create_encoder
 
     ray_db, local_db = str(tmp_path / "ray.duckdb"), str(tmp_path / "local.duckdb")
-    common = ["index", "--images", str(gallery), "--levels", SMALL, "--json", "--quiet"]
-    code, out, err = cli(capsys, *common, "--db", ray_db, "--engine", "ray", "--ray-workers", "2")
+    # shapes:small, built by name in the actor like any encoder, imports in a second where open_clip takes
+    # several; one actor: that two give the local build is test_ray_build's. Here: the CLI's path to the cache.
+    common = ["index", "--images", str(gallery), "--levels", "shapes:small", "--json", "--quiet"]
+    code, out, err = cli(capsys, *common, "--db", ray_db, "--engine", "ray", "--ray-workers", "1")
     assert code == 0, err
     assert json.loads(out)["reused"] == 40  # the ray engine filled the cache; the local pass found every row
     assert cli(capsys, *common, "--db", local_db)[0] == 0
-    encoder_id = create_encoder(SMALL).id
+    encoder_id = create_encoder("shapes:small").id
     with Store(ray_db) as ray_store, Store(local_db) as local_store:
         ids = [row[0] for row in local_store.frame("SELECT image_id FROM features").itertuples(index=False)]
         on_ray, local = ray_store.get(encoder_id, ids), local_store.get(encoder_id, ids)
