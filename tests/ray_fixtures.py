@@ -36,7 +36,7 @@ def _group(item: pytest.Item | None) -> str | None:
     return None if marker is None else (marker.args[0] if marker.args else marker.kwargs.get("name"))
 
 
-@pytest.hookimpl(trylast=True)  # after tests/conftest.py put every test in a group, and after pytest-xdist's hook
+@pytest.hookimpl(trylast=True)  # after tests/conftest.py put every test in a group
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The group's tests one after another, where its first was (tests of two modules share one Ray)."""
     group = [item for item in items if _group(item) == RAY_GROUP]
@@ -44,22 +44,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         others = [item for item in items if _group(item) != RAY_GROUP]
         first = items.index(group[0])
         items[:] = others[:first] + group + others[first:]
-    for item in group:
-        _keep_the_group_suffix(item)
-
-
-def _keep_the_group_suffix(item: pytest.Item) -> None:
-    """Make pytest-xdist's ``ID@group`` rename of a test take effect, so ``--dist loadgroup`` keeps the group together.
-
-    pytest-xdist 3.8 renames through ``item._nodeid``, which pytest 9.2 no longer reads: the group is
-    silently ignored (pytest-dev/pytest-xdist#1386). A no-op where the two agree (older pytest, a fixed
-    xdist) and outside xdist workers (no rename).
-    """
-    renamed = getattr(item, "_nodeid", None)
-    if isinstance(renamed, str) and renamed != item.nodeid and hasattr(item, "_id"):
-        from _pytest.nodeid import NodeId
-
-        item._id = NodeId.parse(renamed)
 
 
 @pytest.hookimpl(trylast=True)  # after the test's own fixtures are torn down (a test may hide ``ray`` from imports)
