@@ -41,7 +41,10 @@ SPACE_GROUP = pytest.mark.xdist_group("tests.test_hub_datasets.space")  # reprod
 
 @pytest.fixture(scope="module")
 def simulated(tmp_path_factory) -> dict:
-    """``{"hf_home", "cache_dir", "db"}`` of a simulated hub with both datasets (no model yet: see ``models``)."""
+    """``{"hf_home", "cache_dir", "db"}`` of a simulated hub with both datasets (no model yet: see ``models``).
+
+    ``db`` is the database ``reproduce`` fills and the Space then reads; every other test has its own.
+    """
     root = tmp_path_factory.mktemp("hubsim")
     hub = root / "hf" / "hub"
     hubsim.put_wds_dataset(hub, FLICKR, N_FLICKR, n_shards=2, seed=1, extension="jpg")
