@@ -54,7 +54,7 @@ def simulated(tmp_path_factory) -> dict:
 
 @pytest.fixture(scope="module")
 def models(simulated) -> dict:
-    """``simulated`` with the four models in its hub (~8 s: two full-size ViT-B checkpoints to generate and write)."""
+    """``simulated`` with the four models in its hub (~10 s: two full-size ViT-B checkpoints to generate and write)."""
     hub = simulated["hf_home"] / "hub"
     for seed, arch in enumerate(("ViT-B-32", "ViT-B-16", "ViT-L-14", "ViT-g-14")):
         hubsim.put_openclip(hub, arch, PAPER_TAGS[arch], seed=seed)
