@@ -48,11 +48,19 @@ def commit_of(repo_id: str) -> str:
 
 def put_file(hub_cache: Path, repo_type: str, repo_id: str, filename: str, data: bytes) -> Path:
     """Write one file of ``repo_id`` as huggingface_hub caches it; returns the snapshot path."""
-    root = Path(hub_cache) / f"{repo_type}s--{repo_id.replace('/', '--')}"
-    commit = commit_of(repo_id)
-    blob = root / "blobs" / hashlib.sha256(data).hexdigest()
+    blob = _repo_root(hub_cache, repo_type, repo_id) / "blobs" / hashlib.sha256(data).hexdigest()
     blob.parent.mkdir(parents=True, exist_ok=True)
     blob.write_bytes(data)
+    return _link(hub_cache, repo_type, repo_id, filename, blob)
+
+
+def _repo_root(hub_cache: Path, repo_type: str, repo_id: str) -> Path:
+    return Path(hub_cache) / f"{repo_type}s--{repo_id.replace('/', '--')}"
+
+
+def _link(hub_cache: Path, repo_type: str, repo_id: str, filename: str, blob: Path) -> Path:
+    """``snapshots/<commit>/<filename>`` -> ``blob`` (relative, as huggingface_hub links), and ``refs/main``."""
+    root, commit = _repo_root(hub_cache, repo_type, repo_id), commit_of(repo_id)
     link = root / "snapshots" / commit / filename
     link.parent.mkdir(parents=True, exist_ok=True)
     if link.is_symlink() or link.exists():
@@ -90,14 +98,22 @@ def put_openclip(hub_cache: Path, arch: str, tag: str, seed: int = 0) -> Path:
     """Random weights of ``arch`` under the repo id and file name open_clip resolves ``tag`` to."""
     import open_clip
     import torch
-    from safetensors.torch import save
+    from safetensors.torch import save_file
 
     repo_id = open_clip.get_pretrained_cfg(arch, tag)["hf_hub"].rstrip("/")
     with torch.random.fork_rng(devices=[]), _shrunk_for_now(arch in SHRUNK):
         torch.manual_seed(seed)
         model = open_clip.create_model(arch, pretrained=None)
     tensors = {name: value.detach().to(torch.float16).contiguous() for name, value in model.state_dict().items()}
-    return put_file(hub_cache, "model", repo_id, "open_clip_model.safetensors", save(tensors))
+    # Written straight to disk, then named by its digest: a full-size ViT-B is 300 MB, which as bytes in
+    # memory first would cost a second copy and a second write (about a second each).
+    blobs = _repo_root(hub_cache, "model", repo_id) / "blobs"
+    blobs.mkdir(parents=True, exist_ok=True)
+    partial = blobs / f"{arch}.incomplete"
+    save_file(tensors, partial)
+    with open(partial, "rb") as handle:
+        blob = partial.rename(blobs / hashlib.file_digest(handle, "sha256").hexdigest())
+    return _link(hub_cache, "model", repo_id, "open_clip_model.safetensors", blob)
 
 
 def photo(rng: random.Random, size: int = 96, image_format: str = "JPEG") -> tuple[bytes, list[str]]:

@@ -4,6 +4,11 @@ One simulated cache per module: ViT-B-32 and ViT-B-16 at full size with random w
 their real repo ids, ViT-L-14 and ViT-g-14 shrunk (see hubsim), and both datasets as a few
 dozen generated photos in CLIP_benchmark's webdataset format. The commands run as a user
 runs them, with ``HF_HOME`` pointing at that cache and ``HF_HUB_OFFLINE=1``.
+
+Time goes into the full-size models (each command builds them, ~0.5 s a ViT-B-16 image on one
+core), so the tests that need them form two xdist groups of their own (conftest): the
+evaluations, and ``reproduce`` followed by the Space, which share a database as a Space
+shares its cache between queries. The rest, which need no model, stay in the module's group.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import pytest
 
 from analysis.presets import PAPER_TAGS
 from analysis.replay import workload
+from analysis.store import Store
 from cascade.corpus import Corpus
 from tests import hubsim
 from tests.conftest import ROOT
@@ -26,20 +32,33 @@ from tests.conftest import ROOT
 B32, B16 = "openclip:ViT-B-32@laion2b_s34b_b79k", "openclip:ViT-B-16@laion2b_s34b_b88k"
 FLICKR, COCO = "clip-benchmark/wds_flickr30k", "clip-benchmark/wds_mscoco_captions"
 N_FLICKR, N_COCO = 32, 22  # flickr30k-cpu's k_1 = 30 fits the gallery
-QUERIES = 30  # captions evaluated: the first six images' (ViT-B text towers cost ~0.1 s a caption each)
+K1 = 10  # the evaluations' level-1 k: the ViT-B-16 images one query costs (the last k is 10, for R@10)
+QUERIES = 5  # captions evaluated: the first image's five (ViT-B text towers cost ~0.1 s a caption each)
 pytestmark = pytest.mark.slow
+EVAL_GROUP = pytest.mark.xdist_group("tests.test_hub_datasets.eval")
+SPACE_GROUP = pytest.mark.xdist_group("tests.test_hub_datasets.space")  # reproduce fills the Space's database
 
 
 @pytest.fixture(scope="module")
 def simulated(tmp_path_factory) -> dict:
-    """``{"hf_home", "cache_dir", "db"}`` of a simulated hub with the models and both datasets."""
+    """``{"hf_home", "cache_dir", "db"}`` of a simulated hub with both datasets (no model yet: see ``models``).
+
+    ``db`` is the database ``reproduce`` fills and the Space then reads; every other test has its own.
+    """
     root = tmp_path_factory.mktemp("hubsim")
     hub = root / "hf" / "hub"
     hubsim.put_wds_dataset(hub, FLICKR, N_FLICKR, n_shards=2, seed=1, extension="jpg")
     hubsim.put_wds_dataset(hub, COCO, N_COCO, n_shards=3, seed=2, extension="webp")
+    return {"hf_home": root / "hf", "cache_dir": root / "cascade", "db": root / "cascade.duckdb"}
+
+
+@pytest.fixture(scope="module")
+def models(simulated) -> dict:
+    """``simulated`` with the four models in its hub (~10 s: two full-size ViT-B checkpoints to generate and write)."""
+    hub = simulated["hf_home"] / "hub"
     for seed, arch in enumerate(("ViT-B-32", "ViT-B-16", "ViT-L-14", "ViT-g-14")):
         hubsim.put_openclip(hub, arch, PAPER_TAGS[arch], seed=seed)
-    return {"hf_home": root / "hf", "cache_dir": root / "cascade", "db": root / "cascade.duckdb"}
+    return simulated
 
 
 def cascade(sim: dict, *args: str, shrunk: bool = False, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -55,23 +74,31 @@ def karpathy_of(sim: dict, name: str) -> dict:
     return json.loads((sim["cache_dir"] / "datasets" / name / "captions.json").read_text())
 
 
-@pytest.mark.parametrize(("name", "n_images"), [("flickr30k", N_FLICKR), ("coco", N_COCO)])
-def test_eval_on_a_named_dataset(simulated, name, n_images):
-    done = cascade(simulated, "eval", "--dataset", name, "--levels", f"{B32},{B16}", "--ks", "20,10", "--json",
-                   "--limit", str(QUERIES), "--db", str(simulated["db"]), "--quiet")  # fmt: skip
+# Flickr30k: QUERIES captions, whose level-1 top k_1 overlap (level 2 pays for their union); COCO: one
+# caption, whose k_1 images are exactly what level 2 embeds.
+@EVAL_GROUP
+@pytest.mark.parametrize(("name", "n_images", "queries"), [("flickr30k", N_FLICKR, QUERIES), ("coco", N_COCO, 1)])
+def test_eval_on_a_named_dataset(models, tmp_path, name, n_images, queries):
+    db = tmp_path / "eval.duckdb"  # fresh: every embedding in it is one this evaluation computed
+    done = cascade(models, "eval", "--dataset", name, "--levels", f"{B32},{B16}", "--ks", f"{K1},10", "--json",
+                   "--limit", str(queries), "--db", str(db), "--quiet")  # fmt: skip
     assert done.returncode == 0, done.stderr
     row = json.loads(done.stdout)
     assert row["levels"][0].startswith(B32 + "#rev-" + hubsim.commit_of("laion/CLIP-ViT-B-32-laion2B-s34B-b79K")[:12])
-    assert row["ks"] == [20, 10]
-    # Every generated sample is materialised with its five captions; the first QUERIES captions are the queries.
-    karpathy = karpathy_of(simulated, name)
+    assert row["levels"][1].startswith(B16 + "#rev-" + hubsim.commit_of("laion/CLIP-ViT-B-16-laion2B-s34B-b88K")[:12])
+    assert row["ks"] == [K1, 10]
+    # Every generated sample is materialised with its five captions; the first ``queries`` are the queries.
+    karpathy = karpathy_of(models, name)
     assert len(karpathy["images"]) == n_images
     assert {len(image["sentences"]) for image in karpathy["images"]} == {5}
-    # Fresh-system cost: level 1 embeds the gallery once, level 2 only what queries handed it.
-    b32 = _image_macs("ViT-B-32")
-    b16 = _image_macs("ViT-B-16")
-    level2_images = (row["image_macs"] - n_images * b32) / b16
-    assert level2_images == pytest.approx(round(level2_images)) and 20 <= level2_images <= n_images
+    # Fresh-system cost: level 1 embeds the gallery once, level 2 each image some query handed it, once. The
+    # store holds what was embedded: the whole gallery by ViT-B-32, and by ViT-B-16 at least one query's k_1
+    # images and at most every query's.
+    with Store(db, read_only=True) as store:
+        level1_images, level2_images = (store.count_features(level) for level in row["levels"])
+    assert level1_images == n_images
+    assert K1 <= level2_images <= min(n_images, queries * K1)
+    assert row["image_macs"] == n_images * _image_macs("ViT-B-32") + level2_images * _image_macs("ViT-B-16")
     assert row["alpha"] == pytest.approx(level2_images / n_images)
 
 
@@ -81,17 +108,21 @@ def _image_macs(arch: str) -> int:
     return cost.openclip_image_macs(arch, mode="full")
 
 
-def test_a_second_start_reads_the_materialised_folder_only(simulated):
-    """Materialised once: with the dataset gone from the hub cache it still loads, and no image is rewritten."""
-    first = cascade(simulated, "index", "--dataset", "flickr30k", "--levels", B32, "--db", str(simulated["db"]))
+def test_a_second_start_reads_the_materialised_folder_only(simulated, tmp_path):
+    """Materialised once: with the dataset gone from the hub cache it still loads, and no image is rewritten.
+
+    The level is the built-in ``shapes:small``: what is under test is the gallery, and a hub model
+    would add seconds of loading to each start.
+    """
+    index = ("index", "--dataset", "flickr30k", "--levels", "shapes:small", "--db", str(tmp_path / "index.duckdb"))
+    first = cascade(simulated, *index)
     assert first.returncode == 0, first.stderr
     images = sorted((simulated["cache_dir"] / "datasets" / "flickr30k" / "images").iterdir())
     stamps = {p.name: p.stat().st_mtime_ns for p in images}
     repo = simulated["hf_home"] / "hub" / f"datasets--{FLICKR.replace('/', '--')}"
     repo.rename(repo.with_name(repo.name + ".away"))
     try:
-        again = cascade(simulated, "index", "--dataset", "flickr30k", "--levels", B32, "--db", str(simulated["db"]),
-                        "--json")  # fmt: skip
+        again = cascade(simulated, *index, "--json")
     finally:
         repo.with_name(repo.name + ".away").rename(repo)
     assert again.returncode == 0, again.stderr
@@ -128,9 +159,9 @@ def test_without_the_cache_each_command_names_what_is_missing(tmp_path, args, mi
     assert "HF_HOME" in lines[0] or "hub is reachable" in lines[0]
 
 
-def test_weights_missing_offline_name_their_repo(tmp_path, simulated):
+def test_weights_missing_offline_name_their_repo(tmp_path):
     """The dataset is there, a model is not: the line names the model's repository."""
-    sim = {**simulated, "hf_home": tmp_path / "hf"}
+    sim = {"hf_home": tmp_path / "hf", "cache_dir": tmp_path / "cascade"}
     hubsim.put_wds_dataset(sim["hf_home"] / "hub", FLICKR, N_FLICKR, n_shards=2, seed=1)
     done = cascade(sim, "eval", "--dataset", "flickr30k", "--levels", f"{B32},{B16}", "--ks", "20,10",
                    "--db", str(tmp_path / "db.duckdb"), timeout=60)  # fmt: skip
@@ -151,12 +182,13 @@ def test_presets_name_the_datasets_and_tags():
     assert presets.get("flickr30k-blip").reranker == "blip:large+itm"
 
 
-def test_reproduce_runs_every_row_of_the_vit_family(simulated):
-    done = cascade(simulated, "reproduce", "--dataset", "flickr30k", "--family", "vit", "--limit", "20", "--json",
-                   "--db", str(simulated["db"]), "--quiet", shrunk=True)  # fmt: skip
+@SPACE_GROUP
+def test_reproduce_runs_every_row_of_the_vit_family(models):
+    done = cascade(models, "reproduce", "--dataset", "flickr30k", "--family", "vit", "--limit", str(QUERIES),
+                   "--json", "--db", str(models["db"]), "--quiet", shrunk=True)  # fmt: skip
     assert done.returncode == 0, done.stderr
     table = json.loads(done.stdout)
-    assert (table["n_images"], table["n_queries"]) == (N_FLICKR, 20)
+    assert (table["n_images"], table["n_queries"]) == (N_FLICKR, QUERIES)
     rows = table["rows"]
     assert [row["cascade"] for row in rows] == [["g/14"], ["B/16"], ["L/14"], ["L/14", "g/14"], ["B/16", "g/14"],
                                                 ["B/16", "L/14", "g/14"]]  # fmt: skip
@@ -171,19 +203,25 @@ def test_reproduce_runs_every_row_of_the_vit_family(simulated):
     assert rows[5]["paper"]["early_latency"] == 1.75 and rows[5]["early_latency_reduction"] is not None
 
 
-def test_the_space_starts_on_flickr30k_cpu_and_serves_a_search(simulated, tmp_path):
-    """``python app.py`` with ``SPACE_ID`` set on the simulated cache: the Space preset, a search in a real browser."""
+@SPACE_GROUP
+def test_the_space_starts_on_flickr30k_cpu_and_serves_a_search(models, tmp_path):
+    """``python app.py`` with ``SPACE_ID`` set on the simulated cache: the Space preset, a search in a real browser.
+
+    Its database is the module's: after ``reproduce`` (which embedded the gallery with ViT-B-16, the
+    Space's level 2) the search finds its ViT-B-16 images cached, as on a Space after its first queries.
+    Run alone, it embeds them itself.
+    """
     from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, _sync_playwright
 
     sync_playwright = _sync_playwright()
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    env = {**hubsim.hub_env(simulated["hf_home"]), "CASCADE_CACHE_DIR": str(simulated["cache_dir"]),
+    env = {**hubsim.hub_env(models["hf_home"]), "CASCADE_CACHE_DIR": str(models["cache_dir"]),
            "SPACE_ID": "someone/cascade-search"}  # fmt: skip
     code = (
         "import sys; from tests import hubsim; hubsim.register_shrunk(); import app; "
-        f"sys.exit(app.main(['--host', '127.0.0.1', '--port', '{port}', '--db', '{tmp_path / 'app.duckdb'}']))"
+        f"sys.exit(app.main(['--host', '127.0.0.1', '--port', '{port}', '--db', '{models['db']}']))"
     )
     server = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                               stderr=open(tmp_path / "app.log", "w"))  # fmt: skip
