@@ -45,9 +45,9 @@ def gallery(tmp_path_factory) -> Path:
 def test_search_end_to_end_and_restart_reuses_the_cache(tmp_path, gallery, capsys):
     db = str(tmp_path / "db.duckdb")
     args = ["search", "a red circle", "--images", str(gallery), "--levels", f"{SMALL},{MEDIUM}", "--ks", "10,3"]
-    first = run_cli(*args, "--db", db, "--json", "--quiet")
-    assert first.returncode == 0, first.stderr
-    payload = json.loads(first.stdout)
+    assert main([*args, "--db", db, "--json", "--quiet"]) == 0  # here; the restart below is a new process
+    first_out, first_err = capsys.readouterr()
+    payload = json.loads(first_out)
     assert payload["query"] == "a red circle"
     assert [level["encoder"] for level in payload["levels"]] == [f"{SMALL}0", f"{MEDIUM}0"]
     level1, level2 = payload["levels"]
@@ -56,7 +56,7 @@ def test_search_end_to_end_and_restart_reuses_the_cache(tmp_path, gallery, capsy
     assert (level1["candidates"], level2["candidates"], level2["misses"]) == (30, 10, 10)
     assert len(level2["results"]) == 3 and all(Path(r["path"]).is_file() for r in level2["results"])
     assert {r["path"] for r in level2["results"]} <= {r["path"] for r in level1["results"]}
-    assert "skipped 2 unreadable or non-image file(s)" in first.stderr
+    assert "skipped 2 unreadable or non-image file(s)" in first_err
 
     second = json.loads(run_cli(*args, "--db", db, "--json", "--quiet").stdout)  # a new process
     assert [level["misses"] for level in second["levels"]] == [0, 0]
@@ -163,7 +163,7 @@ def test_database_locked_by_another_process(tmp_path, gallery):
 N_BIG = 4000
 
 
-def test_killed_index_resumes_without_recomputing(tmp_path):
+def test_killed_index_resumes_without_recomputing(tmp_path, capsys):
     # Big enough that the index runs for seconds: the watcher below reads its progress bar and must
     # kill it mid-way, however fast the machine (1,500 images took about 1.5 s, too close to call).
     folder = make_gallery(tmp_path / "big", N_BIG, seed=5)[0].parent
@@ -193,8 +193,13 @@ def test_killed_index_resumes_without_recomputing(tmp_path):
         done = store.count_features(f"{SMALL}0")
     assert 96 <= done < N_BIG
 
-    resumed = run_cli("index", "--images", str(folder), "--levels", SMALL, "--db", str(db), "--json", "--quiet")
-    assert json.loads(resumed.stdout) == {"images": N_BIG, "embedded": N_BIG - done, "reused": done, "skipped": 0}
+    assert main(["index", "--images", str(folder), "--levels", SMALL, "--db", str(db), "--json", "--quiet"]) == 0
+    assert json.loads(capsys.readouterr().out) == {
+        "images": N_BIG,
+        "embedded": N_BIG - done,
+        "reused": done,
+        "skipped": 0,
+    }
 
     fresh_db = tmp_path / "fresh.duckdb"  # the same command uninterrupted (in this process: the same code)
     assert main(["index", "--images", str(folder), "--levels", SMALL, "--db", str(fresh_db), "--quiet"]) == 0
