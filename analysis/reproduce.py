@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from analysis import presets, table1
-from analysis.evaluate import EvalResult, evaluate
+from analysis.evaluate import CaptionEmbeddings, EvalResult, evaluate
 from cascade import datasets
 from cascade.corpus import Corpus
 from cascade.encoders import create_encoder
@@ -129,13 +129,14 @@ def reproduce(
     lifetime.update({c.levels: c.lifetime_reduction for c in costs.cascades})
     early = {c.levels: c.early_latency_reduction for c in costs.cascades}
     results: list[EvalResult] = []
+    captions = CaptionEmbeddings()  # a text tower in several rows encodes the captions once
     for names in table_rows(family):
         ks = clamped_ks(presets.paper_ks(len(names)), len(corpus))
         searcher = CascadeSearcher([create_encoder(presets.encoder_name(n)) for n in names], corpus, cache=cache)
         searcher.build()
         label = " > ".join(labels[n] for n in names)
         callback = None if progress is None else (lambda done, total, label=label: progress(label, done, total))
-        results.append(evaluate(searcher, ks, progress=callback, limit=limit))
+        results.append(evaluate(searcher, ks, progress=callback, limit=limit, captions=captions))
     figures = paper_figures()
     reference = results[0]
     rows = []

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from analysis.evaluate import RECALL_KS, EvalResult, evaluate
+from analysis.evaluate import RECALL_KS, CaptionEmbeddings, EvalResult, evaluate
 from cascade.cache import FeatureCache, MemoryCache
 from cascade.corpus import Corpus
 from cascade.encoders.base import ImageTower
@@ -71,10 +71,11 @@ def sweep_k1(first: ImageTower, last: ImageTower, corpus: Corpus, k1s: Sequence[
         raise ConfigError(f"each k_1 must lie between k_last = {k_last} and the gallery's {len(corpus):,} images, "
                           f"got {k1s}")  # fmt: skip
     cache = cache if cache is not None else MemoryCache()
+    captions = CaptionEmbeddings()  # both text towers encode the captions once for every row
 
     def run(levels: list[ImageTower], ks: tuple[int, ...], name: str) -> EvalResult:
         searcher = CascadeSearcher(levels, corpus, cache=cache)
-        return evaluate(searcher, ks, progress=progress(name) if progress else None, limit=limit)
+        return evaluate(searcher, ks, progress=progress(name) if progress else None, limit=limit, captions=captions)
 
     reference = run([last], (k_last,), f"{last.id} alone")
     rows = tuple(run([first, last], (k1, k_last), f"k_1 = {k1}") for k1 in k1s)

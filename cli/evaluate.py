@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from analysis import progress
-from analysis.evaluate import JSON_KEYS, evaluate
+from analysis.evaluate import JSON_KEYS, CaptionEmbeddings, evaluate
 from analysis.store import EvalRecord, Store
 from cascade import units
 from cascade.search import CascadeSearcher
@@ -31,15 +31,16 @@ def run(args: argparse.Namespace) -> int:
         plan = common.index_plan(args)
         searcher = CascadeSearcher(common.levels(args), corpus, cache=store, index=plan)
         common.build(searcher, args)
+        captions = CaptionEmbeddings()  # the exact-level-1 reference below reuses the queries' embeddings
         with common.bar(args, "queries", None) as bar:
-            result = evaluate(searcher, config.ks, progress=progress.callback(bar), limit=args.limit)
+            result = evaluate(searcher, config.ks, progress=progress.callback(bar), limit=args.limit, captions=captions)
         if not plan.spec.approximate:
             store.save_evaluation(EvalRecord.of(result, searcher.config(config.ks).key, dataset))
             exact = None
         else:  # the same cascade with exact level 1: what the index costs in recall, end to end
             reference = CascadeSearcher(searcher.levels, corpus, cache=store)
             reference.build()
-            exact = evaluate(reference, config.ks, limit=args.limit)
+            exact = evaluate(reference, config.ks, limit=args.limit, captions=captions)
     payload = {key: result.as_json()[key] for key in JSON_KEYS}
     text = (f"{' > '.join(result.levels)}  ks={list(result.ks)}  on {dataset} ({result.n_images} images, "
             f"{result.n_queries} queries)\nR@1 {result.r1:.1f}  R@5 {result.r5:.1f}  R@10 {result.r10:.1f}  "

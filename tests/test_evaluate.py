@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analysis.evaluate import evaluate, recall_at_k
+from analysis.evaluate import CaptionEmbeddings, evaluate, recall_at_k
 from cascade import search
 from cascade.corpus import Corpus
 from cascade.errors import ConfigError
@@ -133,3 +133,20 @@ def test_search_many_traces_equal_search_traces(tmp_path, monkeypatch):
     for a, b in zip(many, single):
         np.testing.assert_allclose(a.scores, b.scores, rtol=1e-6)
     assert many[-1].levels[1].misses == 0 and many[3].levels[1].misses > 0
+
+
+def test_evaluations_sharing_caption_embeddings_encode_each_tower_once_and_score_alike(tmp_path):
+    json_path, root = make_karpathy(tmp_path, n_images=30, captions_per_image=2)
+    corpus = Corpus.from_karpathy(json_path, root, split="test")
+
+    def cascades() -> list[tuple[list[FakeBiEncoder], tuple[int, ...]]]:  # three levels, one text tower
+        return [(small_and_large(), (12, 10)), ([FakeBiEncoder("large", seed=3, image_macs=1000)], (10,))]
+
+    alone = [evaluate(CascadeSearcher(levels, corpus), ks) for levels, ks in cascades()]
+    captions, runs = CaptionEmbeddings(), cascades()
+    shared = [evaluate(CascadeSearcher(levels, corpus), ks, captions=captions) for levels, ks in runs]
+    assert shared == alone
+    # 60 captions, encoded once by the tower all three levels share ("fake-text"), by the first level to ask.
+    assert [level.texts_encoded for levels, _ in runs for level in levels] == [60, 0, 0]
+    with pytest.raises(ValueError, match="one list of captions"):
+        evaluate(CascadeSearcher(small_and_large(), corpus), (12, 10), limit=5, captions=captions)
