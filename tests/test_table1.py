@@ -136,8 +136,6 @@ def test_bad_arguments_give_one_line_and_exit_2(argv, message, capsys):
 
 
 def test_the_command_prints_the_table_as_json(capsys):
-    from cli import main
-
     assert main(["table1", "--json", "--macs", "paper"]) == 0  # the console script's run: test_console_script
     data = json.loads(capsys.readouterr().out)
     assert data["macs_mode"] == "paper" and data["alpha"] == 0.1
