@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from analysis import presets
-from analysis.evaluate import EvalResult, evaluate
+from analysis.evaluate import CaptionEmbeddings, EvalResult, evaluate
 from bench import section_main
 from bench.lifetime import shapes_gallery
 from cascade.cache import MemoryCache
@@ -70,7 +70,9 @@ def run(quick: bool = False) -> IndexCascadeReport:
     approximate.build()
     build_s = time.perf_counter() - started
     limit = QUICK_QUERIES if quick else QUERIES
-    with_index, reference = evaluate(approximate, PRESET.ks, limit=limit), evaluate(exact, PRESET.ks, limit=limit)
+    captions = CaptionEmbeddings()  # one text encoding of the captions for both sides, as `cascade eval --index`
+    with_index = evaluate(approximate, PRESET.ks, limit=limit, captions=captions)
+    reference = evaluate(exact, PRESET.ks, limit=limit, captions=captions)
     measured = approximate.index_recall(PRESET.ks[0])
     return IndexCascadeReport(approximate.index.spec.name, with_index, reference, measured.recall,
                               measured.queries, measured.source, build_s)  # fmt: skip
