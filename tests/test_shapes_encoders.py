@@ -59,6 +59,20 @@ def test_quick_training_writes_loadable_weights_and_a_report(quick_weights):
     assert cross.score("a red circle", features[:0]).shape == (0,)
 
 
+def test_score_pairs_gives_each_pair_its_own_querys_score():
+    """Two queries' candidates in one call, in an order that mixes them: each pair as ``score`` rates it."""
+    cross, large = shapes.load("cross", ASSETS_DIR), shapes.load("large", ASSETS_DIR)
+    features = cross.encode_images([Image.fromarray(item.image()) for item in world.gallery(6, seed=4)])
+    texts = ["a red circle on a gray background", "two blue striped squares"]
+    embeddings = large.encode_texts(texts)  # the family's shared text tower
+    which = np.array([1, 0, 0, 1, 1, 0])  # pair i: image i with query which[i]
+    paired = cross.score_pairs(features, embeddings[which], batch_size=4)  # two batches
+    by_query = np.stack([cross.score(text, features) for text in texts])
+    np.testing.assert_allclose(paired, by_query[which, np.arange(6)], rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="6 image rows for 2 query embeddings"):
+        cross.score_pairs(features, embeddings)
+
+
 def test_ids_follow_the_weights(quick_weights, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(quick_weights, copy)

@@ -259,13 +259,27 @@ def cascade_scores(first: torch.Tensor, second: torch.Tensor, k_1: int) -> torch
 
 
 def rerank_scores(
-    first: torch.Tensor, cross: shapes.ShapesCrossEncoder, queries: Sequence[str], features: np.ndarray, k: int
+    first: torch.Tensor,
+    cross: shapes.ShapesCrossEncoder,
+    embeddings: np.ndarray,
+    features: np.ndarray,
+    k: int,
+    queries_per_batch: int = 400,
 ) -> torch.Tensor:
-    """``cross`` re-scores ``first``'s top ``k`` per query (in that order, above all the rest)."""
+    """``cross`` re-scores ``first``'s top ``k`` per query (in that order, above all the rest).
+
+    ``embeddings``: the queries' unit embeddings by the family's shared text tower, one row per row of
+    ``first``. The pairs of ``queries_per_batch`` queries at a time go through the cross-encoder together.
+    """
     top = first.topk(k, dim=1).indices
     out = torch.full_like(first, -float("inf"))
-    for row, query in enumerate(tqdm(queries, desc="cross re-rank", unit="query", dynamic_ncols=True, leave=False)):
-        out[row, top[row]] = torch.from_numpy(cross.score(query, features[top[row].numpy()]))
+    starts = range(0, len(top), queries_per_batch)
+    for start in tqdm(starts, desc="cross re-rank", unit="batch", dynamic_ncols=True, leave=False):
+        rows = top[start : start + queries_per_batch]
+        pairs = cross.score_pairs(
+            features[rows.reshape(-1).numpy()], np.repeat(embeddings[start : start + len(rows)], k, axis=0)
+        )
+        out[start : start + len(rows)].scatter_(1, rows, torch.from_numpy(pairs).reshape(rows.shape))
     return out
 
 
@@ -280,11 +294,13 @@ def evaluate(weights_dir: Path, n_images: int, k_1: int | None = None, rerank_k:
     queries = [text for item in items for text in item.captions]
     positives = torch.tensor([item.index for item in items for _ in item.captions])
     k_1 = k_1 or max(1, n_images // 50)
-    scores, macs = {}, {}
+    scores, macs, texts = {}, {}, {}  # texts: the queries' embeddings by each text tower (one, shared)
     for name in shapes.IMAGE_TOWERS:
         encoder = shapes.load(name, weights_dir)
         image_features = _encode(encoder, images)
-        scores[name] = torch.from_numpy(encoder.encode_texts(queries) @ image_features.T)
+        if encoder.text_tower_id not in texts:
+            texts[encoder.text_tower_id] = encoder.encode_texts(queries)
+        scores[name] = torch.from_numpy(texts[encoder.text_tower_id] @ image_features.T)
         macs[name] = {"id": encoder.id, "image_macs": encoder.image_macs, "text_macs": encoder.text_macs}
     cross = shapes.load("cross", weights_dir)
     macs["cross"] = {"id": cross.id, "image_macs": cross.image_macs, "pair_macs": cross.pair_macs}
@@ -292,7 +308,9 @@ def evaluate(weights_dir: Path, n_images: int, k_1: int | None = None, rerank_k:
     runs = {
         **scores,
         f"small>large@{k_1}": cascade_scores(scores["small"], scores["large"], k_1),
-        f"large>cross@{rerank_k}": rerank_scores(scores["large"], cross, queries, features, rerank_k),
+        f"large>cross@{rerank_k}": rerank_scores(
+            scores["large"], cross, texts[cross.text_tower_id], features, rerank_k
+        ),
     }
     ks = (1, 5, 10)
     recalls = {name: recall_at_k(run, positives, ks) for name, run in runs.items()}

@@ -140,7 +140,24 @@ class ShapesCrossEncoder(_WorldPixels, CrossEncoder):
             embedding = torch.as_tensor(np.asarray(query_embedding, dtype=np.float32))[None]
         else:
             embedding = F.normalize(self._text(self._tokeniser([text])), dim=-1)
-        scores = [self._model(chunk, embedding.expand(len(chunk), -1)) for chunk in features.split(batch_size)]
+        return self._score_pairs(features, embedding.expand(len(features), -1), batch_size)
+
+    @torch.inference_mode()
+    def score_pairs(
+        self, image_features: np.ndarray, query_embeddings: np.ndarray, batch_size: int = 4096
+    ) -> np.ndarray:
+        """Pair ``i``'s logit: row ``i`` of ``image_features`` with row ``i`` of the (unit) ``query_embeddings``.
+
+        Many queries' candidates in one call, for an offline evaluation; ``score`` is one query's row.
+        """
+        features = torch.as_tensor(np.asarray(image_features, dtype=np.float32))
+        embeddings = torch.as_tensor(np.asarray(query_embeddings, dtype=np.float32))
+        if len(features) != len(embeddings):
+            raise ValueError(f"{len(features)} image rows for {len(embeddings)} query embeddings")
+        return self._score_pairs(features, embeddings, batch_size)
+
+    def _score_pairs(self, features: torch.Tensor, embeddings: torch.Tensor, batch_size: int) -> np.ndarray:
+        scores = [self._model(f, e) for f, e in zip(features.split(batch_size), embeddings.split(batch_size))]
         return torch.cat(scores).numpy().astype(np.float32) if scores else np.zeros(0, np.float32)
 
 
