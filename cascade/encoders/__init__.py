@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import functools
 import importlib
+import threading
 
 from cascade.encoders.base import BiEncoder, CrossEncoder, ImageTower
 from cascade.errors import EncoderNotFound
@@ -22,6 +23,12 @@ _BACKENDS: dict[str, str] = {
     "shapes": "cascade.encoders.shapes",
     "blip": "cascade.encoders.blip",
 }
+
+# One encoder is built at a time. Loading a checkpoint switches torch's weight initialisers off for the
+# whole process while the model is built (ours for OpenCLIP, transformers' for BLIP): a seeded random
+# init running meanwhile in another thread would lose its weights. Already built encoders
+# (create_encoder's cache) never wait.
+_BUILDING = threading.RLock()
 
 __all__ = ["BiEncoder", "CrossEncoder", "ImageTower", "create_encoder", "is_cross_encoder", "known_names", "backend_of"]
 
@@ -58,7 +65,8 @@ def create_encoder(name: str) -> ImageTower:
     name = name.strip()
     backend = backend_of(name)
     module = importlib.import_module(_BACKENDS[backend])
-    return module.create(name.partition(":")[2])
+    with _BUILDING:  # see _BUILDING
+        return module.create(name.partition(":")[2])
 
 
 def is_cross_encoder(name: str) -> bool:

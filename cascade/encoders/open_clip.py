@@ -173,8 +173,15 @@ def _tag_revision(open_clip, arch: str, tag: str, repo_id: str, filenames: list[
 
 
 def _load(open_clip, arch: str, pretrained: str):
+    """``create_model_and_transforms`` with a checkpoint, which open_clip loads with ``strict=True``.
+
+    Every parameter and persistent buffer is then read from the file, so the random init before it
+    is skipped (``_no_weight_init``): 1.2 s of a ViT-B-16's 1.3 s build on one core, more for the
+    larger towers.
+    """
     try:
-        return open_clip.create_model_and_transforms(arch, pretrained=pretrained)
+        with _no_weight_init():
+            return open_clip.create_model_and_transforms(arch, pretrained=pretrained)
     except pickle.UnpicklingError as err:
         # torch.load(weights_only=True) refused to run code: say so, without torch's advice to disable the check
         raise WeightsUnavailable(
@@ -194,3 +201,37 @@ def _quiet_logging():
         yield
     finally:
         logging.disable(previous)
+
+
+# torch's in-place initialisers, and the modules that bind them by name at import (nn.MultiheadAttention's)
+_INIT_FUNCTIONS = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_", "dirac_",
+                   "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_",
+                   "sparse_")  # fmt: skip
+_INIT_MODULES = ("torch.nn.init", "torch.nn.modules.activation", "torch.nn.modules.transformer")
+
+
+@contextlib.contextmanager
+def _no_weight_init():
+    """torch's initialisers as no-ops while a model is built only to be overwritten by a checkpoint.
+
+    transformers' ``from_pretrained`` does the same (``no_init_weights``). It is process-wide:
+    ``cascade.encoders.create_encoder`` builds one encoder at a time, so no seeded random init runs
+    meanwhile.
+    """
+    import importlib
+
+    patched = []
+    for module in map(importlib.import_module, _INIT_MODULES):
+        for name in _INIT_FUNCTIONS:
+            if hasattr(module, name):
+                patched.append((module, name, getattr(module, name)))
+                setattr(module, name, _leave_as_is)
+    try:
+        yield
+    finally:
+        for module, name, function in patched:
+            setattr(module, name, function)
+
+
+def _leave_as_is(tensor, *args, **kwargs):
+    return tensor
