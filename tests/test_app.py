@@ -384,26 +384,38 @@ def test_guarded_handlers_turn_errors_into_a_visible_line(monkeypatch):
 # ---------------------------------------------------------------- starting the app
 
 
-def test_importing_the_app_does_no_work(tmp_path):
+@pytest.fixture(scope="module")
+def fresh_import(tmp_path_factory) -> dict:
+    """``import app`` and every ui module in a fresh process: what it printed, and what it left on disk.
+
+    ``modules``: the model libraries loaded by then; ``cache``: whether the cache folder was made;
+    ``stub_before``/``stub_after``: ``ui/stage_gallery.pyi``, which gradio rewrites on import.
+    """
+    cache, stub = tmp_path_factory.mktemp("import") / "cache", ROOT / "ui" / "stage_gallery.pyi"
+    before = stub.read_bytes()
     code = (
         "import sys, app, ui.common, ui.controls, ui.formatting, ui.search_tab, ui.cost_tab, ui.whatif_tab, "
-        "ui.evaluate_tab; print(sorted(m for m in ('open_clip', 'transformers') if m in sys.modules))"
+        "ui.evaluate_tab, ui.stage_gallery; print(sorted(m for m in ('open_clip', 'transformers') if m in sys.modules))"
     )
-    env = {**os.environ, "CASCADE_CACHE_DIR": str(tmp_path / "cache")}
+    env = {**os.environ, "CASCADE_CACHE_DIR": str(cache)}
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert not (tmp_path / "cache").exists()  # no database, no gallery, no weights touched
-    assert out.stdout.strip() == "[]"  # no model library either
+    return {
+        "modules": out.stdout.strip(),
+        "cache": cache.exists(),
+        "stub_before": before,
+        "stub_after": stub.read_bytes(),
+    }
 
 
-def test_importing_the_stage_gallery_leaves_its_committed_stub_as_it_is():
+def test_importing_the_app_does_no_work(fresh_import):
+    assert not fresh_import["cache"]  # no database, no gallery, no weights touched
+    assert fresh_import["modules"] == "[]"  # no model library either
+
+
+def test_importing_the_stage_gallery_leaves_its_committed_stub_as_it_is(fresh_import):
     """Gradio writes a .pyi beside a component subclass on import; the committed one must be what it writes."""
-    stub = ROOT / "ui" / "stage_gallery.pyi"
-    before = stub.read_bytes()
-    out = subprocess.run([sys.executable, "-c", "import ui.stage_gallery"], cwd=ROOT, capture_output=True, text=True,
-                         timeout=120)  # fmt: skip
-    assert out.returncode == 0, out.stderr
-    assert stub.read_bytes() == before
+    assert fresh_import["stub_after"] == fresh_import["stub_before"]
     assert not (ROOT / "ui" / "search_tab.pyi").exists()  # the tab's module holds no component class
 
 
