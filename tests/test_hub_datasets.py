@@ -6,9 +6,10 @@ dozen generated photos in CLIP_benchmark's webdataset format. The commands run a
 runs them, with ``HF_HOME`` pointing at that cache and ``HF_HUB_OFFLINE=1``.
 
 Time goes into the full-size models (each command builds them, ~0.5 s a ViT-B-16 image on one
-core), so the tests that need them form two xdist groups of their own (conftest): the
-evaluations, and ``reproduce`` followed by the Space, which share a database as a Space
-shares its cache between queries. The rest, which need no model, stay in the module's group.
+core), so the tests that need them form two xdist groups of their own (conftest): the COCO
+evaluation, and the Flickr30k evaluation, ``reproduce`` and the Space, which share a database as a
+Space shares its cache between queries (each embeds only what the ones before it did not). The
+rest, which need no model, stay in the module's group.
 """
 
 from __future__ import annotations
@@ -37,14 +38,15 @@ QUERIES = 5  # captions reproduce evaluates: the first image's five (ViT-B text 
 EVAL_QUERIES = 2  # the Flickr30k evaluation's: each costs level 2 up to K1 full-size ViT-B-16 images (~0.5 s each)
 pytestmark = pytest.mark.slow
 EVAL_GROUP = pytest.mark.xdist_group("tests.test_hub_datasets.eval")
-SPACE_GROUP = pytest.mark.xdist_group("tests.test_hub_datasets.space")  # reproduce fills the Space's database
+SPACE_GROUP = pytest.mark.xdist_group("tests.test_hub_datasets.space")  # they fill the Space's database
 
 
 @pytest.fixture(scope="module")
 def simulated(tmp_path_factory) -> dict:
     """``{"hf_home", "cache_dir", "db"}`` of a simulated hub with both datasets (no model yet: see ``models``).
 
-    ``db`` is the database ``reproduce`` fills and the Space then reads; every other test has its own.
+    ``db`` is the database the Flickr30k evaluation and ``reproduce`` fill and the Space then reads; every
+    other test has its own.
     """
     root = tmp_path_factory.mktemp("hubsim")
     hub = root / "hf" / "hub"
@@ -77,10 +79,21 @@ def karpathy_of(sim: dict, name: str) -> dict:
 
 # Flickr30k: EVAL_QUERIES captions, whose level-1 top k_1 may overlap (level 2 pays for their union); COCO: one
 # caption, whose k_1 images are exactly what level 2 embeds.
+@SPACE_GROUP  # first of its group: what it embeds, reproduce and the Space then find cached
+def test_eval_on_flickr30k(models, tmp_path):
+    # The module's database while nothing has written it yet (then every embedding in it is one this
+    # evaluation computed, as the checks need), else a fresh one.
+    db = models["db"] if not models["db"].exists() else tmp_path / "eval.duckdb"
+    _check_eval(models, db, "flickr30k", N_FLICKR, EVAL_QUERIES)
+
+
 @EVAL_GROUP
-@pytest.mark.parametrize(("name", "n_images", "queries"), [("flickr30k", N_FLICKR, EVAL_QUERIES), ("coco", N_COCO, 1)])
-def test_eval_on_a_named_dataset(models, tmp_path, name, n_images, queries):
-    db = tmp_path / "eval.duckdb"  # fresh: every embedding in it is one this evaluation computed
+def test_eval_on_coco(models, tmp_path):
+    _check_eval(models, tmp_path / "eval.duckdb", "coco", N_COCO, 1)
+
+
+def _check_eval(models: dict, db: Path, name: str, n_images: int, queries: int) -> None:
+    """``cascade eval --dataset NAME`` with ViT-B-32 then ViT-B-16 into ``db``, which nothing else has written."""
     done = cascade(models, "eval", "--dataset", name, "--levels", f"{B32},{B16}", "--ks", f"{K1},10", "--json",
                    "--limit", str(queries), "--db", str(db), "--quiet")  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -208,9 +221,9 @@ def test_reproduce_runs_every_row_of_the_vit_family(models):
 def test_the_space_starts_on_flickr30k_cpu_and_serves_a_search(models, tmp_path):
     """``python app.py`` with ``SPACE_ID`` set on the simulated cache: the Space preset, a search in a real browser.
 
-    Its database is the module's: after ``reproduce`` (which embedded the gallery with ViT-B-16, the
-    Space's level 2) the search finds its ViT-B-16 images cached, as on a Space after its first queries.
-    Run alone, it embeds them itself.
+    Its database is the module's: after the Flickr30k evaluation (the gallery by ViT-B-32, the Space's
+    level 1) and ``reproduce`` (by ViT-B-16, its level 2) the search finds its images cached, as on a
+    Space after its first queries. Run alone, it embeds them itself.
     """
     from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, _sync_playwright
 
