@@ -160,7 +160,7 @@ def test_database_locked_by_another_process(tmp_path, gallery):
     assert "in use by another process" in out.stderr and "Traceback" not in out.stderr
 
 
-N_BIG = 4000
+N_BIG = 2500
 
 
 def test_killed_index_resumes_without_recomputing(tmp_path, capsys):

@@ -193,12 +193,15 @@ def test_a_half_written_world_is_rebuilt(tmp_path):
 
 
 @pytest.mark.slow
-def test_materialise_test_split_goes_to_the_cache_dir():
+def test_materialise_test_split_goes_to_the_cache_dir(monkeypatch):
+    """Every image of the split, under the cache dir (the split shrunk here: its real size is checked above)."""
+    monkeypatch.setitem(world.GALLERY_SIZES, "test", 120)
     json_path, image_root = world.materialise()
     assert image_root.parent == cache_dir() / "shapes-world"
     records = json.loads(json_path.read_text())["images"]
-    assert len(records) == world.TEST_GALLERY_IMAGES
-    assert len(list((image_root / "images").glob("*.png"))) == world.TEST_GALLERY_IMAGES
+    assert len(records) == 120
+    assert len(list((image_root / "images").glob("*.png"))) == 120
+    assert all((image_root / record["filepath"] / record["filename"]).is_file() for record in records)
     with pytest.raises(ValueError, match="galleries are test and lifetime"):
         world.materialise("train")
 
