@@ -5,11 +5,11 @@ their real repo ids, ViT-L-14 and ViT-g-14 shrunk (see hubsim), and both dataset
 dozen generated photos in CLIP_benchmark's webdataset format. The commands run as a user
 runs them, with ``HF_HOME`` pointing at that cache and ``HF_HUB_OFFLINE=1``.
 
-Time goes into the full-size models (each command builds them, ~0.5 s a ViT-B-16 image on one
-core), so the tests that need them form two xdist groups of their own (conftest): the COCO
-evaluation, and the Flickr30k evaluation, ``reproduce`` and the Space, which share a database as a
-Space shares its cache between queries (each embeds only what the ones before it did not). The
-rest, which need no model, stay in the module's group.
+Time goes into the full-size models (~10 s to write them, ~0.5 s a ViT-B-16 image on one core),
+so the tests that need them form one xdist group of their own (conftest), whose worker writes them
+once. Of those, the Flickr30k evaluation, ``reproduce`` and the Space share a database as a Space
+shares its cache between queries (each embeds only what the ones before it did not). The rest,
+which need no model, stay in the module's group.
 """
 
 from __future__ import annotations
@@ -37,8 +37,7 @@ K1 = 10  # the evaluations' level-1 k: the ViT-B-16 images one query costs (the 
 QUERIES = 5  # captions reproduce evaluates: the first image's five (ViT-B text towers cost ~0.1 s a caption each)
 EVAL_QUERIES = 2  # the Flickr30k evaluation's: each costs level 2 up to K1 full-size ViT-B-16 images (~0.5 s each)
 pytestmark = pytest.mark.slow
-EVAL_GROUP = pytest.mark.xdist_group("tests.test_hub_datasets.eval")
-SPACE_GROUP = pytest.mark.xdist_group("tests.test_hub_datasets.space")  # they fill the Space's database
+MODELS_GROUP = pytest.mark.xdist_group("tests.test_hub_datasets.models")  # one worker writes the models once
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +78,7 @@ def karpathy_of(sim: dict, name: str) -> dict:
 
 # Flickr30k: EVAL_QUERIES captions, whose level-1 top k_1 may overlap (level 2 pays for their union); COCO: one
 # caption, whose k_1 images are exactly what level 2 embeds.
-@SPACE_GROUP  # first of its group: what it embeds, reproduce and the Space then find cached
+@MODELS_GROUP  # first of its group: what it embeds, reproduce and the Space then find cached
 def test_eval_on_flickr30k(models, tmp_path):
     # The module's database while nothing has written it yet (then every embedding in it is one this
     # evaluation computed, as the checks need), else a fresh one.
@@ -87,7 +86,7 @@ def test_eval_on_flickr30k(models, tmp_path):
     _check_eval(models, db, "flickr30k", N_FLICKR, EVAL_QUERIES)
 
 
-@EVAL_GROUP
+@MODELS_GROUP
 def test_eval_on_coco(models, tmp_path):
     _check_eval(models, tmp_path / "eval.duckdb", "coco", N_COCO, 1)
 
@@ -196,7 +195,7 @@ def test_presets_name_the_datasets_and_tags():
     assert presets.get("flickr30k-blip").reranker == "blip:large+itm"
 
 
-@SPACE_GROUP
+@MODELS_GROUP
 def test_reproduce_runs_every_row_of_the_vit_family(models):
     done = cascade(models, "reproduce", "--dataset", "flickr30k", "--family", "vit", "--limit", str(QUERIES),
                    "--json", "--db", str(models["db"]), "--quiet", shrunk=True)  # fmt: skip
@@ -217,7 +216,7 @@ def test_reproduce_runs_every_row_of_the_vit_family(models):
     assert rows[5]["paper"]["early_latency"] == 1.75 and rows[5]["early_latency_reduction"] is not None
 
 
-@SPACE_GROUP
+@MODELS_GROUP
 def test_the_space_starts_on_flickr30k_cpu_and_serves_a_search(models, tmp_path):
     """``python app.py`` with ``SPACE_ID`` set on the simulated cache: the Space preset, a search in a real browser.
 
