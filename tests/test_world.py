@@ -192,7 +192,6 @@ def test_a_half_written_world_is_rebuilt(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folder left behind
 
 
-@pytest.mark.slow
 def test_materialise_test_split_goes_to_the_cache_dir(monkeypatch):
     """Every image of the split, under the cache dir (the split shrunk here: its real size is checked above)."""
     monkeypatch.setitem(world.GALLERY_SIZES, "test", 120)
