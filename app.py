@@ -5,7 +5,7 @@
     python app.py --host 0.0.0.0 --port 8080 --db /data/cascade.duckdb
 
 The page is a thin layer over ``analysis.engine.Engine`` (``build_app(engine)``), assembled
-from the ``ui`` package (one module per tab): per-session choices live in ``gr.State``;
+from the ``cascade_ui`` package (one module per tab): per-session choices live in ``gr.State``;
 galleries, searchers, caches and the log are the engine's, shared by every session.
 Importing this module starts nothing; ``main()`` opens the database and serves.
 """
@@ -34,11 +34,11 @@ from analysis.store import Store  # noqa: E402
 from cascade import datasets  # noqa: E402
 from cascade.errors import CascadeError  # noqa: E402
 from cascade.paths import default_db_path  # noqa: E402
-from ui.common import LOG, SEARCH_CONCURRENCY, Session, describe  # noqa: E402
-from ui.cost_tab import cost_outputs, cost_tab  # noqa: E402
-from ui.evaluate_tab import evaluate_tab  # noqa: E402
-from ui.search_tab import search_tab  # noqa: E402
-from ui.whatif_tab import whatif_tab  # noqa: E402
+from cascade_ui.common import LOG, SEARCH_CONCURRENCY, Session, describe  # noqa: E402
+from cascade_ui.cost_tab import cost_outputs, cost_tab  # noqa: E402
+from cascade_ui.evaluate_tab import evaluate_tab  # noqa: E402
+from cascade_ui.search_tab import search_tab  # noqa: E402
+from cascade_ui.whatif_tab import whatif_tab  # noqa: E402
 
 
 def build_app(engine: Engine, notice: str = "") -> gr.Blocks:

@@ -22,7 +22,7 @@ def default_db_path() -> Path:
     return cache_dir() / "cascade.duckdb"
 
 
-ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
+ASSETS_DIR = Path(__file__).resolve().parent / "assets"  # shipped in the wheel as package data
 
 
 def file_digest(path: str | os.PathLike, hex_digits: int = 20) -> str:

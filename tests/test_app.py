@@ -23,12 +23,12 @@ from analysis.engine import Choice, GallerySource, ReplayStopped, SharedObjects
 from analysis.replay import workload
 from cascade import datasets
 from cascade.errors import ConfigError, CorpusError, WeightsUnavailable
+from cascade_ui.common import MAX_STAGES, Session, guarded
+from cascade_ui.controls import choice_from, validated
+from cascade_ui.evaluate_tab import dataset_source
+from cascade_ui.formatting import describe_choice, skipped_note
 from tests.app_engine import LARGE_MACS, N_IMAGES, PRESET, ROOT, SMALL_MACS, expected_levels, make_engine
 from tests.fakes import make_gallery, make_karpathy
-from ui.common import MAX_STAGES, Session, guarded
-from ui.controls import choice_from, validated
-from ui.evaluate_tab import dataset_source
-from ui.formatting import describe_choice, skipped_note
 
 WAIT_S = 60  # every wait below is bounded so a hang fails the test; none of them asserts a speed
 
@@ -82,7 +82,7 @@ def test_result_images_are_served_in_place_and_nothing_beside_the_gallery(served
 
 
 def test_stage_galleries_are_drawn_as_gradio_galleries(served):
-    from ui.stage_gallery import StageGallery
+    from cascade_ui.stage_gallery import StageGallery
 
     _, demo = served
     wanted = [f"stage-{i}" for i in range(1, MAX_STAGES + 1)]
@@ -389,13 +389,14 @@ def fresh_import(tmp_path_factory) -> dict:
     """``import app`` and every ui module in a fresh process: what it printed, and what it left on disk.
 
     ``modules``: the model libraries loaded by then; ``cache``: whether the cache folder was made;
-    ``stub_before``/``stub_after``: ``ui/stage_gallery.pyi``, which gradio rewrites on import.
+    ``stub_before``/``stub_after``: ``cascade_ui/stage_gallery.pyi``, which gradio rewrites on import.
     """
-    cache, stub = tmp_path_factory.mktemp("import") / "cache", ROOT / "ui" / "stage_gallery.pyi"
+    cache, stub = tmp_path_factory.mktemp("import") / "cache", ROOT / "cascade_ui" / "stage_gallery.pyi"
     before = stub.read_bytes()
     code = (
-        "import sys, app, ui.common, ui.controls, ui.formatting, ui.search_tab, ui.cost_tab, ui.whatif_tab, "
-        "ui.evaluate_tab, ui.stage_gallery; print(sorted(m for m in ('open_clip', 'transformers') if m in sys.modules))"
+        "import sys, app, cascade_ui.common, cascade_ui.controls, cascade_ui.formatting, cascade_ui.search_tab, "
+        "cascade_ui.cost_tab, cascade_ui.whatif_tab, cascade_ui.evaluate_tab, cascade_ui.stage_gallery; "
+        "print(sorted(m for m in ('open_clip', 'transformers') if m in sys.modules))"
     )
     env = {**os.environ, "CASCADE_CACHE_DIR": str(cache)}
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
@@ -416,7 +417,7 @@ def test_importing_the_app_does_no_work(fresh_import):
 def test_importing_the_stage_gallery_leaves_its_committed_stub_as_it_is(fresh_import):
     """Gradio writes a .pyi beside a component subclass on import; the committed one must be what it writes."""
     assert fresh_import["stub_after"] == fresh_import["stub_before"]
-    assert not (ROOT / "ui" / "search_tab.pyi").exists()  # the tab's module holds no component class
+    assert not (ROOT / "cascade_ui" / "search_tab.pyi").exists()  # the tab's module holds no component class
 
 
 def test_command_line_binds_loopback_unless_on_a_space(monkeypatch):

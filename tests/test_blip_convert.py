@@ -12,7 +12,7 @@ import torch
 import transformers
 
 import cascade  # noqa: F401  (torchvision shim before transformers' BLIP)
-import cli
+import cascade_cli
 from cascade.encoders import create_encoder
 from cascade.encoders.blip_convert import convert_checkpoint
 from tests.blip_tiny import IMAGE_SIZE, original_state_dict, save_original_checkpoint, tiny_tokenizer, tiny_vocab
@@ -65,7 +65,7 @@ def test_lavis_checkpoint_converts_through_the_command_line(tmp_path, bert_dir, 
     source = tmp_path / "blip_coco_retrieval.pth"
     model = save_original_checkpoint(source, layout="lavis")
     out = tmp_path / "converted"
-    assert cli.main(["convert-blip", str(source), str(out), "--tokenizer", str(bert_dir), "--json"]) == 0
+    assert cascade_cli.main(["convert-blip", str(source), str(out), "--tokenizer", str(bert_dir), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     # Counted here from the model: every online tensor is written; the momentum copies are of the four
     # encoders and projections (the ITM head has none), plus the momentum text tower's position_ids.
@@ -142,7 +142,7 @@ def test_bad_inputs_are_one_line_and_write_nothing(tmp_path, bert_dir, damage, m
     else:
         save_original_checkpoint(source)
         tokenizer = [] if damage == "no tokenizer" else ["--tokenizer", str(tmp_path)]
-    code = cli.main(["convert-blip", str(source), str(out), *tokenizer])
+    code = cascade_cli.main(["convert-blip", str(source), str(out), *tokenizer])
     err = capsys.readouterr().err
     assert code == 1 and expected in err and err.count("\n") == 1, err
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
@@ -154,6 +154,6 @@ def test_a_non_empty_out_dir_is_refused(tmp_path, bert_dir, capsys):
     save_original_checkpoint(source)
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "keep.txt").write_text("mine")
-    assert cli.main(["convert-blip", str(source), str(tmp_path / "out"), "--tokenizer", str(bert_dir)]) == 1
+    assert cascade_cli.main(["convert-blip", str(source), str(tmp_path / "out"), "--tokenizer", str(bert_dir)]) == 1
     assert "not an empty folder" in capsys.readouterr().err
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["keep.txt"]

@@ -19,7 +19,7 @@ from analysis.evaluate import caption_queries
 from analysis.store import Store
 from cascade.corpus import Corpus
 from cascade.encoders import create_encoder
-from cli import main
+from cascade_cli import main
 from tests.conftest import ROOT
 from tests.fakes import make_gallery, make_karpathy
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-import cli
+import cascade_cli
 from tests.conftest import ROOT
 from tests.fakes import make_gallery
 
@@ -31,7 +31,7 @@ def readme_commands() -> set[str]:
 
 
 def registered_commands() -> set[str]:
-    sub = next(a for a in cli.parser()._actions if a.dest == "command")
+    sub = next(a for a in cascade_cli.parser()._actions if a.dest == "command")
     return set(sub.choices)
 
 
@@ -61,17 +61,17 @@ def test_an_unknown_command_is_one_line_and_exit_2():
 def test_a_search_through_the_script_reuses_the_index_and_is_logged(tmp_path, capsys):
     """The real invocation: ``cascade search`` through the script, between an index and a log run in-process.
 
-    In-process, ``index`` and ``log`` run the same ``cli.main`` the script calls (test_cli covers them);
+    In-process, ``index`` and ``log`` run the same ``cascade_cli.main`` the script calls (test_cli covers them);
     the script's process loads the model, reads the index the first wrote and logs what the last reads.
     """
     folder = make_gallery(tmp_path / "gallery", 12)[0].parent
     db = str(tmp_path / "db.duckdb")
-    assert cli.main(["index", "--images", str(folder), "--levels", TINY, "--db", db, "--json", "--quiet"]) == 0
+    assert cascade_cli.main(["index", "--images", str(folder), "--levels", TINY, "--db", db, "--json", "--quiet"]) == 0
     assert json.loads(capsys.readouterr().out) == {"images": 12, "embedded": 12, "reused": 0, "skipped": 0}
     found = run_script("search", "a red circle", "--images", str(folder), "--levels", TINY, "--ks", "3",
                        "--db", db, "--json", "--quiet")  # fmt: skip
     assert found.returncode == 0, found.stderr
     (level,) = json.loads(found.stdout)["levels"]
     assert (level["candidates"], level["misses"], len(level["results"])) == (12, 0, 3)  # level 1 reused the index
-    assert cli.main(["log", "--db", db, "--json"]) == 0
+    assert cascade_cli.main(["log", "--db", db, "--json"]) == 0
     assert [q["query"] for q in json.loads(capsys.readouterr().out)["queries"]] == ["a red circle"]

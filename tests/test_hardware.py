@@ -8,8 +8,8 @@ from analysis import hardware, whatif
 from analysis.hardware import HardwareProfile
 from cascade import units
 from cascade.errors import ConfigError
+from cascade_ui.formatting import real_units_summary
 from tests.fakes import FakeBiEncoder
-from ui.formatting import real_units_summary
 
 
 def test_unit_conversions_by_hand():

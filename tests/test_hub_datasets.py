@@ -67,7 +67,7 @@ def cascade(sim: dict, *args: str, shrunk: bool = False, timeout: float = 600) -
     """``python -m cascade ARGS`` on the simulated hub (``shrunk``: with hubsim's shrunken configs registered)."""
     env = {**hubsim.hub_env(sim["hf_home"]), "CASCADE_CACHE_DIR": str(sim["cache_dir"])}
     command = ([sys.executable, "-c", "import sys; from tests import hubsim; hubsim.register_shrunk(); "
-                "from cli import main; sys.exit(main(sys.argv[1:]))"] if shrunk
+                "from cascade_cli import main; sys.exit(main(sys.argv[1:]))"] if shrunk
                else [sys.executable, "-m", "cascade"])  # fmt: skip
     return subprocess.run([*command, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 

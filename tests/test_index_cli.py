@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cli import main
+from cascade_cli import main
 from tests.fakes import make_gallery
 from tests.ray_fixtures import ray_group
 

@@ -1,10 +1,10 @@
 """The import graph, checked on the source: faces over analysis over cascade, and no circles.
 
-    app.py -> ui -> analysis -> cascade
-              cli -> analysis -> cascade
+    app.py -> cascade_ui -> analysis -> cascade
+              cascade_cli -> analysis -> cascade
 
 ``cascade/__main__.py`` is the one shim from the library into a face: it lets
-``python -m cascade`` reach ``cli``. Every import counts, also those inside a
+``python -m cascade`` reach ``cascade_cli``. Every import counts, also those inside a
 function: a lazy import that runs upwards is still a circle in the design.
 """
 
@@ -17,16 +17,16 @@ from pathlib import Path
 
 from tests.conftest import ROOT
 
-PROJECT = ("cascade", "analysis", "cli", "ui", "tools", "bench", "app")
+PROJECT = ("cascade", "analysis", "cascade_cli", "cascade_ui", "tools", "bench", "app")
 # What each part may not import (the project's own parts, and libraries that belong to a face).
 FORBIDDEN = {
-    "cascade": {"analysis", "cli", "ui", "app", "tools", "bench", "gradio", "plotly", "duckdb"},
-    "analysis": {"cli", "ui", "app", "tools", "bench", "gradio"},
-    "cli": {"ui", "app", "tools", "bench", "gradio"},
-    "ui": {"cli", "app", "tools", "bench"},
-    "tools": {"cli", "ui", "app", "bench", "gradio"},
+    "cascade": {"analysis", "cascade_cli", "cascade_ui", "app", "tools", "bench", "gradio", "plotly", "duckdb"},
+    "analysis": {"cascade_cli", "cascade_ui", "app", "tools", "bench", "gradio"},
+    "cascade_cli": {"cascade_ui", "app", "tools", "bench", "gradio"},
+    "cascade_ui": {"cascade_cli", "app", "tools", "bench"},
+    "tools": {"cascade_cli", "cascade_ui", "app", "bench", "gradio"},
 }
-FACE_SHIMS = {"cascade.__main__": {"cli"}}  # python -m cascade -> the command line
+FACE_SHIMS = {"cascade.__main__": {"cascade_cli"}}  # python -m cascade -> the command line
 
 
 def module_files() -> dict[str, Path]:
@@ -63,8 +63,8 @@ def graph() -> dict[str, set[str]]:
 
 def test_the_graph_sees_the_whole_tree():
     names = set(graph())
-    assert {"app", "cli", "cascade.search", "analysis.store", "cascade.__main__"} <= names
-    assert "cli" in graph()["cascade.__main__"]
+    assert {"app", "cascade_cli", "cascade.search", "analysis.store", "cascade.__main__"} <= names
+    assert "cascade_cli" in graph()["cascade.__main__"]
 
 
 def test_nothing_imports_upwards():
@@ -139,7 +139,9 @@ def test_importing_the_engine_loads_no_model_library():
 
 def test_the_command_line_parses_without_torch():
     """``cascade --help`` and a usage error answer in a second: torch loads when a command runs."""
-    loaded = _loaded_after("import cli; cli.parser().parse_args(['search', 'a dog', '--levels', 'shapes:small'])")
+    loaded = _loaded_after(
+        "import cascade_cli; cascade_cli.parser().parse_args(['search', 'a dog', '--levels', 'shapes:small'])"
+    )
     assert not {"torch", "torchvision", "open_clip", "transformers", "gradio"} & loaded
 
 

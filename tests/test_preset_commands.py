@@ -10,7 +10,7 @@ import pytest
 from analysis import evaluate, presets, replay
 from cascade import world
 from cascade.encoders import create_encoder
-from cli import main
+from cascade_cli import main
 
 TEST_IMAGES, LIFETIME_IMAGES = 150, 300
 REPLAY_KEYS = {"workload", "queries", "alpha", "cascade_image_macs", "baseline_image_macs", "reduction"}

@@ -12,7 +12,7 @@ from analysis import presets, query_logs
 from analysis.query_logs import QueryLogError, read_query_log
 from cascade import world
 from cascade.encoders import create_encoder
-from cli import main
+from cascade_cli import main
 
 
 def test_text_log_keeps_order_and_repeats_and_counts_empty_lines(tmp_path):

@@ -11,7 +11,7 @@ import pytest
 
 from analysis.report import Section, build_report
 from cascade import world
-from cli import main
+from cascade_cli import main
 
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 

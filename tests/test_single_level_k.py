@@ -7,7 +7,7 @@ import argparse
 import pytest
 
 from cascade.errors import ConfigError
-from cli import common
+from cascade_cli import common
 
 
 def _args(levels, ks=None) -> argparse.Namespace:

@@ -60,7 +60,7 @@ def test_the_cli_sweep_prints_rows_and_the_marked_k1(monkeypatch, capsys):
     from analysis import presets
     from cascade import world
     from cascade.encoders import create_encoder
-    from cli import main
+    from cascade_cli import main
 
     monkeypatch.setitem(world.GALLERY_SIZES, "test", 60)
     assert main(["compare", "--sweep-k1", "10,30", "--limit", "20", "--json", "--quiet"]) == 0

@@ -6,7 +6,7 @@ import pytest
 
 from analysis import table1
 from analysis.table1 import EncoderSpec, Family, build_table1
-from cli import main
+from cascade_cli import main
 
 # The paper's Table 1, as printed (lifetime reduction to 1 decimal, early latency to 2).
 PAPER_SINGLES = {

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from analysis.search_json import search_json
 from analysis.trace import caption_target, example_queries, ordinal, target_summary
+from cascade_ui.formatting import trace_markdown
 from tests.app_engine import N_IMAGES, expected_levels
-from ui.formatting import trace_markdown
 
 
 def test_a_caption_query_traces_its_image_through_every_stage(engine):

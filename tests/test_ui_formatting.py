@@ -1,4 +1,5 @@
-"""ui/formatting.py: the page's text on results written by hand, against strings and numbers worked out by hand."""
+"""cascade_ui/formatting.py: the page's text on results written by hand, against strings and numbers worked out
+by hand."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from analysis.replay import ReplayResult
 from analysis.whatif import WhatIf
 from cascade.corpus import Corpus
 from cascade.types import CascadeConfig, LevelTrace, SearchResult
-from ui import formatting as fmt
+from cascade_ui import formatting as fmt
 
 SMALL = LevelTrace("x:small", 50, 1000, 1000, 0, 0, 2_500_000, 1.5, ("a", "b"), (0.5, 0.25), macs_per_image=10**6)
 LARGE = LevelTrace("x:large@0123456789abcdef", 2, 50, 20, 30, 30 * 4 * 10**9, 0, 10.0, ("b", "a"), (0.75, 0.125),

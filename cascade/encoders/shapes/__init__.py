@@ -3,7 +3,7 @@
 Three image towers of increasing cost (a convnet each, on 32, 48 and 64 px
 inputs) share ONE text tower, as Algorithm 1 of the bi-encoder cascades paper
 assumes; ``shapes:cross`` is a small cross-encoder for CrispSearch-style
-re-ranking. All weights ship in ``assets/shapes_*.safetensors`` and are
+re-ranking. All weights ship in ``cascade/assets/shapes_*.safetensors`` and are
 regenerated from a seed by ``python -m tools.train_shapes``.
 
 Architectures are data (``IMAGE_TOWERS``, ``TEXT_TOWER``, ``CROSS``); every

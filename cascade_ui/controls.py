@@ -9,8 +9,8 @@ import gradio as gr
 
 from analysis.engine import Choice, Engine, GallerySource
 from cascade.errors import ConfigError
-from ui.common import MAX_LEVELS, Session, describe
-from ui.formatting import describe_choice
+from cascade_ui.common import MAX_LEVELS, Session, describe
+from cascade_ui.formatting import describe_choice
 
 GALLERY_LABELS = {
     "built-in world": "world",

@@ -10,7 +10,7 @@ from analysis.reproduce import format_reproduction, reproduce
 from analysis.store import Store
 from analysis.table1 import FAMILY_KEYS
 from cascade import datasets
-from cli import common
+from cascade_cli import common
 
 
 def register(sub) -> None:

@@ -7,8 +7,8 @@ import json
 
 from analysis.table1 import build_table1, format_table
 from cascade.errors import ConfigError
-from cli import common
-from cli.guard import UsageError
+from cascade_cli import common
+from cascade_cli.guard import UsageError
 
 
 def register(sub) -> None:

@@ -7,8 +7,8 @@ import gradio as gr
 from analysis import plots
 from analysis.engine import Engine, GallerySource
 from cascade.errors import ConfigError
-from ui.common import LONG_CONCURRENCY, PROGRESS, Session, guarded, progress_fn
-from ui.formatting import evaluation_table
+from cascade_ui.common import LONG_CONCURRENCY, PROGRESS, Session, guarded, progress_fn
+from cascade_ui.formatting import evaluation_table
 
 DATASET_LABELS = {
     "built-in test gallery": "world",

@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from cli import common
+from cascade_cli import common
 
 
 def register(sub) -> None:

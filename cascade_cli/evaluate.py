@@ -9,7 +9,7 @@ from analysis.evaluate import JSON_KEYS, CaptionEmbeddings, evaluate
 from analysis.store import EvalRecord, Store
 from cascade import units
 from cascade.search import CascadeSearcher
-from cli import common
+from cascade_cli import common
 
 
 def register(sub) -> None:

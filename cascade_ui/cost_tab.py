@@ -15,9 +15,9 @@ from analysis.engine import Choice, Engine
 from analysis.query_logs import MAX_FILE_BYTES, QueryLog, read_query_log
 from analysis.replay import ReplayResult
 from analysis.report import Section, build_report, side_by_side_sections
-from ui import side_by_side
-from ui.common import LONG_CONCURRENCY, PROGRESS, Session, describe, guarded, progress_fn, report_file
-from ui.formatting import cost_summary, describe_choice, real_units_summary, replay_done
+from cascade_ui import side_by_side
+from cascade_ui.common import LONG_CONCURRENCY, PROGRESS, Session, describe, guarded, progress_fn, report_file
+from cascade_ui.formatting import cost_summary, describe_choice, real_units_summary, replay_done
 
 REPLAY_REFRESH_S = 1.0
 # A replay whose page stopped listening (Stop pressed, tab closed) for this long stops itself: Gradio

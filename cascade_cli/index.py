@@ -13,7 +13,7 @@ from cascade.encoders import create_encoder
 from cascade.index import check_recall
 from cascade.ray_build import ray_embed
 from cascade.search import CascadeSearcher
-from cli import common
+from cascade_cli import common
 
 ENGINES = ("local", "ray")
 

@@ -20,7 +20,7 @@ from cascade.errors import ConfigError
 from cascade.index import IndexPlan, IndexRecall, parse_index
 from cascade.paths import default_db_path
 from cascade.types import CascadeConfig
-from cli.guard import UsageError
+from cascade_cli.guard import UsageError
 
 
 class Parser(argparse.ArgumentParser):

@@ -9,8 +9,8 @@ from analysis import hardware, plots, whatif
 from analysis.engine import Engine
 from analysis.report import Section, build_report
 from analysis.table1 import NOTES
-from ui.common import PROGRESS, guarded, report_file
-from ui.formatting import PAPER_ALPHA, real_units_summary, whatif_summary
+from cascade_ui.common import PROGRESS, guarded, report_file
+from cascade_ui.formatting import PAPER_ALPHA, real_units_summary, whatif_summary
 
 
 def whatif_tab(engine: Engine) -> dict:

@@ -9,7 +9,7 @@ from analysis.store import Store
 from cascade import datasets, units
 from cascade.errors import ConfigError
 from cascade.search import CascadeSearcher
-from cli import common
+from cascade_cli import common
 
 
 def register(sub) -> None:

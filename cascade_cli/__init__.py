@@ -4,15 +4,15 @@ Every command is one module here with ``register(sub)``, listed in ``COMMANDS``
 in the order ``--help`` shows them. The library below (``analysis``, ``cascade``)
 prints nothing and exits nothing: this package turns its results into text or
 ``--json`` and its exceptions into one line on stderr and an exit code
-(``cli.guard``).
+(``cascade_cli.guard``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from cli import common, compare, convert_blip, evaluate, index, log, replay, reproduce, search, table1
-from cli.guard import guarded
+from cascade_cli import common, compare, convert_blip, evaluate, index, log, replay, reproduce, search, table1
+from cascade_cli.guard import guarded
 
 COMMANDS = (index, search, evaluate, log, compare, replay, table1, reproduce, convert_blip)
 

@@ -11,7 +11,7 @@ import pandas as pd
 from analysis import plots
 from analysis.engine import Choice, Engine
 from analysis.side_by_side import SideBySide
-from ui.common import LONG_CONCURRENCY, PROGRESS, Session, describe, progress_fn
+from cascade_ui.common import LONG_CONCURRENCY, PROGRESS, Session, describe, progress_fn
 
 REFRESH_S = 1.0
 EQ1 = "k_2 from Eq. 1"

@@ -8,7 +8,7 @@ from pathlib import Path
 from analysis.store import Store
 from cascade import units
 from cascade.errors import ConfigError
-from cli import common
+from cascade_cli import common
 
 
 def register(sub) -> None:

@@ -14,7 +14,7 @@ from analysis.replay import WORKLOADS, replay, workload
 from cascade import datasets, units
 from cascade.encoders import create_encoder
 from cascade.search import CascadeSearcher
-from cli import common
+from cascade_cli import common
 
 
 def register(sub) -> None:

@@ -9,9 +9,9 @@ from analysis.search_json import search_json
 from analysis.trace import example_queries
 from cascade.corpus import Corpus
 from cascade.types import LevelTrace
-from ui.common import MAX_STAGES, PROGRESS, SEARCH_CONCURRENCY, Session, guarded, progress_fn
-from ui.controls import cascade_controls, wire_controls
-from ui.formatting import (
+from cascade_ui.common import MAX_STAGES, PROGRESS, SEARCH_CONCURRENCY, Session, guarded, progress_fn
+from cascade_ui.controls import cascade_controls, wire_controls
+from cascade_ui.formatting import (
     cost_card,
     describe_choice,
     ks_cut_note,
@@ -20,7 +20,7 @@ from ui.formatting import (
     stage_label,
     trace_markdown,
 )
-from ui.stage_gallery import StageGallery
+from cascade_ui.stage_gallery import StageGallery
 
 
 def stage_gallery(trace: LevelTrace, corpus: Corpus, number: int) -> gr.Gallery:

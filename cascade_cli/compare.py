@@ -15,7 +15,7 @@ from analysis.sweep import sweep_k1
 from cascade import units
 from cascade.corpus import ProgressFn
 from cascade.encoders import create_encoder
-from cli import common
+from cascade_cli import common
 
 
 def register(sub) -> None:
