@@ -24,45 +24,25 @@ from pathlib import Path
 import pandas as pd
 
 from analysis import hardware, presets, table1
-from analysis.evaluate import EvalResult, evaluate
-from analysis.galleries import Galleries, GallerySource, Progress
+from analysis.cascades import Cascades, Choice, lifetime
+from analysis.evaluate import EvalResult
+from analysis.galleries import GalleryKind, GallerySource
 from analysis.hardware import RealCosts
 from analysis.presets import Preset
-from analysis.replay import ReplayResult, replay, workload
-from analysis.shared import SharedObjects
+from analysis.progress import Progress, Step, Unit
+from analysis.replay import ReplayResult, workload
 from analysis.side_by_side import SideBySide, eq1_k2, side_by_side
-from analysis.store import EvalRecord, Store, index_folder
+from analysis.store import Store
 from analysis.sweep import K1Sweep, sweep_k1
 from analysis.whatif import CostModel
 from cascade.corpus import Corpus
 from cascade.encoders import create_encoder, is_cross_encoder, known_names
 from cascade.encoders.base import ImageTower
 from cascade.errors import CascadeError, ConfigError
-from cascade.index import IndexPlan, parse_index
-from cascade.paths import cache_dir
 from cascade.search import CascadeSearcher
-from cascade.types import CascadeConfig, SearchResult
+from cascade.types import SearchResult
 
-
-@dataclass(frozen=True)
-class Choice:
-    """One session's cascade: a gallery, encoder names cheapest first (a cross-encoder last), one k per level,
-    and what level 1 ranks with (``exact``, ``exact:float16`` or ``faiss:FACTORY``; see ``cascade.index``)."""
-
-    gallery: GallerySource
-    levels: tuple[str, ...]
-    ks: tuple[int, ...]
-    index: str = "exact"
-
-    def config(self) -> CascadeConfig:
-        """The validated configuration (names, not weight ids); raises ConfigError with one line."""
-        parse_index(self.index)
-        return CascadeConfig(levels=self.levels, ks=self.ks)
-
-    @property
-    def key(self) -> tuple:
-        """What a built searcher is shared by: the gallery, the levels and level 1's index (ks are per search)."""
-        return self.gallery.normalised(), self.levels, self.index
+__all__ = ["Choice", "CostView", "Engine", "GalleryKind", "GallerySource", "Progress", "SearchOutcome"]
 
 
 @dataclass(frozen=True)
@@ -87,11 +67,19 @@ class SearchOutcome:
 class CostView:
     """The log of one cascade on one gallery, as frames for ``analysis.plots``.
 
+    The curve and the per-query bars are the configuration's own lifetime cost, counted from the ids
+    its logged queries handed on (``analysis.accounting``): the same whether or not an evaluation, a
+    sweep or another configuration warmed the shared feature cache first. What the searches actually
+    paid, in that shared cache, is ``paid``.
+
     Attributes:
         cumulative: ``query_index`` (0 = build), ``image_macs``, ``cumulative_image_macs``.
-        per_level: ``query_index``, ``level``, ``encoder_id``, ``image_macs``, ``misses`` of the first queries.
+        per_level: ``query_index``, ``level``, ``encoder_id``, ``image_macs``, ``misses`` of the first queries
+            (``misses``: images the level was handed for the first time).
         baselines: ``level``, ``encoder_id``, ``macs_per_image``, ``image_macs`` (= N x MACs per image),
             cheapest first: each level alone over the whole gallery.
+        paid: ``query_index``, ``image_macs``, ``cumulative_image_macs`` as the searches paid them.
+        alpha: the share of the gallery the logged queries handed above level 1.
     """
 
     config_key: str
@@ -100,6 +88,8 @@ class CostView:
     cumulative: pd.DataFrame
     per_level: pd.DataFrame
     baselines: pd.DataFrame
+    paid: pd.DataFrame
+    alpha: float
 
 
 class ReplayStopped(CascadeError):
@@ -107,7 +97,7 @@ class ReplayStopped(CascadeError):
 
 
 class Engine:
-    """Everything the app needs, Gradio-free.
+    """Everything the app needs, Gradio-free: one ``Cascades`` (the composition root) and the cost views.
 
     Args:
         store: the one database of this process (feature cache, query log, evaluations).
@@ -137,13 +127,11 @@ class Engine:
     ) -> None:
         self.store = store
         self.preset = preset
-        world = world or (lambda: presets.gallery(preset.name))
-        self.galleries = Galleries(world, world_root or cache_dir() / "shapes-world", folders, capacity)
-        self._create = create
+        self.cascades = Cascades.on_store(store, preset, world, world_root, folders, create=create, capacity=capacity)
+        self.galleries = self.cascades.galleries
         self._is_cross = is_cross
         self.cost_model = CostModel(image_gmacs)
         self._names = None if names is None else tuple(names)
-        self._searchers = SharedObjects(capacity)
 
     # -- galleries -----------------------------------------------------------------------------
 
@@ -160,7 +148,7 @@ class Engine:
         return self.galleries.folders
 
     def default_choice(self) -> Choice:
-        return Choice(GallerySource("world"), self.preset.levels, self.preset.ks)
+        return Choice(GallerySource(GalleryKind.WORLD), self.preset.levels, self.preset.ks)
 
     def encoder_names(self) -> tuple[list[str], list[str]]:
         """``(bi-encoders, cross-encoders)`` to offer: the preset's first, then the backends' (unique, in order)."""
@@ -172,88 +160,55 @@ class Engine:
 
     def corpus(self, source: GallerySource, progress: Progress | None = None) -> Corpus:
         """The gallery of ``source``, loaded once and shared (raises CascadeError with one line)."""
-        return self.galleries.corpus(source, progress)
+        return self.cascades.corpus(source, progress)
 
     # -- searching -----------------------------------------------------------------------------
 
-    def validate(self, choice: Choice) -> None:
-        """Cheap checks of names and ks; raises ConfigError (a gallery smaller than the ks is cut: ``fitted``)."""
-        choice.config()
-
     def fitted(self, choice: Choice) -> Choice:
         """``choice`` with each k cut to its gallery's size when the gallery is loaded and smaller (a few uploads)."""
-        corpus = self.galleries.loaded(choice.gallery)
-        if corpus is None or not len(corpus) or choice.ks[0] <= len(corpus):
+        if self.galleries.loaded(choice.gallery) is None:
             return choice
-        return replace(choice, ks=tuple(min(k, len(corpus)) for k in choice.ks))
+        return self.cascades.fitted(choice)
 
     def searcher(self, choice: Choice, progress: Progress | None = None) -> CascadeSearcher:
         """The shared, built searcher of ``choice`` (gallery + levels); ks are per search."""
-        config = choice.config()  # cheap checks before loading a gallery or a model
-        if progress is not None:
-            progress("loading the gallery", 0, 0)  # total 0: no count yet (the built-in world renders first)
-        corpus = self.corpus(choice.gallery, progress)
-        config.check_corpus_size(len(corpus))
-
-        def make() -> CascadeSearcher:
-            if progress is not None:
-                progress("loading the encoders", 0, 0)
-            # No log on the shared searcher: searches and replays log explicitly, evaluations do not.
-            plan = IndexPlan(spec=choice.index, folder=index_folder(self.store.path))
-            searcher = CascadeSearcher([self._create(name) for name in choice.levels], corpus, cache=self.store,
-                                       index=plan)  # fmt: skip
-            embed = None if progress is None else (lambda done, total: progress("embedding", done, total))
-            searcher.build(progress=embed)
-            return searcher
-
-        return self._searchers.get(choice.key, make)
+        return self.cascades.open(choice, progress)
 
     def search(self, choice: Choice, query: str, progress: Progress | None = None) -> SearchOutcome:
         """Run and log one query through the session's cascade."""
-        if not isinstance(query, str) or not query.strip():
-            raise ConfigError("the query is empty: type what you are looking for")
-        choice.config()  # cheap checks before loading a gallery
-        self.corpus(choice.gallery, progress)
-        asked, choice = choice.ks, self.fitted(choice)
-        searcher = self.searcher(choice, progress)
-        result = searcher.search(query, choice.ks)
-        self._record(searcher, result)
-        queries, macs = self.store.lifetime(result.config.key, searcher.corpus.fingerprint)
-        return SearchOutcome(result, searcher.corpus, queries, macs, asked if asked != choice.ks else ())
-
-    def _record(self, searcher: CascadeSearcher, result: SearchResult) -> None:
-        self.store.record(result, corpus_id=searcher.corpus.fingerprint, corpus_size=len(searcher.corpus))
+        searched = self.cascades.search(choice, query, progress)
+        queries, macs = self.store.lifetime(searched.result.config.key, searched.corpus.fingerprint)
+        return SearchOutcome(searched.result, searched.corpus, queries, macs, searched.ks_asked)
 
     # -- the log -------------------------------------------------------------------------------
 
-    def _built(self, choice: Choice) -> CascadeSearcher | None:
-        searcher = self._searchers.peek(choice.key)
-        return searcher if isinstance(searcher, CascadeSearcher) else None
+    def _built(self, choice: Choice) -> tuple[Choice, CascadeSearcher | None]:
+        choice = self.fitted(choice)
+        return choice, self.cascades.peek(choice)
 
     def cost_view(self, choice: Choice, first_queries: int = 50) -> CostView | None:
         """The logged cost of ``choice``; None until its cascade has been built (searched) in this process."""
-        choice = self.fitted(choice)
-        searcher = self._built(choice)
+        choice, searcher = self._built(choice)
         if searcher is None:
             return None
         key, corpus_id = searcher.config(choice.ks).key, searcher.corpus.fingerprint
-        per_level = self.store.first_queries_levels(key, corpus_id, first_queries)
-        baselines = pd.DataFrame(
-            {
-                "level": range(1, len(searcher.levels) + 1),
-                "encoder_id": searcher.level_ids,
-                "macs_per_image": [level.image_macs for level in searcher.levels],
-            }
+        counted = lifetime(searcher, self.store.handed_log(key, corpus_id))
+        cumulative = pd.DataFrame({"query_index": range(len(counted.curve)), "cumulative_image_macs": counted.curve})
+        cumulative["image_macs"] = cumulative["cumulative_image_macs"].diff().fillna(cumulative.iloc[0, 1]).astype(int)
+        return CostView(
+            key,
+            corpus_id,
+            len(searcher.corpus),
+            cumulative[["query_index", "image_macs", "cumulative_image_macs"]],
+            _per_level(searcher, counted.per_query[:first_queries]),
+            _baselines(searcher),
+            self.store.cumulative_cost(key, corpus_id),
+            counted.alpha,
         )
-        baselines["image_macs"] = baselines["macs_per_image"] * len(searcher.corpus)
-        baselines = baselines.sort_values("macs_per_image", kind="stable").reset_index(drop=True)
-        cumulative = self.store.cumulative_cost(key, corpus_id)
-        return CostView(key, corpus_id, len(searcher.corpus), cumulative, per_level, baselines)
 
     def reset_log(self, choice: Choice) -> int:
         """Delete this cascade's log on this gallery (never features, evaluations or other configs)."""
-        choice = self.fitted(choice)
-        searcher = self._built(choice)
+        choice, searcher = self._built(choice)
         if searcher is None:
             return 0
         return self.store.clear_log(searcher.config(choice.ks).key, searcher.corpus.fingerprint)
@@ -278,19 +233,16 @@ class Engine:
         Raises:
             ReplayStopped: ``stop`` was set (the queries replayed so far stay logged).
         """
-        self.corpus(choice.gallery, progress)
-        choice = self.fitted(choice)
-        searcher = self.searcher(choice, progress)
-        queries = list(queries) if queries is not None else workload(searcher.corpus, kind, n_queries, seed)
+        corpus = self.corpus(choice.gallery, progress)
+        queries = list(queries) if queries is not None else workload(corpus, kind, n_queries, seed)
 
-        def record(done: int, result: SearchResult, cumulative: int) -> None:
-            self._record(searcher, result)
+        def each(done: int, result: SearchResult, cumulative: int) -> None:
             if on_query is not None:
                 on_query(done, result, cumulative)
             if stop is not None and stop.is_set():
                 raise ReplayStopped(f"replay stopped after {done} of {len(queries)} queries")
 
-        return replay(searcher, queries, choice.ks, kind, on_query=record)
+        return self.cascades.replay(choice, queries, kind, on_query=each, progress=progress)
 
     def eq1_choice(self, gallery: GallerySource, levels: Sequence[str], k1: int, k_last: int, target: float) -> Choice:
         """The 3-level ``levels`` with the k_2 reaching an Eq. 1 early-query reduction of ``target`` (rounded up)."""
@@ -300,10 +252,16 @@ class Engine:
         k2 = eq1_k2([level.image_macs for level in searcher.levels], k1, k_last, target)
         return Choice(gallery, tuple(levels), (k1, k2, k_last))
 
-    def side_by_side(self, choices: Sequence[Choice], kind: str, n_queries: int, seed: int,
-                     queries: Sequence[str] | None = None,
-                     on_query: Callable[[int, int, SearchResult, int], None] | None = None,
-                     progress: Progress | None = None) -> SideBySide:  # fmt: skip
+    def side_by_side(
+        self,
+        choices: Sequence[Choice],
+        kind: str,
+        n_queries: int,
+        seed: int,
+        queries: Sequence[str] | None = None,
+        on_query: Callable[[int, int, SearchResult, int], None] | None = None,
+        progress: Progress | None = None,
+    ) -> SideBySide:
         """The same queries through each choice (one gallery), each counted from a fresh start; not logged
         (a comparison, like an evaluation: the log and its measured alpha stay the sessions' own)."""
         if len(choices) < 2:
@@ -312,8 +270,10 @@ class Engine:
             raise ConfigError("side by side compares configurations on one gallery")
         searchers = [self.searcher(choice, progress) for choice in choices]
         queries = list(queries) if queries is not None else workload(searchers[0].corpus, kind, n_queries, seed)
-        contenders = [(f"{' > '.join(c.levels)} (k {','.join(map(str, c.ks))})", s, c.ks)
-                      for c, s in zip(choices, searchers, strict=True)]  # fmt: skip
+        contenders = [
+            (f"{' > '.join(c.levels)} (k {','.join(map(str, c.ks))})", s, c.ks)
+            for c, s in zip(choices, searchers, strict=True)
+        ]
         return side_by_side(contenders, queries, kind, on_query)
 
     def measured_alpha(self, choice: Choice) -> float:
@@ -321,22 +281,26 @@ class Engine:
 
         From the query log, not the feature cache: evaluations, other ks and ``index`` embed images too.
         """
-        choice = self.fitted(choice)
-        searcher = self._built(choice)
+        choice, searcher = self._built(choice)
         if searcher is None or len(searcher.levels) < 2:
             return 0.0
         key = searcher.config(choice.ks).key
         return self.store.handed_share(key, searcher.corpus.fingerprint, len(searcher.corpus))
 
-    def real_costs(self, choice: Choice, profile: str, price_per_hour: float | None = None,
-                   power_w: float | None = None, efficiency: float | None = None) -> RealCosts | None:  # fmt: skip
+    def real_costs(
+        self,
+        choice: Choice,
+        profile: str,
+        price_per_hour: float | None = None,
+        power_w: float | None = None,
+        efficiency: float | None = None,
+    ) -> RealCosts | None:
         """The built cascade's build, first query and lifetime (at the log's measured alpha) on ``profile``.
 
         ``profile``: an accelerator of ``analysis.hardware`` or ``hardware.MEASURED`` (each encoder timed on this
         machine once, cached). None until the cascade is built.
         """
-        choice = self.fitted(choice)
-        searcher = self._built(choice)
+        choice, searcher = self._built(choice)
         if searcher is None:
             return None
         if profile == hardware.MEASURED:
@@ -345,23 +309,18 @@ class Engine:
         else:
             chosen = hardware.accelerator_profile(profile, efficiency, price_per_hour, power_w)
         macs = [level.image_macs for level in searcher.levels]
-        return hardware.real_costs(chosen, searcher.level_ids, macs, choice.ks, len(searcher.corpus),
-                                   self.measured_alpha(choice))  # fmt: skip
+        alpha = self.measured_alpha(choice)
+        return hardware.real_costs(chosen, searcher.level_ids, macs, choice.ks, len(searcher.corpus), alpha)
 
     # -- evaluation ----------------------------------------------------------------------------
 
     def comparisons(self) -> list[Choice]:
         """The preset's configurations worth comparing, on its built-in gallery."""
-        return [Choice(GallerySource("world"), levels, ks) for levels, ks in self.preset.comparisons]
+        return [Choice(GallerySource(GalleryKind.WORLD), levels, ks) for levels, ks in self.preset.comparisons]
 
     def dataset_name(self, source: GallerySource) -> str:
-        if source.kind == "world":
-            return f"{self.preset.name}:test"
-        if source.kind == "karpathy":
-            return f"{Path(source.path).name}:test"
-        if source.kind == "dataset":
-            return f"{source.path}:test"
-        raise ConfigError("evaluation needs captions: the built-in gallery, a hub dataset or a Karpathy dataset")
+        """The label evaluations on ``source`` are stored under (the command line's too)."""
+        return self.cascades.label(source)
 
     def evaluate(
         self, choices: Sequence[Choice], dataset: GallerySource, limit: int | None, progress: Progress | None = None
@@ -369,26 +328,49 @@ class Engine:
         """Recall@1/5/10 and fresh-system cost of each choice on ``dataset``, each stored as it finishes."""
         if not choices:
             raise ConfigError("pick at least one configuration to evaluate")
-        name, results = self.dataset_name(dataset), []
+        results = []
         for number, choice in enumerate(choices, start=1):
-            searcher = self.searcher(replace(choice, gallery=dataset), progress)
-            what = f"queries of configuration {number}/{len(choices)}"
-            queries = None if progress is None else (lambda done, total, what=what: progress(what, done, total))
-            result = evaluate(searcher, choice.ks, progress=queries, limit=limit)
-            self.store.save_evaluation(EvalRecord.of(result, searcher.config(choice.ks).key, name))
-            results.append(result)
+            step = Step(f"queries of configuration {number}/{len(choices)}", Unit.QUERIES)
+            evaluation = self.cascades.evaluate(replace(choice, gallery=dataset), limit, progress, step=step)
+            results.append(evaluation.result)
         return results
 
-    def sweep_k1(self, first: str, last: str, dataset: GallerySource, k1s: Sequence[int], limit: int | None,
-                 progress: Progress | None = None) -> K1Sweep:  # fmt: skip
+    def sweep_k1(
+        self,
+        first: str,
+        last: str,
+        dataset: GallerySource,
+        k1s: Sequence[int],
+        limit: int | None,
+        progress: Progress | None = None,
+    ) -> K1Sweep:
         """``analysis.sweep.sweep_k1`` of ``[first, last]`` on ``dataset``; the shared cache serves every row."""
         self.dataset_name(dataset)  # captions needed: refuses a folder gallery with one line
         searcher = self.searcher(Choice(dataset, (first, last), (len(self.corpus(dataset)), 1)))
-        rows = (
-            None if progress is None else (lambda name: lambda done, total: progress(f"queries of {name}", done, total))
-        )
-        return sweep_k1(*searcher.levels, searcher.corpus, k1s, 10, cache=searcher.cache, limit=limit,
-                        progress=rows)  # fmt: skip
+        rows = None
+        if progress is not None:
+            rows = lambda name: lambda done, total: progress(Step(f"queries of {name}", Unit.QUERIES), done, total)  # noqa: E731
+        return sweep_k1(*searcher.levels, searcher.corpus, k1s, 10, cache=searcher.cache, limit=limit, progress=rows)
 
     def evaluations(self, dataset: GallerySource) -> pd.DataFrame:
         return self.store.evaluations(self.dataset_name(dataset))
+
+
+def _baselines(searcher: CascadeSearcher) -> pd.DataFrame:
+    """Each level alone over the whole gallery, cheapest first."""
+    macs = [level.image_macs for level in searcher.levels]
+    frame = pd.DataFrame({"level": range(1, len(macs) + 1), "encoder_id": searcher.level_ids, "macs_per_image": macs})
+    frame["image_macs"] = frame["macs_per_image"] * len(searcher.corpus)
+    return frame.sort_values("macs_per_image", kind="stable").reset_index(drop=True)
+
+
+def _per_level(searcher: CascadeSearcher, per_query: Sequence[Sequence[int]]) -> pd.DataFrame:
+    """Each of the first queries' new image MACs per level, and how many images that was."""
+    rows = [
+        {"query_index": number, "level": level, "encoder_id": searcher.level_ids[level - 1], "image_macs": macs,
+         "misses": macs // searcher.levels[level - 1].image_macs if searcher.levels[level - 1].image_macs else 0}
+        for number, new in enumerate(per_query, start=1)
+        for level, macs in enumerate(new, start=1)
+    ]  # fmt: skip
+    columns = ["query_index", "level", "encoder_id", "image_macs", "misses"]
+    return pd.DataFrame(rows, columns=columns)
