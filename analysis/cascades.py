@@ -33,7 +33,6 @@ from cascade.paths import cache_dir
 from cascade.search import CascadeSearcher, QueryLog
 from cascade.types import BuildReport, CascadeConfig, SearchResult
 
-
 WORLD = GallerySource(GalleryKind.WORLD)  # the preset's own gallery
 QUERIES = Step("queries", Unit.QUERIES)
 
