@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from analysis.accounting import CostAccumulator
+from analysis.cascades import assemble
 from analysis.evaluate import RECALL_KS, caption_queries, recall_at_k
 from cascade.cache import FeatureCache, MemoryCache
 from cascade.corpus import Corpus
@@ -130,18 +132,18 @@ def compare(
         raise ConfigError(f"k must lie between {TOP} and the gallery size {n_images}, got {k}")
     texts, positives = caption_queries(corpus)
     cache = cache if cache is not None else MemoryCache()
-    searcher = CascadeSearcher([bi, cross], corpus, cache=cache)
-    build = searcher.build()
+    searcher = assemble([bi, cross], corpus, cache)
+    searcher.build()
     cascade_ks, alone_ks = (k, TOP), (n_images, TOP)
     searcher.search(texts[0], alone_ks)  # warm: every image's cross features are now cached
-    handed: set[str] = set()
+    counted = CostAccumulator([bi.image_macs, cross.image_macs], n_images)  # the cascade's own queries
     subset, every = spread(len(texts), n_queries), spread(len(texts), n_queries_all)
     total = len(subset) + len(every)
-    paired = _interleaved(searcher, [texts[i] for i in subset], cascade_ks, alone_ks, handed, progress, total)
+    paired = _interleaved(searcher, [texts[i] for i in subset], cascade_ks, alone_ks, counted, progress, total)
     ranked_all = np.empty((len(every), TOP), dtype=np.int64)
     for row, index in enumerate(every):
         result = searcher.search(texts[index], cascade_ks)
-        handed.update(result.levels[0].ids)
+        counted.add_result(result)
         ranked_all[row] = _positions(corpus, result.ids)
         if progress is not None:
             progress(len(subset) + row + 1, total)
@@ -161,7 +163,7 @@ def compare(
         alone_recall_subset=_recalls(paired.alone_ranked, truth),
         bi_recall_subset=_recalls(paired.bi_ranked, truth),
         cascade_recall_all=_recalls(ranked_all, truth_all),
-        build_image_macs_cascade=build.images * bi.image_macs + len(handed) * cross.image_macs,
+        build_image_macs_cascade=counted.image_macs,
         build_image_macs_alone=n_images * cross.image_macs,
     )
 
@@ -182,7 +184,7 @@ def _interleaved(
     texts: Sequence[str],
     cascade_ks: tuple[int, int],
     alone_ks: tuple[int, int],
-    handed: set[str],
+    counted: CostAccumulator,
     progress: Callable[[int, int], None] | None,
     total: int,
 ) -> _Paired:
@@ -199,7 +201,7 @@ def _interleaved(
         paired.alone_ms.append(alone.levels[1].latency_ms)
         paired.cascade_macs.append(cascade.text_macs + ranking.candidates * searcher.levels[0].dim)
         paired.alone_macs.append(alone.levels[1].text_macs)
-        handed.update(ranking.ids)
+        counted.add_result(cascade)
         paired.cascade_ranked[row] = _positions(searcher.corpus, cascade.ids)
         paired.alone_ranked[row] = _positions(searcher.corpus, alone.ids)
         paired.bi_ranked[row] = _positions(searcher.corpus, ranking.ids[:TOP])

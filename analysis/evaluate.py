@@ -15,16 +15,13 @@ runs, and alpha = share of the gallery ever embedded above level 1.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
-from analysis import presets
-from analysis.presets import Preset
-from cascade.cache import MemoryCache
-from cascade.corpus import Corpus, ProgressFn
-from cascade.encoders import create_encoder
+from analysis.accounting import CostAccumulator
+from cascade.corpus import Corpus
 from cascade.encoders.base import BiEncoder
 from cascade.errors import ConfigError
 from cascade.search import CascadeSearcher
@@ -49,22 +46,33 @@ def recall_at_k(ranked: np.ndarray, positives: np.ndarray, k: int) -> float:
 
 @dataclass(frozen=True)
 class EvalResult:
-    """Recall (percent) and fresh-system cost of one configuration on one dataset."""
+    """Recall and fresh-system cost of one configuration on one dataset.
+
+    Attributes:
+        recall: percent of captions whose image is in the top k, by k (``RECALL_KS``).
+        image_macs: build (N x C_1) + each image embedded once by each level >= 2 that needed it.
+        alpha: share of the gallery ever handed above level 1 (0 for one level).
+    """
 
     levels: tuple[str, ...]
     ks: tuple[int, ...]
-    r1: float
-    r5: float
-    r10: float
-    image_macs: int  # build (N x C_1) + each image embedded once by each level >= 2 that needed it
-    alpha: float  # share of the gallery ever embedded above level 1 (0 for one level)
+    recall: Mapping[int, float]
+    image_macs: int
+    alpha: float
     n_images: int
     n_queries: int
 
     def as_json(self) -> dict:
-        row = asdict(self)
-        row["levels"], row["ks"] = list(self.levels), list(self.ks)
-        return row
+        """The documented row: ``r1``, ``r5``, ``r10`` beside the cost and sizes."""
+        return {
+            "levels": list(self.levels),
+            "ks": list(self.ks),
+            **{f"r{k}": value for k, value in self.recall.items()},
+            "image_macs": self.image_macs,
+            "alpha": self.alpha,
+            "n_images": self.n_images,
+            "n_queries": self.n_queries,
+        }
 
 
 def caption_queries(corpus: Corpus) -> tuple[list[str], np.ndarray]:
@@ -141,46 +149,22 @@ def evaluate(
     if limit is not None:
         texts, positives = texts[:limit], positives[:limit]
     ranked = np.empty((len(texts), top), dtype=np.int64)
-    needed: list[set[str]] = [set() for _ in searcher.levels]  # images each level >= 2 had to have
+    counted = CostAccumulator([level.image_macs for level in searcher.levels], n_images)
     embeddings = (captions if captions is not None else CaptionEmbeddings()).of(searcher.levels, texts)
     for i, result in enumerate(searcher.search_many(texts, ks, text_embeddings=embeddings)):
         ranked[i] = [searcher.corpus.position(image_id) for image_id in result.ids[:top]]
-        for index in range(1, len(result.levels)):  # level i is handed level i-1's kept ids
-            needed[index].update(result.levels[index - 1].ids)
+        counted.add_result(result)
         if progress is not None:
             progress(i + 1, len(texts))
-    image_macs = n_images * searcher.levels[0].image_macs
-    image_macs += sum(len(ids) * level.image_macs for ids, level in zip(needed[1:], searcher.levels[1:]))
     return EvalResult(
         levels=searcher.level_ids,
         ks=ks,
-        r1=recall_at_k(ranked, positives, 1),
-        r5=recall_at_k(ranked, positives, 5),
-        r10=recall_at_k(ranked, positives, 10),
-        image_macs=image_macs,
-        alpha=len(needed[1]) / n_images if len(needed) > 1 else 0.0,
+        recall={k: recall_at_k(ranked, positives, k) for k in RECALL_KS},
+        image_macs=counted.image_macs,
+        alpha=counted.alpha,
         n_images=n_images,
         n_queries=len(texts),
     )
 
 
 JSON_KEYS = ("levels", "ks", "r1", "r5", "r10", "image_macs", "alpha")  # the documented ``--json`` row
-
-
-def compare(
-    preset: Preset, limit: int | None = None, progress: Callable[[int, Sequence[str]], ProgressFn | None] | None = None
-) -> Iterator[EvalResult]:
-    """Evaluate every comparison of ``preset`` on its test gallery (no logging), yielding each row when done.
-
-    One in-memory cache serves all comparisons: rows are keyed by encoder, and the
-    evaluator's cost figures do not depend on what the cache held before.
-
-    Args:
-        progress: called with (comparison index, its levels) before each comparison; may
-            return a ``progress(done, total)`` callback for that comparison's queries.
-    """
-    corpus, cache, captions = presets.gallery(preset.name), MemoryCache(), CaptionEmbeddings()
-    for index, (levels, ks) in enumerate(preset.comparisons):
-        searcher = CascadeSearcher([create_encoder(level) for level in levels], corpus, cache=cache)
-        yield evaluate(searcher, ks, progress=progress(index, levels) if progress else None, limit=limit,
-                       captions=captions)  # fmt: skip

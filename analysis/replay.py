@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from analysis.accounting import CostAccumulator
 from cascade.corpus import Corpus
 from cascade.errors import ConfigError
 from cascade.search import CascadeSearcher
@@ -128,27 +129,21 @@ def replay(
         on_query: called after each query with (queries done, its result, cumulative cascade MACs).
     """
     levels, n_images = searcher.levels, len(searcher.corpus)
-    cumulative = n_images * levels[0].image_macs
-    curve = [cumulative]
-    handed: list[set[str]] = [set() for _ in levels]  # images each level >= 2 has needed so far
+    counted = CostAccumulator([level.image_macs for level in levels], n_images)
     started = time.perf_counter()
     for done, query in enumerate(queries, start=1):
         result = searcher.search(query, ks)
-        for index in range(1, len(levels)):
-            new = set(result.levels[index - 1].ids) - handed[index]
-            handed[index] |= new
-            cumulative += len(new) * levels[index].image_macs
-        curve.append(cumulative)
+        counted.add_result(result)
         if on_query is not None:
-            on_query(done, result, cumulative)
+            on_query(done, result, counted.image_macs)
     return ReplayResult(
         workload=workload_name,
         queries=len(queries),
         distinct_queries=len(set(queries)),
-        alpha=len(handed[1]) / n_images if len(levels) > 1 else 0.0,
-        cascade_image_macs=cumulative,
+        alpha=counted.alpha,
+        cascade_image_macs=counted.image_macs,
         baseline_image_macs=n_images * levels[-1].image_macs,
-        curve_image_macs=tuple(curve),
+        curve_image_macs=tuple(counted.curve),
         wall_s=time.perf_counter() - started,
         baselines=_baselines(searcher),
     )

@@ -179,9 +179,19 @@ def replay_sections(result: ReplayResult) -> list[Section]:
 
 def evaluation_sections(rows: Sequence[EvalResult]) -> list[Section]:
     """Recall against lifetime cost of evaluated configurations, and the table of them."""
-    frame = pd.DataFrame([{"config_key": ">".join(r.levels) + "|" + ",".join(map(str, r.ks)), "r1": r.r1, "r5": r.r5,
-                           "r10": r.r10, "image_macs": r.image_macs, "alpha": r.alpha, "images": r.n_images,
-                           "queries": r.n_queries} for r in rows])  # fmt: skip
+    frame = pd.DataFrame(
+        [
+            {
+                "config_key": ">".join(r.levels) + "|" + ",".join(map(str, r.ks)),
+                **{f"r{k}": value for k, value in r.recall.items()},
+                "image_macs": r.image_macs,
+                "alpha": r.alpha,
+                "images": r.n_images,
+                "queries": r.n_queries,
+            }
+            for r in rows
+        ]
+    )
     table = frame.assign(config_key=[plots.short_config(k) for k in frame["config_key"]]).rename(
         columns={"config_key": "configuration", "r1": "R@1 (%)", "r5": "R@5 (%)", "r10": "R@10 (%)",
                  "image_macs": "lifetime image MACs"})  # fmt: skip

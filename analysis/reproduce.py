@@ -26,12 +26,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from analysis import presets, table1
-from analysis.evaluate import CaptionEmbeddings, EvalResult, evaluate
+from analysis.cascades import assemble
+from analysis.evaluate import RECALL_KS, CaptionEmbeddings, EvalResult, evaluate
 from cascade import datasets
 from cascade.corpus import Corpus
 from cascade.encoders import create_encoder
 from cascade.errors import ConfigError
-from cascade.search import CascadeSearcher
 
 PAPER_FIGURES = Path(__file__).resolve().parent / "data" / "table1_paper.csv"
 RECALL_COLUMNS = ("r1", "r5", "r10")
@@ -132,7 +132,7 @@ def reproduce(
     captions = CaptionEmbeddings()  # a text tower in several rows encodes the captions once
     for names in table_rows(family):
         ks = clamped_ks(presets.paper_ks(len(names)), len(corpus))
-        searcher = CascadeSearcher([create_encoder(presets.encoder_name(n)) for n in names], corpus, cache=cache)
+        searcher = assemble([create_encoder(presets.encoder_name(n)) for n in names], corpus, cache)
         searcher.build()
         label = " > ".join(labels[n] for n in names)
         callback = None if progress is None else (lambda done, total, label=label: progress(label, done, total))
@@ -142,7 +142,7 @@ def reproduce(
     rows = []
     for index, (names, result) in enumerate(zip(table_rows(family), results)):
         cascade = tuple(labels[n] for n in names)
-        recall = {c: getattr(result, c) - (getattr(reference, c) if index else 0.0) for c in RECALL_COLUMNS}
+        recall = {f"r{k}": result.recall[k] - (reference.recall[k] if index else 0.0) for k in RECALL_KS}
         paper = figures.get((dataset, family_key, cascade))
         ours = {**recall, "lifetime": lifetime[names], "early_latency": early.get(names)}
         rows.append(ReproducedRow(cascade, result.levels, result.ks, **recall, lifetime_reduction=lifetime[names],

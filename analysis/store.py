@@ -10,20 +10,8 @@ so a crash loses at most the query (or batch) in flight. A second process gets
 a clear ``StoreError`` (DuckDB allows one writer), or may open read-only while
 no writer holds the file.
 
-Why one module: all of the project's SQL lives here (schema, migrations, cache, log, views), so
-a change of schema is read and reviewed in one place.
-
-Schema history (bump SCHEMA_VERSION and add a migration for every change):
-  1: meta, features, file_ids, queries, query_levels, evaluations; views cumulative_cost, config_encoders.
-  2: a query's per-level rows move into one JSON column, ``queries.level_rows`` (a list of
-     objects), and ``query_levels`` becomes a view that unnests it; ``queries`` loses its primary
-     key and sequence (ids come from the one writing process), and its ``levels`` and ``ks`` lists
-     (the level rows hold each level's encoder_id and k). A logged query is then one
-     single-row INSERT, a third of v1's price: DuckDB appends every column (and every field of a
-     LIST of STRUCT) separately, and an index and a sequence each add to the commit.
-     Each row also holds ``handed_ids``, the ids level 1 handed on (a JSON list; empty for one level),
-     so the log's measured alpha is SQL over the log. Migration (``_migrate_v1``): one transaction, so a
-     killed migration leaves v1 whole; v1 queries did not log handed ids and migrate with an empty list.
+All of the project's SQL lives here and in ``analysis.store_schema`` (the schema, its history and
+its migrations, as data), so a change of schema is read and reviewed in one place.
 """
 
 from __future__ import annotations
@@ -32,7 +20,7 @@ import json
 import threading
 from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -40,95 +28,11 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from analysis.store_schema import INSERT_QUERY, LEVEL_NAMES, SCHEMA, SCHEMA_VERSION, migration
 from cascade.corpus import FileKey
 from cascade.errors import CascadeError
 from cascade.types import SearchResult
 
-SCHEMA_VERSION = 2
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL);
-CREATE TABLE IF NOT EXISTS features (
-    encoder_id VARCHAR NOT NULL,
-    image_id VARCHAR NOT NULL,
-    shape INTEGER[] NOT NULL,
-    data BLOB NOT NULL,             -- float32, C order
-    PRIMARY KEY (encoder_id, image_id)
-);
-CREATE TABLE IF NOT EXISTS file_ids (    -- image ids by file, so an unchanged folder is not re-hashed
-    path VARCHAR NOT NULL,
-    size BIGINT NOT NULL,
-    mtime_ns BIGINT NOT NULL,
-    image_id VARCHAR NOT NULL,
-    PRIMARY KEY (path, size, mtime_ns)
-);
-CREATE TABLE IF NOT EXISTS queries (
-    query_id BIGINT NOT NULL,       -- 1, 2, ... in logging order (assigned by the writing process)
-    ts TIMESTAMP NOT NULL,
-    config_key VARCHAR NOT NULL,    -- e.g. shapes:small>shapes:large|100,10
-    corpus_id VARCHAR NOT NULL,
-    corpus_size INTEGER NOT NULL,
-    query VARCHAR NOT NULL,         -- verbatim, whatever it contains
-    build_image_macs BIGINT NOT NULL,  -- corpus_size x level-1 MACs per image: the lifetime cost at query 0
-    image_macs BIGINT NOT NULL,
-    text_macs BIGINT NOT NULL,
-    latency_ms DOUBLE NOT NULL,
-    level_rows VARCHAR NOT NULL,    -- JSON list, one object per level (the query_levels view's columns)
-    handed_ids VARCHAR NOT NULL     -- JSON list: the image ids level 1 handed to level 2 ([] for one level)
-);
-CREATE TABLE IF NOT EXISTS evaluations (
-    ts TIMESTAMP NOT NULL,
-    config_key VARCHAR NOT NULL,
-    dataset VARCHAR NOT NULL,
-    n_images INTEGER NOT NULL,
-    n_queries INTEGER NOT NULL,
-    r1 DOUBLE NOT NULL, r5 DOUBLE NOT NULL, r10 DOUBLE NOT NULL,   -- percent
-    image_macs BIGINT NOT NULL,     -- build + every query's misses
-    alpha DOUBLE NOT NULL           -- share of the corpus ever embedded above level 1
-);
-CREATE OR REPLACE VIEW query_levels AS
-    SELECT query_id, unnest(from_json(level_rows, '[{LEVEL_ROW}]'), recursive := true) FROM queries;
-CREATE OR REPLACE VIEW cumulative_cost AS
-    SELECT config_key, corpus_id, 0 AS query_index, NULL::BIGINT AS query_id,
-           max(build_image_macs) AS image_macs, max(build_image_macs) AS cumulative_image_macs
-    FROM queries GROUP BY config_key, corpus_id
-    UNION ALL
-    SELECT config_key, corpus_id,
-           row_number() OVER w AS query_index, query_id, image_macs,
-           build_image_macs + sum(image_macs) OVER (w ROWS UNBOUNDED PRECEDING) AS cumulative_image_macs
-    FROM queries
-    WINDOW w AS (PARTITION BY config_key, corpus_id ORDER BY query_id);
-CREATE OR REPLACE VIEW config_encoders AS
-    SELECT DISTINCT q.config_key, q.corpus_id, q.corpus_size, l.level, l.encoder_id, l.macs_per_image
-    FROM queries q JOIN query_levels l USING (query_id);
-"""
-
-# The per-level row: names and DuckDB types, in order (the v1 table's columns after query_id).
-LEVEL_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("level", "INTEGER"), ("encoder_id", "VARCHAR"), ("k", "INTEGER"), ("candidates", "INTEGER"),
-    ("hits", "INTEGER"), ("misses", "INTEGER"), ("macs_per_image", "BIGINT"), ("image_macs", "BIGINT"),
-    ("text_macs", "BIGINT"), ("latency_ms", "DOUBLE"),
-)  # fmt: skip
-_SCHEMA = _SCHEMA.replace("{LEVEL_ROW}", "{" + ", ".join(f'"{name}": "{kind}"' for name, kind in LEVEL_COLUMNS) + "}")
-
-# v1 -> v2, statement by statement inside one transaction (``_migrate_v1``): the v1 tables step
-# aside, the v2 schema is created as for a new file, the log is copied over, the v1 tables go.
-_MIGRATE_V1 = (
-    "DROP VIEW IF EXISTS config_encoders",
-    "DROP VIEW IF EXISTS cumulative_cost",
-    "ALTER TABLE queries RENAME TO queries_v1",
-    "ALTER TABLE query_levels RENAME TO query_levels_v1",
-    _SCHEMA,
-    "INSERT INTO queries SELECT q.* EXCLUDE (levels, ks), coalesce((SELECT to_json(list(struct_pack("
-    + ", ".join(f"{name} := l.{name}" for name, _ in LEVEL_COLUMNS)
-    + ") ORDER BY l.level)) FROM query_levels_v1 l WHERE l.query_id = q.query_id), '[]'), '[]' FROM queries_v1 q",
-    "DROP TABLE query_levels_v1",
-    "DROP TABLE queries_v1",
-    "DROP SEQUENCE query_seq",
-    "UPDATE meta SET value = '2' WHERE key = 'schema_version'",
-)  # fmt: skip
-_LEVEL_NAMES = tuple(name for name, _ in LEVEL_COLUMNS)
-_INSERT_QUERY = "INSERT INTO queries VALUES (" + ", ".join(["?"] * 12) + ")"
 _after_migration_step = None  # tests: called with each statement's index once it ran (the kill -9 test)
 
 
@@ -159,8 +63,8 @@ class EvalRecord:
     @classmethod
     def of(cls, result, config_key: str, dataset: str) -> EvalRecord:
         """The record of an ``analysis.evaluate.EvalResult`` (duck-typed: the store imports no evaluator)."""
-        return cls(config_key, dataset, result.n_images, result.n_queries, result.r1, result.r5, result.r10,
-                   result.image_macs, result.alpha)  # fmt: skip
+        r1, r5, r10 = (result.recall[k] for k in (1, 5, 10))
+        return cls(config_key, dataset, result.n_images, result.n_queries, r1, r5, r10, result.image_macs, result.alpha)
 
 
 class Store:
@@ -227,11 +131,13 @@ class Store:
         if "meta" in tables:
             row = self._con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             found = int(row[0]) if row else None
-            if found == 1 and not self.read_only:
-                self._migrate_v1()
-            elif found == 1:
-                raise StoreError(f"database {self.path} has schema version 1; open it once without read-only to "
-                                 f"migrate it to version {SCHEMA_VERSION}")  # fmt: skip
+            if found in range(1, SCHEMA_VERSION) and not self.read_only:
+                self._migrate(found)
+            elif found in range(1, SCHEMA_VERSION):
+                raise StoreError(
+                    f"database {self.path} has schema version {found}; open it once without read-only to "
+                    f"migrate it to version {SCHEMA_VERSION}"
+                )
             elif found != SCHEMA_VERSION:
                 raise StoreError(
                     f"database {self.path} has schema version {found}, this program reads version {SCHEMA_VERSION}; "
@@ -244,14 +150,14 @@ class Store:
         if self.read_only:
             raise StoreError(f"database {self.path} is empty and open read-only")
         with self._transaction() as cursor:
-            cursor.execute(_SCHEMA)
+            cursor.execute(SCHEMA)
             cursor.execute("INSERT INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
         self._next_query_id = 1
 
-    def _migrate_v1(self) -> None:
-        """Schema 1 -> 2 in one transaction: killed at any point, the file still holds the whole v1 log."""
+    def _migrate(self, found: int) -> None:
+        """Schema ``found`` -> SCHEMA_VERSION in one transaction: killed at any point, the file is as it was."""
         with self._transaction() as cursor:
-            for index, statement in enumerate(_MIGRATE_V1):
+            for index, statement in enumerate(migration(found)):
                 cursor.execute(statement)
                 if _after_migration_step is not None:
                     _after_migration_step(index)
@@ -293,11 +199,6 @@ class Store:
             )
             cursor.unregister("new_features")
 
-    def count_features(self, encoder_id: str) -> int:
-        return self._cursor().execute("SELECT count(*) FROM features WHERE encoder_id = ?", [encoder_id]).fetchone()[0]
-
-    # -- FileIdCache ---------------------------------------------------------------------------
-
     def lookup(self, keys: Sequence[FileKey]) -> dict[FileKey, str]:
         """Image ids of files seen before with the same (path, size, mtime)."""
         if not keys:
@@ -329,19 +230,26 @@ class Store:
     def record(self, result: SearchResult, corpus_id: str, corpus_size: int) -> None:
         """Log one search: one queries row holding its per-level rows, in one single-row INSERT (atomic)."""
         first = result.levels[0]
-        level_rows = json.dumps([
-            dict(zip(_LEVEL_NAMES, (i, t.encoder, t.k, t.candidates, t.hits, t.misses, t.macs_per_image, t.image_macs,
-                                    t.text_macs, t.latency_ms)))
-            for i, t in enumerate(result.levels, start=1)
-        ])  # fmt: skip
+        level_rows = json.dumps([_level_row(number, trace) for number, trace in enumerate(result.levels, start=1)])
+        handed_ids = json.dumps([list(trace.ids) for trace in result.levels[:-1]])
         ts = datetime.now(UTC).replace(tzinfo=None)
-        handed_ids = json.dumps(list(first.ids) if len(result.levels) > 1 else [])
-        values = [ts, result.config.key, corpus_id, corpus_size, result.query, corpus_size * first.macs_per_image,
-                  result.image_macs, result.text_macs, result.latency_ms, level_rows, handed_ids]  # fmt: skip
+        values = [
+            ts,
+            result.config.key,
+            corpus_id,
+            corpus_size,
+            result.query,
+            corpus_size * first.macs_per_image,
+            result.image_macs,
+            result.text_macs,
+            result.latency_ms,
+            level_rows,
+            handed_ids,
+        ]
         if self.read_only:
             raise StoreError(f"database {self.path} is open read-only")
         with self._write_lock:  # the id and the row go together: ids follow the log's order
-            self._cursor().execute(_INSERT_QUERY, [self._next_query_id, *values])
+            self._cursor().execute(INSERT_QUERY, [self._next_query_id, *values])
             self._next_query_id += 1
 
     def clear_log(self, config_key: str, corpus_id: str | None = None) -> int:
@@ -410,36 +318,42 @@ class Store:
             [limit],
         )
 
-    def embedded_share(self, encoder_ids: Sequence[str], image_ids: Sequence[str]) -> float:
-        """Fraction of ``image_ids`` cached by any of ``encoder_ids`` (the measured alpha)."""
-        if not image_ids or not encoder_ids:
-            return 0.0
-        n = (
-            self._cursor()
-            .execute(
-                "SELECT count(DISTINCT image_id) FROM features WHERE encoder_id IN (SELECT unnest(?::VARCHAR[])) "
-                "AND image_id IN (SELECT unnest(?::VARCHAR[]))",
-                [list(encoder_ids), list(image_ids)],
-            )
-            .fetchone()[0]
-        )
-        return n / len(image_ids)
-
     def handed_share(self, config_key: str, corpus_id: str, corpus_size: int) -> float:
         """The log's measured alpha: share of the corpus that this configuration's logged queries handed above
         level 1 (evaluations, other ks and ``index`` write features, never the log)."""
         if corpus_size < 1:
             return 0.0
-        n = (
-            self._cursor()
-            .execute(
-                "SELECT count(DISTINCT image_id) FROM (SELECT unnest(from_json(handed_ids, '[\"VARCHAR\"]')) "
-                "AS image_id FROM queries WHERE config_key = ? AND corpus_id = ?)",
-                [config_key, corpus_id],
-            )
-            .fetchone()[0]
+        n = self._scalar(
+            "SELECT count(DISTINCT image_id) FROM (SELECT unnest(from_json(handed_ids, '[[\"VARCHAR\"]]')[1]) "
+            "AS image_id FROM queries WHERE config_key = ? AND corpus_id = ?)",
+            [config_key, corpus_id],
         )
         return n / corpus_size
+
+    def lifetime_cost(self, config_key: str, corpus_id: str) -> int:
+        """The configuration's own lifetime image MACs from its log: build + each image each level >= 2 was
+        handed, once, at that level's MACs per image (``analysis.accounting`` counts the same in Python)."""
+        return self._scalar(
+            "WITH q AS (SELECT build_image_macs, from_json(handed_ids, '[[\"VARCHAR\"]]') AS handed, "
+            'from_json(level_rows, \'[{"macs_per_image": "BIGINT"}]\') AS levels FROM queries '
+            "WHERE config_key = ? AND corpus_id = ?), "
+            "steps AS (SELECT unnest(range(1, len(handed) + 1)) AS i, handed, levels FROM q), "
+            "handed AS (SELECT DISTINCT i, unnest(handed[i]) AS image_id, levels[i + 1].macs_per_image AS macs "
+            "FROM steps) "
+            "SELECT coalesce((SELECT max(build_image_macs) FROM q), 0) + coalesce((SELECT sum(macs) FROM handed), 0)",
+            [config_key, corpus_id],
+        )
+
+    def handed_log(self, config_key: str, corpus_id: str) -> list[list[list[str]]]:
+        """Each logged query's hand-offs, in logging order (``[query][i]``: the ids level i+1 handed on)."""
+        rows = self._cursor().execute(
+            "SELECT handed_ids FROM queries WHERE config_key = ? AND corpus_id = ? ORDER BY query_id",
+            [config_key, corpus_id],
+        )
+        return [json.loads(handed) for (handed,) in rows.fetchall()]
+
+    def _scalar(self, sql: str, params: Sequence) -> int:
+        return int(self._cursor().execute(sql, list(params)).fetchone()[0] or 0)
 
     # -- evaluations ---------------------------------------------------------------------------
 
@@ -447,11 +361,8 @@ class Store:
         with self._transaction() as cursor:
             cursor.execute(
                 "INSERT INTO evaluations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    datetime.now(UTC).replace(tzinfo=None), record.config_key, record.dataset, record.n_images,
-                    record.n_queries, record.r1, record.r5, record.r10, record.image_macs, record.alpha,
-                ],
-            )  # fmt: skip
+                [datetime.now(UTC).replace(tzinfo=None), *astuple(record)],
+            )
 
     def evaluations(self, dataset: str | None = None) -> pd.DataFrame:
         """Every stored evaluation in time order, or only those on ``dataset``."""
@@ -474,3 +385,9 @@ def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
         raise StoreError(f"cannot open database {path}: {message.splitlines()[0]}") from err
     except duckdb.Error as err:
         raise StoreError(f"cannot open database {path}: {str(err).splitlines()[0]}") from err
+
+
+def _level_row(number: int, trace) -> dict:
+    """One level of a logged query, as the ``query_levels`` view reads it."""
+    values = (number, trace.encoder, trace.k, trace.candidates, trace.hits, trace.misses, trace.macs_per_image)
+    return dict(zip(LEVEL_NAMES, (*values, trace.image_macs, trace.text_macs, trace.latency_ms)))

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from analysis.cascades import assemble
 from analysis.evaluate import RECALL_KS, CaptionEmbeddings, EvalResult, evaluate
 from cascade.cache import FeatureCache, MemoryCache
 from cascade.corpus import Corpus
 from cascade.encoders.base import ImageTower
 from cascade.errors import ConfigError
-from cascade.search import CascadeSearcher
 
 WITHIN_POINTS = 1.0  # "as good as the last level alone": every R@k within one percentage point
 
@@ -43,11 +43,8 @@ class K1Sweep:
 
     def frame(self) -> pd.DataFrame:
         """Columns k1, r1, r5, r10 (percent), image_macs, alpha; the reference as k1 = NaN, series ``last alone``."""
-        rows = [{"series": "cascade", "k1": r.ks[0], "r1": r.r1, "r5": r.r5, "r10": r.r10,
-                 "image_macs": r.image_macs, "alpha": r.alpha} for r in self.rows]  # fmt: skip
-        ref = self.reference
-        rows.append({"series": "last level alone", "k1": None, "r1": ref.r1, "r5": ref.r5, "r10": ref.r10,
-                     "image_macs": ref.image_macs, "alpha": ref.alpha})  # fmt: skip
+        rows = [_row("cascade", r.ks[0], r) for r in self.rows]
+        rows.append(_row("last level alone", None, self.reference))
         return pd.DataFrame(rows)
 
     def as_json(self) -> dict:
@@ -74,7 +71,7 @@ def sweep_k1(first: ImageTower, last: ImageTower, corpus: Corpus, k1s: Sequence[
     captions = CaptionEmbeddings()  # both text towers encode the captions once for every row
 
     def run(levels: list[ImageTower], ks: tuple[int, ...], name: str) -> EvalResult:
-        searcher = CascadeSearcher(levels, corpus, cache=cache)
+        searcher = assemble(levels, corpus, cache)
         return evaluate(searcher, ks, progress=progress(name) if progress else None, limit=limit, captions=captions)
 
     reference = run([last], (k_last,), f"{last.id} alone")
@@ -85,6 +82,11 @@ def sweep_k1(first: ImageTower, last: ImageTower, corpus: Corpus, k1s: Sequence[
 def smallest_within(rows: Sequence[EvalResult], reference: EvalResult, points: float = WITHIN_POINTS) -> int | None:
     """The smallest k_1 of ``rows`` whose every R@k is at least the reference's minus ``points``."""
     for row in sorted(rows, key=lambda r: r.ks[0]):
-        if all(getattr(row, f"r{k}") >= getattr(reference, f"r{k}") - points for k in RECALL_KS):
+        if all(row.recall[k] >= reference.recall[k] - points for k in RECALL_KS):
             return row.ks[0]
     return None
+
+
+def _row(series: str, k1: int | None, result: EvalResult) -> dict:
+    recalls = {f"r{k}": value for k, value in result.recall.items()}
+    return {"series": series, "k1": k1, **recalls, "image_macs": result.image_macs, "alpha": result.alpha}

@@ -5,19 +5,20 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
 from tqdm import tqdm
 
 from analysis import presets, progress
-from analysis.store import Store, index_folder
+from analysis.cascades import Cascades, Choice
+from analysis.galleries import GalleryKind, GallerySource
+from analysis.store import Store
 from cascade import datasets
 from cascade.corpus import Corpus
-from cascade.encoders import create_encoder
 from cascade.errors import ConfigError
-from cascade.index import IndexPlan, IndexRecall, parse_index
+from cascade.index import IndexRecall, parse_index
 from cascade.paths import default_db_path
 from cascade.types import CascadeConfig
 from cascade_cli.guard import UsageError
@@ -70,12 +71,6 @@ def index_spec(text: str):
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
-def index_plan(args: argparse.Namespace) -> IndexPlan:
-    """The level-1 index of the command; FAISS files live beside the database (``DB.indexes/``)."""
-    folder = index_folder(getattr(args, "db", None) or default_db_path())
-    return IndexPlan(spec=args.index, folder=folder, min_recall=args.min_index_recall)
-
-
 def recall_line(measured: IndexRecall | None) -> str:
     if measured is None:
         return ""
@@ -111,16 +106,12 @@ def level_names(args: argparse.Namespace) -> list[str]:
     return args.levels or list(presets.get(args.preset).levels)
 
 
-def levels(args: argparse.Namespace) -> list:
-    return [create_encoder(name) for name in level_names(args)]
-
-
 def config(args: argparse.Namespace) -> CascadeConfig:
     return CascadeConfig(levels=tuple(level_names(args)), ks=ks(args))
 
 
 def ks(args: argparse.Namespace) -> tuple[int, ...]:
-    if args.ks:
+    if getattr(args, "ks", None):
         return args.ks
     if args.levels and len(args.levels) == 1:
         return (SINGLE_LEVEL_K,)  # one level: its k is just how many results to show
@@ -132,76 +123,55 @@ def ks(args: argparse.Namespace) -> tuple[int, ...]:
 SINGLE_LEVEL_K = 10
 
 
-def fitted(config: CascadeConfig, args: argparse.Namespace, n_images: int) -> CascadeConfig:
-    """``config`` with a defaulted single-level k cut to a gallery smaller than it; anything asked for stays."""
-    if args.ks or not args.levels or len(config.ks) != 1 or n_images >= config.ks[0]:
-        return config
-    return CascadeConfig(levels=config.levels, ks=(max(n_images, 1),))
-
-
-def corpus(args: argparse.Namespace, store: Store) -> Corpus:
-    """The folder given with ``--images`` (ids remembered in ``store``), a ``--dataset`` by name, else the preset's."""
-    if getattr(args, "dataset", None):
-        if args.images:
+def source(args: argparse.Namespace) -> GallerySource:
+    """The gallery the command names: ``--images FOLDER``, ``--dataset NAME`` (or ``karpathy:PATH.json`` with
+    ``--images ROOT``), else the preset's own."""
+    dataset, images = getattr(args, "dataset", None), getattr(args, "images", None)
+    if not dataset or dataset == args.preset:
+        return GallerySource(GalleryKind.FOLDER, path=images) if images else GallerySource(GalleryKind.WORLD)
+    if dataset in datasets.DATASETS:
+        if images and not hasattr(args, "split"):
             raise ConfigError("give --images FOLDER or --dataset NAME, not both")
-        return named_dataset(args, args.dataset)
-    if not args.images:
-        return gallery(args)
-    with bar(args, "scanning", None) as scan:
-        found = Corpus.from_folder(args.images, progress=progress.callback(scan), known=store)
-    if found.skipped:
-        print(f"warning: skipped {len(found.skipped)} unreadable or non-image file(s) in {args.images}",
-              file=sys.stderr)  # fmt: skip
-    return found
-
-
-def dataset(args: argparse.Namespace) -> tuple[Corpus, str]:
-    """(corpus, dataset label) for ``--dataset``: the preset's gallery, or ``karpathy:PATH.json`` with ``--images``."""
-    if not args.dataset or args.dataset == args.preset:
-        return gallery(args), f"{presets.get(args.preset).dataset}:{args.split}"
-    if args.dataset in datasets.DATASETS:
-        return named_dataset(args, args.dataset), f"{args.dataset}:{args.split}"
-    kind, _, path = args.dataset.partition(":")
+        return GallerySource(GalleryKind.DATASET, path=dataset)
+    kind, _, path = dataset.partition(":")
     if kind != "karpathy" or not path:
-        raise ConfigError(f"--dataset must be {', '.join(datasets.names())} or karpathy:PATH.json, "
-                          f"got {args.dataset!r}")  # fmt: skip
-    if not args.images:
+        names = ", ".join(datasets.names())
+        raise ConfigError(f"--dataset must be {names} or karpathy:PATH.json, got {dataset!r}")
+    if not images:
         raise ConfigError("--dataset karpathy:... needs --images ROOT (the folder the dataset's paths start from)")
-    return Corpus.from_karpathy(path, args.images, split=args.split), f"{Path(path).name}:{args.split}"
+    return GallerySource(GalleryKind.KARPATHY, path=path, image_root=images, split=getattr(args, "split", "test"))
 
 
-def named_dataset(args: argparse.Namespace, name: str) -> Corpus:
-    """A hub dataset by name (``flickr30k``, ``coco``), materialised on first use with a progress bar."""
-    opened: list = []  # the bar opens with the first finished shard: a failure before it prints one line only
-
-    def update(done: int, total: int) -> None:
-        if not opened:
-            opened.append(bar(args, f"materialising {name}", total, unit="shard"))
-        progress.callback(opened[0])(done, total)
-
-    try:
-        return datasets.corpus(name, progress=update)
-    finally:
-        for shards in opened:
-            shards.close()
+def choice(args: argparse.Namespace, levels: Sequence[str] | None = None, level_ks: Sequence[int] = ()) -> Choice:
+    """The command's cascade (cheap checks only: nothing is loaded); ``levels`` and ``level_ks`` override."""
+    names, chosen_ks = tuple(levels or level_names(args)), tuple(level_ks) or ks(args)
+    chosen = Choice(source(args), names, chosen_ks, getattr(args, "index", "exact"))
+    chosen.config()
+    return chosen
 
 
-def gallery(args: argparse.Namespace) -> Corpus:
-    """The preset's gallery (a hub dataset is materialised with a progress bar)."""
-    preset = presets.get(args.preset)
-    if preset.dataset in datasets.DATASETS:
-        return named_dataset(args, preset.dataset)
-    return presets.gallery(args.preset)
+def cascades(args: argparse.Namespace, store: Store) -> Cascades:
+    """The composition root on the command's database; the command line reads any path its user names."""
+    recall = getattr(args, "min_index_recall", 0.95)
+    preset = presets.get(getattr(args, "preset", "shapes"))  # `reproduce` names a dataset, not a preset
+    return Cascades.on_store(store, preset, any_path=True, min_index_recall=recall)
 
 
-def bar(args: argparse.Namespace, what: str, total: int | None, unit: str | None = None) -> tqdm:
-    return progress.bar(what, total, quiet=args.quiet, unit=unit)
+def bars(args: argparse.Namespace) -> progress.Bars:
+    """The command's progress: a tqdm bar per step on stderr, none with ``--quiet``."""
+    return progress.Bars(quiet=args.quiet)
 
 
-def build(searcher, args: argparse.Namespace):
-    """Embed the gallery with level 1 (what the cache lacks), with a progress bar; returns the BuildReport."""
-    with bar(args, "embedding", len(searcher.corpus)) as embedding:
-        return searcher.build(progress=progress.callback(embedding))
+def bar(args: argparse.Namespace, what: str, total: int | None, unit: progress.Unit = progress.Unit.QUERIES) -> tqdm:
+    return progress.bar(progress.Step(what, unit), total, quiet=args.quiet)
+
+
+def notes(corpus: Corpus, ks_asked: Sequence[int] = (), ks: Sequence[int] = ()) -> None:
+    """What the user should know beside the result, one line each on stderr: skipped files, ks cut to the gallery."""
+    if corpus.skipped:
+        print(f"warning: skipped {len(corpus.skipped)} unreadable or non-image file(s)", file=sys.stderr)
+    if ks_asked:
+        print(f"note: ks {list(ks_asked)} cut to {list(ks)}: the gallery has {len(corpus)} images", file=sys.stderr)
 
 
 def emit(args: argparse.Namespace, payload: dict, text: str) -> None:

@@ -10,10 +10,11 @@ import argparse
 from collections.abc import Sequence
 
 from analysis import presets, progress, report
-from analysis.evaluate import JSON_KEYS, EvalResult, compare
+from analysis.cascades import Cascades, compare
+from analysis.evaluate import JSON_KEYS, EvalResult
+from analysis.galleries import GalleryKind, GallerySource
 from analysis.sweep import sweep_k1
 from cascade import units
-from cascade.corpus import ProgressFn
 from cascade.encoders import create_encoder
 from cascade_cli import common
 
@@ -33,20 +34,19 @@ def run(args: argparse.Namespace) -> int:
     preset = presets.get(args.preset)
     if args.sweep_k1:
         return _sweep(args, preset)
-    with common.bar(args, "evaluating", None, unit="q") as bar:
+    cascades = Cascades.in_memory(preset)  # the evaluator counts a fresh system, whatever a cache held
 
-        def on_comparison(index: int, levels: Sequence[str]) -> ProgressFn:  # one bar, restarted per row
-            bar.set_description(f"{index + 1}/{len(preset.comparisons)} {' > '.join(levels)}", refresh=False)
-            bar.reset()
-            return progress.callback(bar)
+    def step(index: int, levels: Sequence[str]) -> progress.Step:
+        return progress.Step(f"{index + 1}/{len(preset.comparisons)} {' > '.join(levels)}", progress.Unit.QUERIES)
 
-        rows = []
-        for row in compare(preset, limit=args.limit, progress=on_comparison):
-            common.emit(args, _json_row(row), _text_row(row))
-            rows.append(row)
+    rows = []
+    with common.bars(args) as bars:
+        for evaluation in compare(cascades, preset.comparisons, limit=args.limit, progress=step, bars=bars):
+            common.emit(args, _json_row(evaluation.result), _text_row(evaluation.result))
+            rows.append(evaluation.result)
     if args.report:
-        common.write_report(args.report, report.build_report(f"Compare: the {preset.name} preset's configurations",
-                                                         _inputs(args), report.evaluation_sections(rows)))  # fmt: skip
+        title = f"Compare: the {preset.name} preset's configurations"
+        common.write_report(args.report, report.build_report(title, _inputs(args), report.evaluation_sections(rows)))
     return 0
 
 
@@ -61,22 +61,23 @@ def _json_row(row: EvalResult) -> dict:
 
 
 def _text_row(row: EvalResult) -> str:
-    return (f"{' > '.join(row.levels):60s} ks={list(row.ks)!s:14s} R@1 {row.r1:5.2f}  R@5 {row.r5:5.2f}  "
-            f"R@10 {row.r10:5.2f}  image GMACs {units.gmacs(row.image_macs):10.2f}  alpha {row.alpha:.3f}")  # fmt: skip
+    recalls = "  ".join(f"R@{k} {value:5.2f}" for k, value in row.recall.items())
+    return (
+        f"{' > '.join(row.levels):60s} ks={list(row.ks)!s:14s} {recalls}  "
+        f"image GMACs {units.gmacs(row.image_macs):10.2f}  alpha {row.alpha:.3f}"
+    )
 
 
 def _sweep(args: argparse.Namespace, preset) -> int:
     first, last = create_encoder(preset.levels[0]), create_encoder(preset.levels[-1])
     k_last = max(10, preset.ks[-1])
-    with common.bar(args, "sweeping", None, unit="q") as bar:
+    with common.bars(args) as bars:
 
-        def on_row(name: str) -> ProgressFn:
-            bar.set_description(name, refresh=False)
-            bar.reset()
-            return progress.callback(bar)
+        def on_row(name: str) -> progress.Counter:
+            return progress.counter(bars, progress.Step(name, progress.Unit.QUERIES))
 
-        swept = sweep_k1(first, last, presets.gallery(args.preset), args.sweep_k1, k_last, limit=args.limit,
-                         progress=on_row)  # fmt: skip
+        corpus = Cascades.in_memory(preset).corpus(GallerySource(GalleryKind.WORLD), bars)
+        swept = sweep_k1(first, last, corpus, args.sweep_k1, k_last, limit=args.limit, progress=on_row)
     lines = [_text_row(row) for row in (*swept.rows, swept.reference)]
     lines.append(f"smallest k_1 within 1 point of {last.id} alone (R@1, R@5, R@10): {swept.smallest_k1}")
     payload = {"rows": [_json_row(r) for r in swept.rows], "reference": _json_row(swept.reference),

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 
-from analysis import progress
-from analysis.evaluate import JSON_KEYS, CaptionEmbeddings, evaluate
-from analysis.store import EvalRecord, Store
+from analysis.evaluate import JSON_KEYS, RECALL_KS, CaptionEmbeddings, EvalResult
+from analysis.store import Store
 from cascade import units
-from cascade.search import CascadeSearcher
 from cascade_cli import common
 
 
@@ -24,32 +23,33 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = common.config(args)
-    corpus, dataset = common.dataset(args)
-    config.check_corpus_size(len(corpus))
-    with Store(args.db) as store:
-        plan = common.index_plan(args)
-        searcher = CascadeSearcher(common.levels(args), corpus, cache=store, index=plan)
-        common.build(searcher, args)
+    choice = common.choice(args)
+    with Store(args.db) as store, common.bars(args) as bars:
+        cascades = common.cascades(args, store)
         captions = CaptionEmbeddings()  # the exact-level-1 reference below reuses the queries' embeddings
-        with common.bar(args, "queries", None) as bar:
-            result = evaluate(searcher, config.ks, progress=progress.callback(bar), limit=args.limit, captions=captions)
-        if not plan.spec.approximate:
-            store.save_evaluation(EvalRecord.of(result, searcher.config(config.ks).key, dataset))
-            exact = None
-        else:  # the same cascade with exact level 1: what the index costs in recall, end to end
-            reference = CascadeSearcher(searcher.levels, corpus, cache=store)
-            reference.build()
-            exact = evaluate(reference, config.ks, limit=args.limit, captions=captions)
+        evaluation = cascades.evaluate(choice, args.limit, bars, captions)
+        exact = None
+        if evaluation.index_recall is not None:  # the same cascade with exact level 1: what the index costs
+            exact = cascades.evaluate(replace(choice, index="exact"), args.limit, bars, captions).result
+    result = evaluation.result
     payload = {key: result.as_json()[key] for key in JSON_KEYS}
-    text = (f"{' > '.join(result.levels)}  ks={list(result.ks)}  on {dataset} ({result.n_images} images, "
-            f"{result.n_queries} queries)\nR@1 {result.r1:.1f}  R@5 {result.r5:.1f}  R@10 {result.r10:.1f}  "
-            f"image GMACs {units.gmacs(result.image_macs):.2f}  alpha {result.alpha:.3f}")  # fmt: skip
+    text = (
+        f"{' > '.join(result.levels)}  ks={list(result.ks)}  on {evaluation.dataset} ({result.n_images} images, "
+        f"{result.n_queries} queries)\n{_recalls(result)}  image GMACs {units.gmacs(result.image_macs):.2f}  "
+        f"alpha {result.alpha:.3f}"
+    )
     if exact is not None:
-        measured = searcher.index_recall(config.ks[0])
-        payload |= {"index": plan.spec.name, "index_recall": measured.recall,
-                    "exact_level1": {key: getattr(exact, key) for key in ("r1", "r5", "r10")}}  # fmt: skip
-        text += (f"  (level 1 on {plan.spec.name})\nwith exact level 1: R@1 {exact.r1:.1f}  R@5 {exact.r5:.1f}  "
-                 f"R@10 {exact.r10:.1f}\n{common.recall_line(measured)}")  # fmt: skip
+        measured = evaluation.index_recall
+        exact_json = exact.as_json()
+        payload |= {
+            "index": measured.spec,
+            "index_recall": measured.recall,
+            "exact_level1": {f"r{k}": exact_json[f"r{k}"] for k in RECALL_KS},
+        }
+        text += f"  (level 1 on {measured.spec})\nwith exact level 1: {_recalls(exact)}\n{common.recall_line(measured)}"
     common.emit(args, payload, text)
     return 0
+
+
+def _recalls(result: EvalResult) -> str:
+    return "  ".join(f"R@{k} {value:.1f}" for k, value in result.recall.items())

@@ -6,13 +6,12 @@ import argparse
 from functools import partial
 from pathlib import Path
 
-from analysis import presets
+from analysis import presets, progress
 from analysis.store import Store
 from cascade import datasets
 from cascade.encoders import create_encoder
 from cascade.index import check_recall
 from cascade.ray_build import ray_embed
-from cascade.search import CascadeSearcher
 from cascade_cli import common
 
 ENGINES = ("local", "ray")
@@ -35,42 +34,50 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    plan = common.index_plan(args)
-    with Store(args.db) as store:
-        corpus = common.corpus(args, store)
-        level = common.levels(args)[0]
-        searcher = CascadeSearcher([level], corpus, cache=store, index=plan)
+    choice = common.choice(args, common.level_names(args)[:1], (1,))  # a build: no k matters
+    with Store(args.db) as store, common.bars(args) as bars:
+        cascades = common.cascades(args, store)
         if args.engine == "ray":
-            _ray_build(args, searcher, store)
-        report = common.build(searcher, args)
+            _ray_build(args, cascades, choice, store)
+        searcher, report = cascades.build(choice, bars)
         measured = searcher.index_recall(args.index_k or presets.get(args.preset).ks[0])
-    payload = {"images": report.images, "embedded": report.embedded, "reused": report.reused,
-               "skipped": len(corpus.skipped)}  # fmt: skip
+    skipped = len(searcher.corpus.skipped)
+    payload = {"images": report.images, "embedded": report.embedded, "reused": report.reused, "skipped": skipped}
     if measured is not None:  # the exact row stays the documented one
-        payload["index"] = plan.spec.name
-        payload["index_recall"] = {"k": measured.k, "recall": measured.recall, "queries": measured.queries,
-                                   "source": measured.source, "min_recall": plan.min_recall}  # fmt: skip
-    text = (f"{report.images} images: {report.embedded} embedded, {report.reused} reused from the cache, "
-            f"{len(corpus.skipped)} skipped ({level.id})")  # fmt: skip
+        payload["index"] = measured.spec
+        payload["index_recall"] = {
+            "k": measured.k,
+            "recall": measured.recall,
+            "queries": measured.queries,
+            "source": measured.source,
+            "min_recall": args.min_index_recall,
+        }
+    text = (
+        f"{report.images} images: {report.embedded} embedded, {report.reused} reused from the cache, "
+        f"{skipped} skipped ({searcher.levels[0].id})"
+    )
     if measured is not None:
         text += "\n" + common.recall_line(measured)
     common.emit(args, payload, text)
     if measured is not None:
-        check_recall(measured, plan.min_recall)  # printed first, then refused: the figure is the reason
+        check_recall(measured, args.min_index_recall)  # printed first, then refused: the figure is the reason
     return 0
 
 
-def _ray_build(args: argparse.Namespace, searcher: CascadeSearcher, store: Store) -> None:
+def _ray_build(args: argparse.Namespace, cascades, choice, store: Store) -> None:
     """Embed what the cache lacks on Ray Data, then import the shards (the local build then finds them all)."""
-    make = partial(create_encoder, common.level_names(args)[0])  # each actor creates its own
+    make = partial(create_encoder, choice.levels[0])  # each actor creates its own
+    level = create_encoder(choice.levels[0])
+    corpus = cascades.corpus(choice.gallery)
     shards = Path(args.shards or Path(args.db).expanduser().with_name(Path(args.db).name + ".shards"))
-    cached = store.get(searcher.levels[0].id, searcher.corpus.ids)
-    todo = [image_id for image_id in searcher.corpus.ids if image_id not in cached]
-    with common.bar(args, "embedding (ray)", len(todo)) as bar:
-        for shard in ray_embed(make, searcher.corpus, todo, shards / _safe(searcher.levels[0].id),
-                               address=args.ray_address, workers=args.ray_workers,
-                               progress=lambda done, total: bar.update(done - bar.n)):  # fmt: skip
-            store.put(searcher.levels[0].id, shard.features())
+    cached = store.get(level.id, corpus.ids)
+    todo = [image_id for image_id in corpus.ids if image_id not in cached]
+    folder = shards / _safe(level.id)
+    with common.bar(args, "embedding (ray)", len(todo), progress.Unit.IMAGES) as bar:
+        move = progress.callback(bar)
+        for shard in ray_embed(make, corpus, todo, folder, address=args.ray_address, workers=args.ray_workers,
+                               progress=move):  # fmt: skip
+            store.put(level.id, shard.features())
 
 
 def _safe(encoder_id: str) -> str:

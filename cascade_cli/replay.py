@@ -9,11 +9,11 @@ from __future__ import annotations
 import argparse
 
 from analysis import presets, report
+from analysis.cascades import Cascades, Choice
+from analysis.galleries import GalleryKind, GallerySource
 from analysis.query_logs import MAX_FILE_BYTES, read_query_log
-from analysis.replay import WORKLOADS, replay, workload
+from analysis.replay import WORKLOADS, workload
 from cascade import datasets, units
-from cascade.encoders import create_encoder
-from cascade.search import CascadeSearcher
 from cascade_cli import common
 
 
@@ -40,32 +40,44 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     preset = presets.get(args.preset)
-    if args.dataset:
-        corpus, where = common.named_dataset(args, args.dataset), args.dataset
-    else:
-        corpus, where = presets.gallery(args.preset, args.gallery), args.gallery
+    kind = GalleryKind.WORLD if args.gallery == "test" else GalleryKind.LIFETIME
+    gallery = GallerySource(GalleryKind.DATASET, path=args.dataset) if args.dataset else GallerySource(kind)
+    where = args.dataset or args.gallery
+    choice = Choice(gallery, preset.levels, preset.ks, args.index)
+    choice.config()
     extra = {}
     if args.queries_file:  # read and checked whole before anything runs: a bad file replays nothing
         log = read_query_log(args.queries_file)
         queries, name, extra = list(log.queries), f"file:{log.name}", {"skipped_empty": log.skipped_empty}
-    else:
-        queries, name = workload(corpus, args.workload, args.queries, args.seed), args.workload
-    levels = [create_encoder(level) for level in preset.levels]
-    searcher = CascadeSearcher(levels, corpus, index=common.index_plan(args))
-    common.build(searcher, args)
-    with common.bar(args, "queries", len(queries)) as bar:
-        result = replay(searcher, queries, preset.ks, name, on_query=lambda done, *_: bar.update())
+    cascades = Cascades.in_memory(preset, min_index_recall=args.min_index_recall)
+    with common.bars(args) as bars:
+        corpus = cascades.corpus(gallery, bars)
+        if not args.queries_file:
+            queries, name = workload(corpus, args.workload, args.queries, args.seed), args.workload
+        cascades.open(choice, bars)
+        with common.bar(args, "queries", len(queries)) as bar:
+            result = cascades.replay(choice, queries, name, on_query=lambda done, *_: bar.update(), progress=bars)
     row = {**result.as_json(), **extra, "gallery": where, "images": len(corpus), "ks": list(preset.ks)}
     alone = f"{units.gmacs(result.baseline_image_macs):,.1f} GMACs for {preset.levels[-1]} alone"
-    common.emit(args, row,
-                f"{row['workload']}: {row['queries']} queries on the {where} gallery ({len(corpus):,} images, "
-                f"ks {preset.ks}): alpha {row['alpha']:.3f}, cascade {units.gmacs(result.cascade_image_macs):,.1f} "
-                f"GMACs vs {alone}: {row['reduction']:.2f}x")  # fmt: skip
+    cascade = units.gmacs(result.cascade_image_macs)
+    common.emit(
+        args,
+        row,
+        f"{row['workload']}: {row['queries']} queries on the {where} gallery ({len(corpus):,} images, "
+        f"ks {preset.ks}): alpha {row['alpha']:.3f}, cascade {cascade:,.1f} GMACs vs {alone}: {row['reduction']:.2f}x",
+    )
     if args.report:
-        inputs = {"command": "cascade replay", "preset": args.preset, "cascade": " > ".join(preset.levels),
-                  "ks": preset.ks, "gallery": f"{where} ({len(corpus):,} images)", "workload": name,
-                  "queries": len(queries), "seed": args.seed if not args.queries_file else "",
-                  "queries file": args.queries_file or ""}  # fmt: skip
-        common.write_report(args.report, report.build_report("Replay: measured cost", inputs,
-                                                             report.replay_sections(result)))  # fmt: skip
+        inputs = {
+            "command": "cascade replay",
+            "preset": args.preset,
+            "cascade": " > ".join(preset.levels),
+            "ks": preset.ks,
+            "gallery": f"{where} ({len(corpus):,} images)",
+            "workload": name,
+            "queries": len(queries),
+            "seed": args.seed if not args.queries_file else "",
+            "queries file": args.queries_file or "",
+        }
+        document = report.build_report("Replay: measured cost", inputs, report.replay_sections(result))
+        common.write_report(args.report, document)
     return 0

@@ -6,6 +6,7 @@ import argparse
 import json
 
 from analysis import progress
+from analysis.galleries import GalleryKind, GallerySource
 from analysis.reproduce import format_reproduction, reproduce
 from analysis.store import Store
 from analysis.table1 import FAMILY_KEYS
@@ -21,13 +22,11 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    corpus = common.named_dataset(args, args.dataset)
-    with Store(args.db) as store, common.bar(args, "queries", None) as bar:
-        move = progress.callback(bar)
+    with Store(args.db) as store, common.bars(args) as bars:
+        corpus = common.cascades(args, store).corpus(GallerySource(GalleryKind.DATASET, path=args.dataset), bars)
 
-        def on_query(label: str, done: int, total: int) -> None:
-            bar.set_description(label, refresh=False)  # which row of the table is being evaluated
-            move(done, total)
+        def on_query(label: str, done: int, total: int) -> None:  # one bar per row of the table
+            bars(progress.Step(label, progress.Unit.QUERIES), done, total)
 
         result = reproduce(args.dataset, args.family, store, limit=args.limit, progress=on_query, corpus=corpus)
     print(json.dumps(result.to_json_dict()) if args.json else format_reproduction(result), flush=True)

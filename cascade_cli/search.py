@@ -8,7 +8,6 @@ from analysis.search_json import levels_json, search_json
 from analysis.store import Store
 from cascade import datasets, units
 from cascade.errors import ConfigError
-from cascade.search import CascadeSearcher
 from cascade_cli import common
 
 
@@ -24,15 +23,11 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     if not args.query.strip():
         raise ConfigError("the query is empty")
-    config = common.config(args)  # cheap checks before scanning a folder or loading a model
-    with Store(args.db) as store:
-        corpus = common.corpus(args, store)
-        config = common.fitted(config, args, len(corpus))
-        config.check_corpus_size(len(corpus))
-        searcher = CascadeSearcher(common.levels(args), corpus, cache=store, log=store, index=common.index_plan(args))
-        common.build(searcher, args)
-        result = searcher.search(args.query, config.ks)
-    payload = levels_json(search_json(result, corpus), corpus)
+    choice = common.choice(args)  # cheap checks before scanning a folder or loading a model
+    with Store(args.db) as store, common.bars(args) as bars:
+        searched = common.cascades(args, store).search(choice, args.query, bars)
+    common.notes(searched.corpus, searched.ks_asked, searched.result.config.ks)
+    payload = levels_json(search_json(searched.result, searched.corpus), searched.corpus)
     common.emit(args, payload, _text(payload))
     return 0
 
@@ -40,10 +35,12 @@ def run(args: argparse.Namespace) -> int:
 def _text(payload: dict) -> str:
     lines = []
     for number, level in enumerate(payload["levels"], start=1):
-        lines.append(f"level {number}: {level['encoder']}  k={level['k']}  candidates={level['candidates']}  "
-                     f"hits={level['hits']} misses={level['misses']}  "
-                     f"image GMACs={units.gmacs(level['image_macs']):.3f}  "
-                     f"text GMACs={units.gmacs(level['text_macs']):.3f}  {level['latency_ms']:.1f} ms")  # fmt: skip
+        image_gmacs, text_gmacs = units.gmacs(level["image_macs"]), units.gmacs(level["text_macs"])
+        lines.append(
+            f"level {number}: {level['encoder']}  k={level['k']}  candidates={level['candidates']}  "
+            f"hits={level['hits']} misses={level['misses']}  image GMACs={image_gmacs:.3f}  "
+            f"text GMACs={text_gmacs:.3f}  {level['latency_ms']:.1f} ms"
+        )
         if number == len(payload["levels"]):
             lines += [f"  {rank:3d}. {r['score']:.4f}  {r['path']}" for rank, r in enumerate(level["results"], 1)]
     return "\n".join(lines)
