@@ -162,7 +162,7 @@ class Galleries:
         return self._loaded.get(source, lambda: self._loaders[source.kind](source, progress))
 
     def _folder(self, source: GallerySource, progress: Progress | None) -> Corpus:
-        folder = self._readable(source.path, "folder")
+        folder = self._readable(source.path, "image folder")
         scan = counter(progress, Step("scanning", Unit.FILES))
         return Corpus.from_folder(folder, progress=scan, known=self._known)
 

@@ -145,7 +145,8 @@ def source(args: argparse.Namespace) -> GallerySource:
 def choice(args: argparse.Namespace, levels: Sequence[str] | None = None, level_ks: Sequence[int] = ()) -> Choice:
     """The command's cascade (cheap checks only: nothing is loaded); ``levels`` and ``level_ks`` override."""
     names, chosen_ks = tuple(levels or level_names(args)), tuple(level_ks) or ks(args)
-    chosen = Choice(source(args), names, chosen_ks, getattr(args, "index", "exact"))
+    index = getattr(args, "index", None)  # an IndexSpec, parsed by argparse
+    chosen = Choice(source(args), names, chosen_ks, index.name if index is not None else "exact")
     chosen.config()
     return chosen
 

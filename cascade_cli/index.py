@@ -41,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
             _ray_build(args, cascades, choice, store)
         searcher, report = cascades.build(choice, bars)
         measured = searcher.index_recall(args.index_k or presets.get(args.preset).ks[0])
+    common.notes(searcher.corpus)
     skipped = len(searcher.corpus.skipped)
     payload = {"images": report.images, "embedded": report.embedded, "reused": report.reused, "skipped": skipped}
     if measured is not None:  # the exact row stays the documented one

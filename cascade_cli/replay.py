@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     kind = GalleryKind.WORLD if args.gallery == "test" else GalleryKind.LIFETIME
     gallery = GallerySource(GalleryKind.DATASET, path=args.dataset) if args.dataset else GallerySource(kind)
     where = args.dataset or args.gallery
-    choice = Choice(gallery, preset.levels, preset.ks, args.index)
+    choice = Choice(gallery, preset.levels, preset.ks, args.index.name)
     choice.config()
     extra = {}
     if args.queries_file:  # read and checked whole before anything runs: a bad file replays nothing

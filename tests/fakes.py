@@ -140,3 +140,8 @@ def run_in_threads(worker, n_threads: int) -> list[Exception]:
     for thread in threads:
         thread.join()
     return errors
+
+
+def count_features(store, encoder_id: str) -> int:
+    """Rows the store caches for ``encoder_id`` (tests only: the product never needs the count)."""
+    return int(store.frame("SELECT count(*) AS n FROM features WHERE encoder_id = ?", [encoder_id])["n"][0])

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import pty
 import re
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import threading
 from pathlib import Path
 
@@ -21,7 +25,7 @@ from cascade.corpus import Corpus
 from cascade.encoders import create_encoder
 from cascade_cli import main
 from tests.conftest import ROOT
-from tests.fakes import make_gallery, make_karpathy
+from tests.fakes import count_features, make_gallery, make_karpathy
 
 SMALL, MEDIUM = "openclip:tiny-vit-s@random", "openclip:tiny-vit-m@random"
 pytestmark = pytest.mark.slow
@@ -121,7 +125,6 @@ def test_index_reports_and_skips_unreadable_files(tmp_path, gallery, capsys):
         (["search", "   ", "--levels", SMALL, "--ks", "5"], "the query is empty"),
         (["search", "q", "--images", "{gallery}", "--levels", f"{SMALL},{MEDIUM}", "--ks", "3,10"], "must not grow"),
         (["search", "q", "--images", "{gallery}", "--levels", f"{SMALL},{MEDIUM}", "--ks", "10"], "one k per level"),
-        (["search", "q", "--images", "{gallery}", "--levels", SMALL, "--ks", "31"], "larger than the collection"),
         (["search", "q", "--images", "{gallery}", "--levels", "openclip:tiny-vit-x@random", "--ks", "5"],
          "did you mean"),
         (["search", "q", "--images", "{gallery}", "--levels", "nosuch:thing", "--ks", "5"], "unknown encoder backend"),
@@ -149,6 +152,15 @@ def test_bad_ks_syntax_is_a_usage_error(tmp_path, capsys):
     assert len(err.strip().splitlines()) == 1
 
 
+def test_ks_larger_than_the_gallery_are_cut_to_it_and_said(gallery, tmp_path, capsys):
+    """One rule for both faces (``Cascades.fitted``): a gallery smaller than k_1 cuts every k to its size."""
+    argv = ["search", "q", "--images", str(gallery), "--levels", f"{SMALL},{MEDIUM}", "--ks", "40,31"]
+    assert main([*argv, "--db", str(tmp_path / "db.duckdb"), "--json", "--quiet"]) == 0
+    out, err = capsys.readouterr()
+    assert [level["k"] for level in json.loads(out)["levels"]] == [30, 30]  # the gallery holds 30 readable images
+    assert "note: ks [40, 31] cut to [30, 30]: the gallery has 30 images" in err
+
+
 def test_database_locked_by_another_process(tmp_path, gallery):
     db = tmp_path / "db.duckdb"
     holder = duckdb.connect(str(db))
@@ -170,14 +182,19 @@ def test_killed_index_resumes_without_recomputing(tmp_path, capsys):
     folder = make_gallery(tmp_path / "big", N_BIG, seed=5)[0].parent
     db = tmp_path / "db.duckdb"
     cmd = [sys.executable, "-m", "cascade", "index", "--images", str(folder), "--levels", SMALL, "--db", str(db)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1"})  # fmt: skip
+    # stderr on a pseudo-terminal, as a user's: into a pipe the bar writes one line when the step ends.
+    reader, writer = pty.openpty()
+    fcntl.ioctl(writer, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))  # a new pty is 0 columns wide
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=writer, env={**os.environ, "HF_HUB_OFFLINE": "1"}
+    )
+    os.close(writer)
     seen = threading.Event()
 
     def watch() -> None:  # kill once the progress bar shows some batches committed
         buffer = ""
-        while (char := proc.stderr.read(1)) != "":
-            buffer = buffer[-200:] + char
+        while chunk := _read_pty(reader):
+            buffer = buffer[-200:] + chunk
             match = re.findall(rf"embedding:\s+\d+%\|[^|]*\|\s*(\d+)/{N_BIG}", buffer)  # "12%|█▏    | 480/4000"
             if match and 96 <= int(match[-1]) < N_BIG // 2:
                 seen.set()
@@ -188,10 +205,11 @@ def test_killed_index_resumes_without_recomputing(tmp_path, capsys):
     watcher.start()
     proc.wait(timeout=300)
     watcher.join(timeout=5)
+    os.close(reader)
     assert seen.is_set(), "index finished before it could be killed"
 
     with Store(db, read_only=True) as store:  # the killed run left a clean, partial cache
-        done = store.count_features(f"{SMALL}0")
+        done = count_features(store, f"{SMALL}0")
     assert 96 <= done < N_BIG
 
     assert main(["index", "--images", str(folder), "--levels", SMALL, "--db", str(db), "--json", "--quiet"]) == 0
@@ -209,3 +227,11 @@ def test_killed_index_resumes_without_recomputing(tmp_path, capsys):
         resumed_rows, fresh_rows = a.frame(query), b.frame(query)
     assert resumed_rows["image_id"].tolist() == fresh_rows["image_id"].tolist()
     assert resumed_rows["data"].tolist() == fresh_rows["data"].tolist()
+
+
+def _read_pty(fd: int) -> str:
+    """What the child wrote to its terminal since the last read; "" once it has closed it."""
+    try:
+        return os.read(fd, 4096).decode(errors="replace")
+    except OSError:  # EIO: the child exited and closed the terminal
+        return ""

@@ -42,8 +42,10 @@ def test_single_level_recall_matches_brute_force_reference(tmp_path, captions_pe
     result = evaluate(CascadeSearcher([encoder], corpus), ks=[10])
     expected = reference_recalls(FakeBiEncoder("small", seed=1, image_macs=10), corpus)
     assert result.n_queries == 50 * captions_per_image
-    assert (result.r1, result.r5, result.r10) == pytest.approx((expected[1], expected[5], expected[10]))
-    assert 0 < result.r10 < 100  # random embeddings: neither trivially perfect nor empty
+    assert (result.recall[1], result.recall[5], result.recall[10]) == pytest.approx(
+        (expected[1], expected[5], expected[10])
+    )
+    assert 0 < result.recall[10] < 100  # random embeddings: neither trivially perfect nor empty
     assert result.image_macs == 50 * 10 and result.alpha == 0.0
 
 
@@ -53,7 +55,7 @@ def test_full_k_cascade_recall_equals_last_level_and_cost_counts_each_image_once
     small, large = small_and_large()
     full = evaluate(CascadeSearcher([small, large], corpus), ks=[40, 10])
     alone = evaluate(CascadeSearcher([FakeBiEncoder("large", seed=3, image_macs=1000)], corpus), ks=[10])
-    assert (full.r1, full.r5, full.r10) == (alone.r1, alone.r5, alone.r10)
+    assert (full.recall[1], full.recall[5], full.recall[10]) == (alone.recall[1], alone.recall[5], alone.recall[10])
     assert full.alpha == 1.0 and full.image_macs == 40 * 10 + 40 * 1000
 
     partial = evaluate(CascadeSearcher([small, large], corpus), ks=[12, 10])
@@ -78,8 +80,8 @@ def test_a_gallery_under_ten_images_is_evaluated_with_k_capped(tmp_path):
     corpus = Corpus.from_karpathy(json_path, root, split="test")
     result = evaluate(CascadeSearcher([FakeBiEncoder("small", seed=1, image_macs=10)], corpus), ks=[5])
     expected = reference_recalls(FakeBiEncoder("small", seed=1, image_macs=10), corpus)
-    assert (result.r1, result.r5, result.r10) == pytest.approx((expected[1], 100.0, 100.0))
-    assert 0 < result.r1 < 100  # a real ranking: some captions' image is not first
+    assert (result.recall[1], result.recall[5], result.recall[10]) == pytest.approx((expected[1], 100.0, 100.0))
+    assert 0 < result.recall[1] < 100  # a real ranking: some captions' image is not first
     assert result.n_queries == 10
     with pytest.raises(ConfigError, match="last k >= 5 to measure R@5"):
         evaluate(CascadeSearcher([FakeBiEncoder("small", seed=1, image_macs=10), FakeBiEncoder("l", 3, 99)], corpus),
@@ -113,7 +115,7 @@ def test_batched_level_one_gives_the_rows_of_one_search_per_query(tmp_path, monk
     batched = evaluate(CascadeSearcher(levels(), corpus), ks=ks)
     unbatched = evaluate(per_query(CascadeSearcher(levels(), corpus)), ks=ks)
     assert batched == unbatched
-    assert 0 < batched.r10 < 100 and batched.n_queries == 120
+    assert 0 < batched.recall[10] < 100 and batched.n_queries == 120
 
 
 def test_search_many_traces_equal_search_traces(tmp_path, monkeypatch):

@@ -23,7 +23,7 @@ from cascade.corpus import Corpus
 from cascade.search import CascadeSearcher
 from tests.app_engine import fake_encoders, free_port, make_engine
 from tests.conftest import ROOT
-from tests.fakes import make_gallery, small_and_large
+from tests.fakes import count_features, make_gallery, small_and_large
 
 CLIENTS = 16
 
@@ -197,7 +197,7 @@ def test_the_held_database_is_whole_once_its_holder_is_killed(held_db):
     with Store(db) as store:
         assert store.frame("SELECT query FROM queries")["query"].tolist() == ["logged before the holder came"]
         check_log_is_whole(store, n_levels=2)
-        assert store.count_features("fake:small") == 20
+        assert count_features(store, "fake:small") == 20
 
 
 def test_hammer_counts_a_missing_server_as_errors_without_hanging():

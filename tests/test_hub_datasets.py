@@ -29,6 +29,7 @@ from analysis.store import Store
 from cascade.corpus import Corpus
 from tests import hubsim
 from tests.conftest import ROOT
+from tests.fakes import count_features
 
 B32, B16 = "openclip:ViT-B-32@laion2b_s34b_b79k", "openclip:ViT-B-16@laion2b_s34b_b88k"
 FLICKR, COCO = "clip-benchmark/wds_flickr30k", "clip-benchmark/wds_mscoco_captions"
@@ -108,7 +109,7 @@ def _check_eval(models: dict, db: Path, name: str, n_images: int, queries: int) 
     # store holds what was embedded: the whole gallery by ViT-B-32, and by ViT-B-16 at least one query's k_1
     # images and at most every query's.
     with Store(db, read_only=True) as store:
-        level1_images, level2_images = (store.count_features(level) for level in row["levels"])
+        level1_images, level2_images = (count_features(store, level) for level in row["levels"])
     assert level1_images == n_images
     assert K1 <= level2_images <= min(n_images, queries * K1)
     assert row["image_macs"] == n_images * _image_macs("ViT-B-32") + level2_images * _image_macs("ViT-B-16")

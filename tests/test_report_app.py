@@ -52,7 +52,9 @@ def test_the_evaluate_tab_sweeps_k1_as_the_library_does(client, served):
     corpus = engine.corpus(engine.default_choice().gallery)
     alone = sweep_k1(encoders["fake:small"], encoders["fake:large"], corpus, [10, 40], limit=40)
     rows = table["value"]["data"] if "value" in table else table["data"]
-    assert [row[2] for row in rows] == [round(r, 3) for r in (alone.rows[0].r1, alone.rows[1].r1, alone.reference.r1)]
+    assert [row[2] for row in rows] == [
+        round(r, 3) for r in (alone.rows[0].recall[1], alone.rows[1].recall[1], alone.reference.recall[1])
+    ]
     assert f"**{alone.smallest_k1}**" in status
     status, *_ = client.predict("fake:small", "fake:large", "ten", "built-in test gallery", "", "", 40,
                                 api_name="/sweep_k1")  # fmt: skip

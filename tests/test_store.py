@@ -16,7 +16,7 @@ from analysis.store import SCHEMA_VERSION, Store, StoreError
 from cascade.corpus import Corpus
 from cascade.search import CascadeSearcher
 from tests.conftest import ROOT
-from tests.fakes import FakeBiEncoder, make_gallery, run_in_threads
+from tests.fakes import FakeBiEncoder, count_features, make_gallery, run_in_threads
 
 
 def levels() -> list[FakeBiEncoder]:
@@ -113,7 +113,7 @@ def test_eight_threads_log_every_query_exactly_once(tmp_path, gallery):
         queries = store.frame("SELECT query, count(*) AS n FROM queries GROUP BY query")
         level_rows = store.frame("SELECT count(*) AS n FROM query_levels")["n"][0]
         duplicates = store.frame("SELECT encoder_id, image_id, count(*) n FROM features GROUP BY ALL HAVING n > 1")
-        level2_rows = store.count_features("fake:large")
+        level2_rows = count_features(store, "fake:large")
     assert not errors
     assert len(queries) == 96 and set(queries["n"]) == {1}
     assert level_rows == 192
