@@ -17,10 +17,8 @@ def _args(levels, ks=None) -> argparse.Namespace:
 def test_one_level_defaults_to_ten_and_fits_a_small_gallery():
     config = common.config(_args(["shapes:small"]))
     assert config.ks == (10,)
-    assert common.fitted(config, _args(["shapes:small"]), 4).ks == (4,)
-    assert common.fitted(config, _args(["shapes:small"]), 40).ks == (10,)
-    asked = common.config(_args(["shapes:small"], (20,)))
-    assert common.fitted(asked, _args(["shapes:small"], (20,)), 4).ks == (20,)  # asked for: refused later, not cut
+    assert common.config(_args(["shapes:small"], (20,))).ks == (20,)
+    # A gallery smaller than k is cut by ``Cascades.fitted``, the one rule of both faces (tests/test_cli.py).
 
 
 def test_several_levels_still_need_ks():

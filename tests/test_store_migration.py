@@ -1,4 +1,4 @@
-"""Schema 1 -> 2: a database written by the schema-1 code keeps its log, even when the migration is killed.
+"""Schemas 1 and 2 -> 3: a database written by older code keeps its log, even when the migration is killed.
 
 ``tests/data/store_v1.duckdb.gz`` was written by the schema-1 store (commit 2eb34ec): a 12-image
 gallery, five logged searches of fake:small -> fake:large (one of them with other ks), features of
@@ -9,6 +9,7 @@ through the store.
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import shutil
 import signal
@@ -21,7 +22,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from analysis import store as store_module
+from analysis import store_schema
 from analysis.store import SCHEMA_VERSION, Store, StoreError
 from tests.conftest import ROOT
 
@@ -76,7 +77,7 @@ def test_a_v1_database_migrates_and_keeps_its_log(v1_db, tmp_path):
         queries, macs = store.lifetime(key, corpus)
         totals = store.config_totals()
     after = read_raw(v1_db)
-    assert SCHEMA_VERSION == 2 and after["version"]["value"].tolist() == ["2"]
+    assert SCHEMA_VERSION == 3 and after["version"]["value"].tolist() == ["3"]
     assert_same_log(after, before)
     logged = before["queries"][(before["queries"].config_key == key) & (before["queries"].corpus_id == corpus)]
     assert queries == len(logged) == 4
@@ -151,7 +152,7 @@ KILLER = textwrap.dedent(
 
 # After the v1 tables are renamed, after the log is copied, after the version is set (the last
 # statement before COMMIT), and after the commit (-1).
-@pytest.mark.parametrize("step", [3, 5, len(store_module._MIGRATE_V1) - 1, -1])
+@pytest.mark.parametrize("step", [3, 5, len(store_schema.migration(1)) - 1, -1])
 def test_kill_9_during_the_migration_leaves_v1_or_v2_whole(v1_db, step):
     before = read_raw(v1_db)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -164,10 +165,37 @@ def test_kill_9_during_the_migration_leaves_v1_or_v2_whole(v1_db, step):
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
     killed = read_raw(v1_db)
-    assert killed["version"]["value"].tolist() == (["2"] if step == -1 else ["1"])
+    assert killed["version"]["value"].tolist() == (["3"] if step == -1 else ["1"])
     assert_same_log(killed, before)  # all of v1, or all of v2: never a half
     with Store(v1_db):
         pass
     migrated = read_raw(v1_db)
-    assert migrated["version"]["value"].tolist() == ["2"]
+    assert migrated["version"]["value"].tolist() == ["3"]
     assert_same_log(migrated, before)
+
+
+V2_FIXTURE = ROOT / "tests" / "data" / "store_v2.duckdb.gz"  # written by the schema-2 store (commit 15c3de6)
+
+
+def test_a_v2_database_migrates_its_hand_offs_and_labels(tmp_path):
+    """Level 1's logged hand-off becomes the first of each level's; the page's preset labels become the
+    dataset's; everything else is as it was. Expected values are read with DuckDB from the v2 file."""
+    path = tmp_path / "v2.duckdb"
+    with gzip.open(V2_FIXTURE, "rb") as packed, open(path, "wb") as out:
+        shutil.copyfileobj(packed, out)
+    con = duckdb.connect(str(path), read_only=True)
+    old_handed = [row[0] for row in con.execute("SELECT handed_ids FROM queries ORDER BY query_id").fetchall()]
+    old_labels = [row[0] for row in con.execute("SELECT dataset FROM evaluations ORDER BY ts").fetchall()]
+    con.close()
+    before = read_raw(path)
+    assert before["version"]["value"].tolist() == ["2"] and len(old_handed) == 4
+    with Store(path) as store:
+        handed = store.handed_log("fake:small>fake:large>fake:huge|6,3,2", "corpus12")
+        labels = store.evaluations()["dataset"].tolist()
+    assert handed == [[json.loads(text)] for text in old_handed[:3]]  # deeper hand-offs were never logged
+    assert labels == ["world:test", "flickr30k:test", "world:test", "captions.json:test"]
+    assert old_labels == ["shapes:test", "flickr30k-cpu:test", "world:test", "captions.json:test"]
+    after = read_raw(path)
+    assert after["version"]["value"].tolist() == ["3"]
+    for name in ("queries", "levels", "features"):
+        pd.testing.assert_frame_equal(after[name], before[name], check_dtype=False, obj=name)
