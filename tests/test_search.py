@@ -13,7 +13,8 @@ from cascade.corpus import Corpus
 from cascade.encoders import is_cross_encoder
 from cascade.errors import ConfigError, EncoderNotFound
 from cascade.ranking import dot as _dot
-from cascade.search import CascadeSearcher, _top_k
+from cascade.ranking import top_k as _top_k
+from cascade.search import CascadeSearcher
 from tests.fakes import FakeBiEncoder, FakeCrossEncoder, make_gallery, run_in_threads
 
 N_IMAGES = 60
