@@ -37,10 +37,6 @@ class CascadeConfig:
         validate_ks(self.ks, n_levels=len(self.levels))
 
     @property
-    def depth(self) -> int:
-        return len(self.levels)
-
-    @property
     def key(self) -> str:
         """A stable text key, e.g. ``shapes:small>shapes:large|50,10`` (used in the query log)."""
         return ">".join(self.levels) + "|" + ",".join(str(k) for k in self.ks)

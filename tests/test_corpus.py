@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from cascade.corpus import Corpus, load_image, select
+from cascade.corpus import Corpus, load_image
 from cascade.encoders import create_encoder
 from cascade.pixel_array import PIXEL_ARRAY_NAME, PixelArrayWriter, open_pixel_array
 
@@ -104,8 +104,6 @@ def test_the_corpus_serves_rows_equal_to_the_decoded_files(tmp_path):
         assert np.array_equal(np.asarray(served), image)
     batch = corpus.pixels(ids[2:7])
     assert batch.shape == (5, 64, 64, 3) and np.array_equal(batch, images[2:7]) and batch.flags.writeable
-    sub = select(corpus, ids[:3])
-    assert np.array_equal(sub.pixels(ids[:3]), images[:3])
 
 
 def test_a_file_changed_after_the_array_is_decoded_not_served_stale(tmp_path):
