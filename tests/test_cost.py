@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from cascade import cost, units  # importing cascade installs the torchvision shim before open_clip, timm, BLIP
+from cascade import cost, units  # cascade.cost runs the torchvision shim: open_clip, timm, BLIP import below
 from cascade.errors import EncoderNotFound
 
 

@@ -35,10 +35,13 @@ import torch
 from PIL import Image
 
 from cascade import cost
+from cascade._torchvision_compat import ensure_torchvision_compat
 from cascade.encoders import hub, not_found
 from cascade.encoders.base import BiEncoder, l2_normalise
 from cascade.errors import EncoderNotFound, WeightsUnavailable
 from cascade.paths import file_digest
+
+ensure_torchvision_compat()  # before open_clip (imported on use below) imports torchvision
 
 _CONFIG_DIR = Path(__file__).resolve().parent / "openclip_configs"
 _RANDOM = "random"
