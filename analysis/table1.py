@@ -39,15 +39,13 @@ class EncoderSpec:
     Attributes:
         name: open_clip architecture name, or ``blip-base`` / ``blip-large``.
         label: the paper's short name within its family (``B/16``, ``XXL``).
-        backend: ``openclip`` or ``blip``: picks the MAC counter.
-        spec: what that counter takes (architecture name, BLIP variant).
+        encoder: its encoder registry name (``openclip:ViT-B-16``, ``blip:base``): its backend counts the MACs.
         resolution: input size in pixels, the model's native one.
     """
 
     name: str
     label: str
-    backend: str
-    spec: str
+    encoder: str
     resolution: int
 
 
@@ -61,11 +59,11 @@ class Family:
 
 
 def _openclip(name: str, label: str, resolution: int) -> EncoderSpec:
-    return EncoderSpec(name=name, label=label, backend="openclip", spec=name, resolution=resolution)
+    return EncoderSpec(name=name, label=label, encoder=f"openclip:{name}", resolution=resolution)
 
 
 def _blip(variant: str, label: str) -> EncoderSpec:
-    return EncoderSpec(name=f"blip-{variant}", label=label, backend="blip", spec=variant, resolution=384)
+    return EncoderSpec(name=f"blip-{variant}", label=label, encoder=f"blip:{variant}", resolution=384)
 
 
 FAMILIES: tuple[Family, ...] = (
@@ -174,15 +172,15 @@ ImageGmacs = Callable[[EncoderSpec, str], float]
 
 
 def count_image_gmacs(encoder: EncoderSpec, macs_mode: str) -> float:
-    """GMACs per image of ``encoder`` at its resolution, counted on a meta-device model."""
-    from cascade import cost, units  # torch, open_clip and transformers load only when a table is built
+    """GMACs per image of ``encoder`` at its resolution, counted by its backend on a meta-device model.
 
-    if encoder.backend == "blip":
-        return units.gmacs(cost.blip_vision_macs(encoder.spec, macs_mode, encoder.resolution))
-    native = cost.openclip_image_size(encoder.spec)
-    if native != encoder.resolution:
-        raise ValueError(f"{encoder.name} runs at {native} px, Table 1 lists {encoder.resolution} px")
-    return units.gmacs(cost.openclip_image_macs(encoder.spec, macs_mode))
+    Raises:
+        ConfigError: the model does not run at the resolution Table 1 lists.
+    """
+    from cascade import units
+    from cascade.encoders import count_image_macs  # torch, open_clip and transformers load only when counting
+
+    return units.gmacs(count_image_macs(encoder.encoder, macs_mode, encoder.resolution))
 
 
 def build_table1(

@@ -12,9 +12,11 @@ and only when the extension really failed to load: where torchvision works
 (a matching CUDA build, a Space), this module does nothing. None of our code
 calls nms; the ops only have to exist for the import to succeed.
 
-``install()`` must run before anything imports torchvision. ``cascade/__init__``
-arms an import hook that calls it when ``import torchvision`` starts, which
-covers every entry point of the project without importing torch up front.
+``ensure_torchvision_compat()`` must run before anything imports torchvision.
+Every cascade module that imports open_clip or transformers (which import
+torchvision) calls it at its top, explicitly; importing ``cascade`` itself
+does nothing. Code outside ``cascade`` that imports those libraries directly
+calls it first.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ _SCHEMAS = (
 )
 
 _library: torch.library.Library | None = None  # kept alive: dropping it unregisters the ops
+_ensured = False
 
 
 def _extension_loads() -> bool:
@@ -46,6 +49,17 @@ def _extension_loads() -> bool:
     except (OSError, RuntimeError):
         return False
     return True
+
+
+def ensure_torchvision_compat() -> None:
+    """Make a later ``import torchvision`` work on this torch (see the module docstring). Idempotent.
+
+    Call it before importing open_clip, timm, transformers' vision models or torchvision.
+    """
+    global _ensured
+    if not _ensured:
+        install()
+        _ensured = True
 
 
 def install() -> bool:

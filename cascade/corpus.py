@@ -251,13 +251,3 @@ def _pixel_rows(paths: dict[str, Path]) -> dict[str, tuple[PixelArray, int]]:
 def virtual_corpus(n_images: int, prefix: str = "img") -> Corpus:
     """A corpus of ``n_images`` ids with no files (benchmarks, cost studies)."""
     return Corpus(ids=[f"{prefix}{i:07d}" for i in range(n_images)])
-
-
-def select(corpus: Corpus, image_ids: Sequence[str]) -> Corpus:
-    """A sub-corpus with the given ids, in the given order."""
-    return Corpus(
-        ids=list(image_ids),
-        paths={i: corpus.paths[i] for i in image_ids if i in corpus.paths},
-        captions={i: corpus.captions[i] for i in image_ids if i in corpus.captions},
-        pixel_rows={i: corpus.pixel_rows[i] for i in image_ids if i in corpus.pixel_rows},
-    )

@@ -41,7 +41,10 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from cascade._torchvision_compat import ensure_torchvision_compat
 from cascade.errors import EncoderNotFound
+
+ensure_torchvision_compat()  # open_clip and transformers, imported on use below, import torchvision
 
 MacsMode = Literal["paper", "full"]
 MACS_MODES: tuple[str, ...] = ("paper", "full")

@@ -63,29 +63,14 @@ def half_top_k(matrix: np.ndarray, query: np.ndarray, k: int, max_norm: float) -
     return candidates[order], exact[order].astype(np.float32)
 
 
-UPCAST_ROWS = 1 << 16  # float16 rows upcast to float32 per slice (a 2^16 x d copy)
-
-
 def dot(features: np.ndarray, query_embedding: np.ndarray) -> np.ndarray:
-    """``(n, d) @ (d,)`` in float32 whatever the storage dtype -> ``(n,)``.
+    """``(n, d)`` float32 features against a ``(d,)`` query -> ``(n,)`` scores.
 
-    float16 storage (halves memory at N = 1M) is upcast in slices: numpy has no
-    BLAS kernel for float16, so a direct float16 matmul is many times slower.
+    Float32 only: float16 storage ranks with ``half_top_k`` (numpy has no float16 BLAS).
     """
-    if features.dtype == np.float32:
-        return features @ query_embedding
-    out = np.empty(len(features), dtype=np.float32)
-    for start in range(0, len(features), UPCAST_ROWS):
-        out[start : start + UPCAST_ROWS] = features[start : start + UPCAST_ROWS].astype(np.float32) @ query_embedding
-    return out
+    return features @ query_embedding
 
 
 def dot_block(features: np.ndarray, queries: np.ndarray) -> np.ndarray:
-    """``(n, d)`` features against ``(B, d)`` queries in float32 -> ``(B, n)`` scores (see ``dot``)."""
-    queries = np.asarray(queries, dtype=np.float32)
-    if features.dtype == np.float32:
-        return queries @ features.T
-    out = np.empty((len(queries), len(features)), dtype=np.float32)
-    for start in range(0, len(features), UPCAST_ROWS):
-        out[:, start : start + UPCAST_ROWS] = queries @ features[start : start + UPCAST_ROWS].astype(np.float32).T
-    return out
+    """``(n, d)`` float32 features against ``(B, d)`` queries -> ``(B, n)`` float32 scores."""
+    return np.asarray(queries, dtype=np.float32) @ features.T

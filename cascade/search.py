@@ -22,17 +22,24 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from cascade import index as indexes
 from cascade.cache import FeatureCache, MemoryCache
 from cascade.corpus import Corpus, ProgressFn
 from cascade.encoders.base import BiEncoder, CrossEncoder, ImageTower
 from cascade.errors import ConfigError
-from cascade.index import FaissIndex, IndexPlan, IndexRecall
-from cascade.ranking import dot, dot_block, half_top_k, max_row_norm
-from cascade.ranking import top_k as _top_k
-from cascade.types import BuildReport, CascadeConfig, LevelTrace, SearchResult, validate_ks
+from cascade.index import (
+    FaissIndex,
+    IndexPlan,
+    IndexRecall,
+    check_recall,
+    load_or_build,
+    recall_of,
+    sample_queries,
+    stack_rows,
+)
+from cascade.level1 import FaissRanking, Level1Ranking, exact_ranking
+from cascade.ranking import dot, top_k
+from cascade.types import BuildReport, CascadeConfig, LevelTrace, SearchResult, level_trace, validate_ks
 from cascade.types import check_query as _check_query
-from cascade.types import level_trace as _trace
 
 if TYPE_CHECKING:
     import torch
@@ -85,7 +92,7 @@ class CascadeSearcher:
         self._matrix: np.ndarray | None = None  # (N, d) level-1 embeddings, corpus order
         self.index = index if index is not None else IndexPlan()
         self._faiss: FaissIndex | None = None
-        self._half_norm = 1.0  # largest row norm of a float16 matrix (bounds its rounding)
+        self._level1: Level1Ranking | None = None  # chosen once the matrix (and any index) is installed
         self._recall_lock = threading.Lock()
         self._build_lock = threading.Lock()
         self._level_memory: list[dict[str, np.ndarray]] = [{} for _ in self.levels]
@@ -130,18 +137,24 @@ class CascadeSearcher:
 
     def _install(self, cached: Mapping[str, np.ndarray]) -> None:
         """Stack level 1's rows in corpus order in the plan's dtype; load or build its FAISS index."""
-        self.use_level1_matrix(indexes.stack_rows(cached, self.corpus.ids, self.index.spec.dtype))
+        self.use_level1_matrix(stack_rows(cached, self.corpus.ids, self.index.spec.dtype))
         if self.index.spec.approximate:
             key = (self.levels[0].id, self.corpus.fingerprint, self.index.spec.factory)
-            self._faiss = indexes.load_or_build(self.index, self._matrix, key)
+            self._faiss = load_or_build(self.index, self._matrix, key)
+            self._level1 = FaissRanking(self._faiss)
 
     def use_level1_matrix(self, matrix: np.ndarray) -> None:
-        """Install precomputed level-1 embeddings ``(N, d)`` in corpus order (benchmarks, float16 ok)."""
+        """Install precomputed level-1 embeddings ``(N, d)`` in corpus order (benchmarks, float16 ok).
+
+        Level 1 then ranks them exactly, float32 or float16 by their dtype.
+
+        Raises:
+            ConfigError: a row count other than the corpus's, or a dtype other than float32 or float16.
+        """
         if matrix.shape[0] != len(self.corpus):
             raise ConfigError(f"matrix has {matrix.shape[0]} rows for {len(self.corpus)} images")
+        self._level1 = exact_ranking(matrix)
         self._matrix = matrix
-        if matrix.dtype == np.float16:
-            self._half_norm = max_row_norm(matrix)
 
     def index_recall(self, k: int) -> IndexRecall | None:
         """Level 1's recall@k with the approximate index against exact (measured once, kept with the index).
@@ -154,10 +167,8 @@ class CascadeSearcher:
         if self._matrix is None:
             self.build()
         with self._recall_lock:
-            queries = partial(
-                indexes.sample_queries, self.corpus, self.levels[0], self._matrix, self.index.sample_queries
-            )
-            return indexes.recall_of(self._faiss, self.index, self._matrix, k, queries)
+            queries = partial(sample_queries, self.corpus, self.levels[0], self._matrix, self.index.sample_queries)
+            return recall_of(self._faiss, self.index, self._matrix, k, queries)
 
     # -- search --------------------------------------------------------------------------------
 
@@ -179,25 +190,18 @@ class CascadeSearcher:
         Raises:
             ConfigError: empty query or invalid ks.
         """
-        _check_query(query)
-        validate_ks(tuple(ks), n_levels=len(self.levels), n_images=len(self.corpus))
-        if self._matrix is None:
-            self.build()
-        if self.index.spec.approximate:
-            indexes.check_recall(self.index_recall(ks[0]), self.index.min_recall)
-        embeddings = dict(text_embeddings or {})  # text tower id -> this query's embedding
-        billed: set[str] = set()  # text towers whose cost this query has paid
-        first = self._run_level(0, self.levels[0], query, self.corpus.ids, ks[0], embeddings, billed)
-        return self._finish(query, ks, first, embeddings, billed)
+        rows = {tower: np.asarray(embedding)[None] for tower, embedding in (text_embeddings or {}).items()}
+        return next(self.search_many([query], ks, rows))
 
     def search_many(
         self, queries: Sequence[str], ks: Sequence[int], text_embeddings: Mapping[str, np.ndarray] | None = None
     ) -> Iterator[SearchResult]:
-        """``search`` of each query in turn, level 1 ranked for a block of queries in one matmul.
+        """``search`` of each query in turn, level 1 ranked for a block of queries at once.
 
-        The results (and the log) are those of ``search`` query by query; only the level-1
-        scores come from one ``(B, d) @ (d, N)`` product per block instead of B products.
-        Level 1's latency is the block's matmul shared evenly, plus the query's own top-k.
+        The results (and the log) are those of ``search`` query by query. Exact float32 scores
+        a block with one ``(B, d) @ (d, N)`` product instead of B; the other strategies rank
+        query by query (``cascade.level1``). Level 1's latency is its block's (text encoding
+        and ranking) shared evenly.
 
         Args:
             text_embeddings: ``(len(queries), d)`` rows by text tower id, if the caller has them;
@@ -209,57 +213,68 @@ class CascadeSearcher:
         for query in queries:
             _check_query(query)
         validate_ks(tuple(ks), n_levels=len(self.levels), n_images=len(self.corpus))
-        if self._matrix is None:
-            self.build()
-        if self._faiss is not None or self._matrix.dtype != np.float32:  # not one matmul: query by query
-            given = dict(text_embeddings or {})
-            for i, query in enumerate(queries):
-                yield self.search(query, ks, {tower: rows[i] for tower, rows in given.items()})
-            return
+        ranking = self._level1_ready(ks[0])
         first, given = self.levels[0], dict(text_embeddings or {})
-        block = max(1, min(_BLOCK_QUERIES, _BLOCK_SCORES // len(self.corpus)))
+        block = ranking.block_size(len(self.corpus))
         for start in range(0, len(queries), block):
             texts = list(queries[start : start + block])
-            started = time.perf_counter()
-            if first.text_tower_id in given:
-                rows = np.asarray(given[first.text_tower_id][start : start + len(texts)])
-            else:
-                rows = first.encode_texts(texts)
-            scores = dot_block(self._matrix, rows)  # (B, N)
-            shared_ms = (time.perf_counter() - started) * 1000.0 / len(texts)
-            for row, query in enumerate(texts):
-                embeddings = {tower: values[start + row] for tower, values in given.items()}
-                embeddings[first.text_tower_id] = rows[row]
-                began = time.perf_counter()
-                order = _top_k(scores[row], ks[0])
-                trace = _trace(first, ks[0], self.corpus.ids, scores[row], order, [], first.text_macs,
-                               shared_ms + (time.perf_counter() - began) * 1000.0)  # fmt: skip
+            rows = given[first.text_tower_id][start : start + block] if first.text_tower_id in given else None
+            rows, traces = self._rank_block(ranking, texts, rows, ks[0])
+            for offset, (query, trace) in enumerate(zip(texts, traces)):
+                embeddings = {tower: values[start + offset] for tower, values in given.items()}
+                embeddings[first.text_tower_id] = rows[offset]
                 yield self._finish(query, ks, trace, embeddings, {first.text_tower_id})
+
+    def _level1_ready(self, k: int) -> Level1Ranking:
+        """Level 1's strategy, built on first use; an approximate index only past its recall gate."""
+        if self._level1 is None:
+            self.build()
+        if self.index.spec.approximate:
+            check_recall(self.index_recall(k), self.index.min_recall)
+        return self._level1
+
+    def _rank_block(
+        self, ranking: Level1Ranking, texts: list[str], rows: np.ndarray | None, k: int
+    ) -> tuple[np.ndarray, list[LevelTrace]]:
+        """Level 1 for a block of queries -> their ``(B, d)`` embeddings and one trace each.
+
+        Args:
+            rows: the block's ``(B, d)`` level-1 text embeddings when the caller has them, else None.
+        """
+        first = self.levels[0]
+        started = time.perf_counter()
+        rows = first.encode_texts(texts) if rows is None else np.asarray(rows)
+        ranked = ranking.rank(rows, k)
+        latency_ms = (time.perf_counter() - started) * 1000.0 / len(texts)  # the block's cost, shared evenly
+        traces = [
+            level_trace(first, k, self.corpus.ids, at, scores, [], first.text_macs, latency_ms) for at, scores in ranked
+        ]
+        return rows, traces
 
     def _finish(
         self, query: str, ks: Sequence[int], first: LevelTrace, embeddings: dict[str, np.ndarray], billed: set[str]
     ) -> SearchResult:
         """Run levels 2.. from level 1's trace, then log the search once."""
         traces = [first]
-        for index in range(1, len(self.levels)):
-            traces.append(
-                self._run_level(index, self.levels[index], query, list(traces[-1].ids), ks[index], embeddings, billed)
-            )
+        for level_index in range(1, len(self.levels)):
+            candidates = list(traces[-1].ids)
+            traces.append(self._rerank(level_index, query, candidates, ks[level_index], embeddings, billed))
         result = SearchResult(query=query, config=self.config(ks), levels=tuple(traces))
         if self.log is not None:
             self.log.record(result, corpus_id=self.corpus.fingerprint, corpus_size=len(self.corpus))
         return result
 
-    def _run_level(
+    def _rerank(
         self,
-        index: int,
-        level: ImageTower,
+        level_index: int,
         query: str,
         candidates: Sequence[str],
         k: int,
         text_embeddings: dict[str, np.ndarray],
         billed: set[str],
     ) -> LevelTrace:
+        """Level ``level_index`` (1 or more: after level 1) re-scores the ``candidates`` it is handed."""
+        level = self.levels[level_index]
         started = time.perf_counter()
         text_macs = 0
         if isinstance(level, BiEncoder):
@@ -269,34 +284,19 @@ class CascadeSearcher:
             if tower not in billed:
                 billed.add(tower)
                 text_macs = level.text_macs
-            query_embedding = text_embeddings[tower]
-        if index == 0 and (self._faiss is not None or self._matrix.dtype == np.float16):
-            positions, kept = self._rank_level1(query_embedding, k)
-            latency_ms = (time.perf_counter() - started) * 1000.0
-            return _trace(level, k, candidates, kept, positions, [], text_macs, latency_ms, kept=True)
-        if index == 0:
-            features, missed = self._matrix, []
-            scores = dot(features, query_embedding)
+        features, missed = self._features(level_index, level, candidates)
+        if isinstance(level, CrossEncoder):
+            given = text_embeddings.get(level.query_tower_id) if level.query_tower_id else None
+            scores = np.asarray(level.score(query, features, query_embedding=given), dtype=np.float32)
+            text_macs = level.query_macs + level.pair_macs * len(candidates)
         else:
-            features, missed = self._features(index, level, candidates)
-            if isinstance(level, CrossEncoder):
-                given = text_embeddings.get(level.query_tower_id) if level.query_tower_id else None
-                scores = np.asarray(level.score(query, features, query_embedding=given), dtype=np.float32)
-                text_macs = level.query_macs + level.pair_macs * len(candidates)
-            else:
-                scores = dot(features, query_embedding)
-        order = _top_k(scores, k)
+            scores = dot(features, text_embeddings[tower])
+        order = top_k(scores, k)
         latency_ms = (time.perf_counter() - started) * 1000.0
-        return _trace(level, k, candidates, scores, order, missed, text_macs, latency_ms)
+        return level_trace(level, k, candidates, order, scores[order], missed, text_macs, latency_ms)
 
-    def _rank_level1(self, query_embedding: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(corpus positions, scores) of level 1's k best, best first, on FAISS or float16 storage."""
-        if self._faiss is not None:
-            return self._faiss.search(query_embedding, k)
-        return half_top_k(self._matrix, query_embedding, k, self._half_norm)
-
-    def _features(self, index: int, level: ImageTower, candidates: list[str]) -> tuple[np.ndarray, list[str]]:
-        """Features of ``candidates`` for level ``index`` (stacked in order) and the ids encoded now.
+    def _features(self, level_index: int, level: ImageTower, candidates: list[str]) -> tuple[np.ndarray, list[str]]:
+        """Features of ``candidates`` for level ``level_index`` (stacked in order) and the ids encoded now.
 
         The level's lock guards only its bookkeeping: an absent image is claimed (an Event in
         ``_in_flight``) and then read from the cache or encoded without the lock, so queries
@@ -304,7 +304,11 @@ class CascadeSearcher:
         has claimed waits for that claim alone and counts the image as a hit; if the claiming
         query fails, the image is claimed again by whoever still needs it.
         """
-        memory, in_flight, lock = self._level_memory[index], self._in_flight[index], self._level_locks[index]
+        memory, in_flight, lock = (
+            self._level_memory[level_index],
+            self._in_flight[level_index],
+            self._level_locks[level_index],
+        )
         missed: list[str] = []
         while True:
             with lock:
@@ -313,7 +317,7 @@ class CascadeSearcher:
                 in_flight.update(dict.fromkeys(claim, mine))
                 others = {id(e): e for i in candidates if i not in memory and (e := in_flight[i]) is not mine}
             try:
-                missed += self._fill(index, level, claim)
+                missed += self._fill(level_index, level, claim)
             finally:
                 with lock:
                     for image_id in claim:
@@ -325,11 +329,11 @@ class CascadeSearcher:
                 if all(image_id in memory for image_id in candidates):
                     return np.stack([memory[image_id] for image_id in candidates]), missed
 
-    def _fill(self, index: int, level: ImageTower, claim: list[str]) -> list[str]:
-        """Put ``claim`` (ids this thread has claimed) into level ``index``'s memory; return those encoded."""
+    def _fill(self, level_index: int, level: ImageTower, claim: list[str]) -> list[str]:
+        """Put ``claim`` (ids this thread has claimed) into level ``level_index``'s memory; return those encoded."""
         if not claim:
             return []
-        memory, lock = self._level_memory[index], self._level_locks[index]
+        memory, lock = self._level_memory[level_index], self._level_locks[level_index]
         found = self.cache.get(level.id, claim)
         with lock:
             memory.update(found)
@@ -350,10 +354,6 @@ def _check_levels(levels: Sequence[ImageTower]) -> None:
     for level in levels[:-1]:
         if isinstance(level, CrossEncoder):
             raise ConfigError(f"a cross-encoder can only be the last stage, got {level.id} before the end")
-
-
-_BLOCK_QUERIES = 256  # queries ranked per level-1 matmul in search_many
-_BLOCK_SCORES = 1 << 23  # at most this many (query, image) scores at once: 32 MiB of float32
 
 
 def _encode_batches(

@@ -37,10 +37,6 @@ class CascadeConfig:
         validate_ks(self.ks, n_levels=len(self.levels))
 
     @property
-    def depth(self) -> int:
-        return len(self.levels)
-
-    @property
     def key(self) -> str:
         """A stable text key, e.g. ``shapes:small>shapes:large|50,10`` (used in the query log)."""
         return ">".join(self.levels) + "|" + ",".join(str(k) for k in self.ks)
@@ -165,14 +161,19 @@ def level_trace(
     level,
     k: int,
     candidates: Sequence[str],
+    positions: np.ndarray,
     scores: np.ndarray,
-    order: np.ndarray,
     missed: list[str],
     text_macs: int,
     latency_ms: float,
-    kept: bool = False,
 ) -> LevelTrace:
-    """The trace of one level; ``kept``: ``scores`` are already the kept ones, aligned with ``order``."""
+    """The trace of one level that scored ``candidates`` and kept ``candidates[positions]``.
+
+    Args:
+        positions: ``(k,)`` indices into ``candidates`` of the kept images, best first.
+        scores: ``(k,)`` their scores, aligned with ``positions``.
+        missed: the candidates encoded now (cache misses).
+    """
     return LevelTrace(
         encoder=level.id,
         k=k,
@@ -182,8 +183,8 @@ def level_trace(
         image_macs=len(missed) * level.image_macs,
         text_macs=text_macs,
         latency_ms=latency_ms,
-        ids=tuple(candidates[i] for i in order),
-        scores=tuple(float(score) for score in scores) if kept else tuple(float(scores[i]) for i in order),
+        ids=tuple(candidates[i] for i in positions),
+        scores=tuple(float(score) for score in scores),
         macs_per_image=level.image_macs,
         missed_ids=frozenset(missed),
     )

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from cascade.corpus import Corpus, load_image, select
+from cascade.corpus import Corpus, load_image
 from cascade.encoders import create_encoder
 from cascade.pixel_array import PIXEL_ARRAY_NAME, PixelArrayWriter, open_pixel_array
 
@@ -104,8 +104,6 @@ def test_the_corpus_serves_rows_equal_to_the_decoded_files(tmp_path):
         assert np.array_equal(np.asarray(served), image)
     batch = corpus.pixels(ids[2:7])
     assert batch.shape == (5, 64, 64, 3) and np.array_equal(batch, images[2:7]) and batch.flags.writeable
-    sub = select(corpus, ids[:3])
-    assert np.array_equal(sub.pixels(ids[:3]), images[:3])
 
 
 def test_a_file_changed_after_the_array_is_decoded_not_served_stale(tmp_path):
@@ -143,3 +141,17 @@ def test_preprocessed_handles_rows_of_another_size(tmp_path):
     encoder = create_encoder("shapes:small")
     reference = torch.stack([encoder.preprocess(load_image(corpus.paths[i])) for i in corpus.ids])
     assert len(corpus.pixel_rows) == 3 and torch.equal(corpus.preprocessed(encoder, corpus.ids), reference)
+
+
+def test_the_fingerprint_names_the_set_of_images_not_their_order(tmp_path):
+    _write_pngs(tmp_path / "images", 6)
+    paths = sorted((tmp_path / "images").iterdir())
+    forward, backward = Corpus.from_paths(paths), Corpus.from_paths(paths[::-1])
+    assert forward.ids == backward.ids[::-1] and forward.ids != backward.ids
+    assert forward.fingerprint == backward.fingerprint
+    shuffled = [forward.ids[i] for i in (3, 0, 5, 1, 4, 2)]
+    assert Corpus(ids=shuffled).fingerprint == forward.fingerprint
+    assert Corpus(ids=forward.ids[:-1]).fingerprint != forward.fingerprint  # one image fewer
+    _write_pngs(tmp_path / "other", 6, seed=1)
+    other = Corpus.from_folder(tmp_path / "other")
+    assert set(other.ids).isdisjoint(forward.ids) and other.fingerprint != forward.fingerprint

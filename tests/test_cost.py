@@ -6,8 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from cascade import cost, units  # importing cascade installs the torchvision shim before open_clip, timm, BLIP
-from cascade.errors import EncoderNotFound
+from cascade import cost, units  # cascade.cost runs the torchvision shim: open_clip, timm, BLIP import below
+from cascade.encoders import count_image_macs, create_encoder
+from cascade.errors import ConfigError, EncoderNotFound
 
 
 def vit_closed_form(image_size, patch, width, layers, mlp_width, embed_dim, mode="full"):
@@ -246,3 +247,27 @@ def test_meta_device_counts_equal_cpu_counts(mode):
     with torch.device("meta"):
         model, pixels = build(), torch.empty(2, 3, 16, 16)
     assert cost.count_macs(model, (pixels,), mode) == cpu > 2 * 14 * 14 * 8 * 27
+
+
+@pytest.mark.parametrize(
+    ("name", "image_size"),
+    [("shapes:small", 32), ("shapes:large", 64), ("shapes:cross", 64), ("openclip:tiny-vit-s@random", 32)],
+)
+def test_the_registry_counts_an_image_like_the_built_encoder(name, image_size):
+    """Each backend counts MACs from the name alone; the count is what the built encoder bills per image."""
+    assert count_image_macs(name, "full", image_size) == create_encoder(name).image_macs
+    assert count_image_macs(name, "paper", image_size) <= count_image_macs(name, "full", image_size)
+
+
+def test_the_registry_counts_blip_presets_and_refuses_a_foreign_resolution():
+    for spec in ("blip:base", "blip:base+itm", "blip:Salesforce/blip-itm-base-coco"):
+        assert count_image_macs(spec, "paper", 384) == cost.blip_vision_macs("base", "paper", 384)
+    assert count_image_macs("blip:large", "full", 224) == cost.blip_vision_macs("large", "full", 224)
+    with pytest.raises(ConfigError, match="runs at 32 px, not 64 px"):
+        count_image_macs("shapes:small", "full", 64)
+    with pytest.raises(ConfigError, match="runs at 224 px"):
+        count_image_macs("openclip:ViT-B-16@laion2b_s34b_b88k", "full", 336)
+    with pytest.raises(EncoderNotFound):
+        count_image_macs("blip:/no/such/checkpoint", "full", 384)
+    with pytest.raises(EncoderNotFound):
+        count_image_macs("nope:small", "full", 32)

@@ -15,6 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import ROOT
 
 PROJECT = ("cascade", "analysis", "cascade_cli", "cascade_ui", "tools", "bench", "app")
@@ -145,9 +147,47 @@ def test_the_command_line_parses_without_torch():
     assert not {"torch", "torchvision", "open_clip", "transformers", "gradio"} & loaded
 
 
-def test_the_torchvision_shim_runs_when_torchvision_is_first_imported():
-    loaded = _loaded_after("import cascade; import open_clip; from transformers import BlipForImageTextRetrieval")
-    assert {"torchvision", "open_clip", "transformers"} <= loaded
+def test_importing_the_package_installs_nothing():
+    """No import hook, no torchvision shim: ``import cascade`` (and the engine) has no side effect."""
+    code = (
+        "import sys; hooks = list(sys.meta_path); import cascade, cascade.search, cascade.encoders; "
+        "assert sys.meta_path == hooks, sys.meta_path; assert 'cascade._torchvision_compat' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+
+
+# Libraries that import torchvision, whose import dies on the pinned wheels without the shim.
+TORCHVISION_USERS = {"open_clip", "timm", "torchvision", "transformers"}
+
+
+def _calls_the_shim(path: Path) -> bool:
+    """Whether the module's top level (not a function) calls ``ensure_torchvision_compat()``."""
+    body = ast.parse(path.read_text()).body
+    calls = [node.value.func for node in body if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call)]
+    return any(isinstance(f, ast.Name) and f.id == "ensure_torchvision_compat" for f in calls)
+
+
+def test_every_module_that_imports_a_torchvision_user_calls_the_shim_at_its_top():
+    files = module_files()
+    missing = []
+    for name, path in files.items():
+        libraries = {imported.split(".")[0] for imported in imports_of(name, path, set(files))}
+        if name.startswith("cascade.") and libraries & TORCHVISION_USERS and not _calls_the_shim(path):
+            missing.append(name)
+    assert not missing, f"call ensure_torchvision_compat() at the top of {missing}"
+
+
+@pytest.mark.parametrize(
+    "module", ["cascade.encoders.open_clip", "cascade.encoders.blip", "cascade.encoders.blip_convert", "cascade.cost"]
+)
+def test_the_torchvision_shim_has_run_once_a_module_that_needs_it_is_imported(module):
+    """Before torchvision is imported, its ``nms`` op exists: defined by the shim where torchvision's own
+    extension cannot load (CPU torch), by that extension where it can. Then torchvision imports."""
+    code = (
+        f"import sys, torch, {module}; assert 'torchvision' not in sys.modules; "
+        "torch.ops.torchvision.nms; import torchvision"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
 
 
 MAX_MODULE_LINES = 400

@@ -7,7 +7,6 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-import cascade  # noqa: F401  (the torchvision shim, before open_clip)
 from cascade.encoders import create_encoder
 from cascade.encoders.open_clip import _open_clip
 

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import math
 import threading
 
 import numpy as np
 import pytest
 
-from cascade import ranking
 from cascade.cache import MemoryCache
-from cascade.corpus import Corpus
+from cascade.corpus import Corpus, virtual_corpus
 from cascade.encoders import is_cross_encoder
 from cascade.errors import ConfigError, EncoderNotFound
-from cascade.ranking import dot as _dot
-from cascade.search import CascadeSearcher, _top_k
+from cascade.index import IndexPlan
+from cascade.ranking import top_k as _top_k
+from cascade.search import CascadeSearcher
 from tests.fakes import FakeBiEncoder, FakeCrossEncoder, make_gallery, run_in_threads
 
 N_IMAGES = 60
@@ -224,18 +225,51 @@ def test_top_k_of_all_equal_scores_is_the_incoming_order():
     assert _top_k(np.zeros(50, dtype=np.float32), 10).tolist() == list(range(10))
 
 
-def test_float16_level_one_scores_like_float32(monkeypatch):
-    monkeypatch.setattr(ranking, "UPCAST_ROWS", 1024)  # so the 3,000 rows take several slices, the last one short
+def _float16_searcher() -> tuple[CascadeSearcher, np.ndarray, dict[str, np.ndarray]]:
+    """An ``exact:float16`` one-level searcher over 3,000 cached rows, its stored matrix and its queries.
+
+    Rows 100-139 equal row 7 and row 900 differs from row 8 by less than float16 resolves: in
+    storage they are exact ties, which must keep corpus order, and they are what the queries are near.
+    """
     rng = np.random.default_rng(0)
-    matrix = rng.normal(size=(3000, 32)).astype(np.float32)
-    matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
-    query = matrix[17] + 0.1 * rng.normal(size=32).astype(np.float32)
-    half = matrix.astype(np.float16)
-    expected = half.astype(np.float64) @ query.astype(np.float64)  # the same stored values, in float64
-    got = _dot(half, query)
-    assert got.dtype == np.float32 and got.shape == (3000,)
-    np.testing.assert_allclose(got, expected, atol=1e-5)
-    assert np.argmax(got) == 17
+    rows = rng.normal(size=(3000, 32)).astype(np.float32)
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    rows[100:140] = rows[7]
+    rows[900] = rows[8].astype(np.float16).astype(np.float32) * np.float32(1 + 2.0**-14)  # < half a float16 step
+    queries = {"seven": rows[7] + 0.05 * rng.normal(size=32), "eight": rows[8] + 0.05 * rng.normal(size=32)}
+    queries = {text: (q / np.linalg.norm(q)).astype(np.float32) for text, q in queries.items()}
+    level = FakeBiEncoder("small", seed=1, image_macs=10, dim=32)
+    level.encode_texts = lambda texts: np.stack([queries[text] for text in texts])
+    corpus = virtual_corpus(len(rows))
+    cache = MemoryCache()
+    cache.put(level.id, dict(zip(corpus.ids, rows)))
+    return CascadeSearcher([level], corpus, cache=cache, index=IndexPlan("exact:float16")), rows, queries
+
+
+def _brute_force_float16(half: np.ndarray, query: np.ndarray, k: int) -> tuple[list[int], list[float]]:
+    """The promise, computed by hand: exact scores of the stored float16 values, best first, ties in corpus order.
+
+    Each product of a float16 and a float32 is exact in float64; ``math.fsum`` adds them exactly rounded.
+    """
+    scores = [math.fsum(products) for products in half.astype(np.float64) * query.astype(np.float64)]
+    order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))[:k]
+    return order, [scores[i] for i in order]
+
+
+def test_float16_level_one_is_the_exact_ranking_of_the_stored_values():
+    searcher, rows, queries = _float16_searcher()
+    half = rows.astype(np.float16)
+    assert np.array_equal(half[900], half[8]) and not np.array_equal(rows[900], rows[8])  # a tie made by storage
+    for k in (1, 10, 41, 60, 3000):  # 41: the cut falls inside the tied block; 3000: every row
+        many = list(searcher.search_many(list(queries), ks=[k]))
+        for result, (text, query) in zip(many, queries.items()):
+            order, scores = _brute_force_float16(half, query, k)
+            for got in (searcher.search(text, ks=[k]), result):
+                assert got.ids == tuple(searcher.corpus.ids[i] for i in order), (text, k)
+                np.testing.assert_allclose(got.scores, scores, rtol=0, atol=1e-6)
+    seven, _ = _brute_force_float16(half, queries["seven"], 41)
+    eight, _ = _brute_force_float16(half, queries["eight"], 2)
+    assert seven == [7, *range(100, 140)] and eight == [8, 900]  # the ties are what the queries find first
 
 
 @pytest.mark.parametrize(

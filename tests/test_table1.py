@@ -91,10 +91,9 @@ def test_full_mode_makes_transformers_dearer_and_leaves_convnext(paper, full):
 def test_build_table1_with_injected_costs():
     family = Family(
         title="toy",
-        encoders=(EncoderSpec("s", "S", "fake", "s", 8), EncoderSpec("m", "M", "fake", "m", 8),
-                  EncoderSpec("l", "L", "fake", "l", 8)),
+        encoders=tuple(EncoderSpec(name, name.upper(), f"fake:{name}", 8) for name in ("s", "m", "l")),
         cascades=(("s", "l"), ("s", "m", "l")),
-    )  # fmt: skip
+    )
     gmacs = {"s": 1.0, "m": 4.0, "l": 10.0}
     table = build_table1("full", 0.1, 50, 14, image_gmacs=lambda e, mode: gmacs[e.name], families=[family])
     assert [row.lifetime_reduction for row in table.singles] == pytest.approx([10.0, 2.5, 1.0])
@@ -106,9 +105,18 @@ def test_build_table1_with_injected_costs():
     assert "[S, M, L]" in text and "1.47x" in text
 
 
+def test_any_backend_counts_its_own_macs():
+    """Table 1 asks the encoder registry: a backend it never names (shapes) is counted like the rest."""
+    from cascade import units
+    from cascade.encoders import create_encoder
+
+    gmacs = table1.count_image_gmacs(EncoderSpec("small", "S", "shapes:small", 32), "full")
+    assert gmacs == units.gmacs(create_encoder("shapes:small").image_macs) > 0
+
+
 def test_resolution_must_be_native():
     with pytest.raises(ValueError, match="224 px"):
-        table1.count_image_gmacs(EncoderSpec("ViT-B-16", "B/16", "openclip", "ViT-B-16", 336), "paper")
+        table1.count_image_gmacs(EncoderSpec("ViT-B-16", "B/16", "openclip:ViT-B-16", 336), "paper")
 
 
 def test_text_output_is_aligned_and_explains_the_modes(paper, capsys):

@@ -1,10 +1,11 @@
 """Create encoders by name: ``create_encoder("openclip:ViT-B-16@laion2b_s34b_b88k")``.
 
 A name is ``BACKEND:SPEC``. The backend picks a module from ``_BACKENDS``; that
-module's ``create(spec)`` builds the encoder, ``is_cross(spec)`` says whether the
-name is a cross-encoder (without building it) and ``known_names()`` lists names
-for "did you mean" hints. Backend modules are imported on first use, so
-importing this package loads neither open_clip nor transformers.
+module's ``create(spec)`` builds the encoder, and without building it (from the name
+and the architecture alone) ``is_cross(spec)`` says whether the name is a
+cross-encoder and ``count_image_macs(spec, mode, image_size)`` counts what one image
+costs; ``known_names()`` lists names for "did you mean" hints. Backend modules are
+imported on first use, so importing this package loads neither open_clip nor transformers.
 """
 
 from __future__ import annotations
@@ -13,11 +14,17 @@ import difflib
 import functools
 import importlib
 import threading
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 from cascade.encoders.base import BiEncoder, CrossEncoder, ImageTower
 from cascade.errors import EncoderNotFound
 
-# backend prefix -> module implementing create(spec) and known_names()
+if TYPE_CHECKING:
+    from cascade.cost import MacsMode
+
+# backend prefix -> module implementing create(spec), is_cross(spec), count_image_macs(spec, mode, image_size)
+# and known_names()
 _BACKENDS: dict[str, str] = {
     "openclip": "cascade.encoders.open_clip",
     "shapes": "cascade.encoders.shapes",
@@ -30,7 +37,16 @@ _BACKENDS: dict[str, str] = {
 # (create_encoder's cache) never wait.
 _BUILDING = threading.RLock()
 
-__all__ = ["BiEncoder", "CrossEncoder", "ImageTower", "create_encoder", "is_cross_encoder", "known_names", "backend_of"]
+__all__ = [
+    "BiEncoder",
+    "CrossEncoder",
+    "ImageTower",
+    "backend_of",
+    "count_image_macs",
+    "create_encoder",
+    "is_cross_encoder",
+    "known_names",
+]
 
 
 def backend_of(name: str) -> str:
@@ -63,8 +79,7 @@ def create_encoder(name: str) -> ImageTower:
         WeightsUnavailable: the weights are neither local nor downloadable.
     """
     name = name.strip()
-    backend = backend_of(name)
-    module = importlib.import_module(_BACKENDS[backend])
+    module = _backend(name)
     with _BUILDING:  # see _BUILDING
         return module.create(name.partition(":")[2])
 
@@ -76,8 +91,31 @@ def is_cross_encoder(name: str) -> bool:
         EncoderNotFound: unknown backend, or a spec its backend cannot parse.
     """
     name = name.strip()
-    module = importlib.import_module(_BACKENDS[backend_of(name)])
-    return module.is_cross(name.partition(":")[2])
+    return _backend(name).is_cross(name.partition(":")[2])
+
+
+def count_image_macs(name: str, mode: MacsMode, image_size: int) -> int:
+    """MACs to encode one image with ``name`` at ``image_size`` px, counted by its backend on the architecture.
+
+    No weights are loaded or downloaded: the count runs on a model built on the meta device
+    (or a freshly initialised one for the tiny built-in families), so it is cheap for any size.
+
+    Args:
+        name: ``BACKEND:SPEC``; the weights part of SPEC plays no part (e.g. ``openclip:ViT-B-16``).
+        mode: ``"paper"`` (THOP as the paper counted) or ``"full"`` (see ``cascade.cost``).
+        image_size: input resolution in pixels.
+
+    Raises:
+        EncoderNotFound: unknown backend or model.
+        ConfigError: the model cannot run at ``image_size``.
+    """
+    name = name.strip()
+    return _backend(name).count_image_macs(name.partition(":")[2], mode, image_size)
+
+
+def _backend(name: str) -> ModuleType:
+    """The backend module of ``name`` (imported on first use)."""
+    return importlib.import_module(_BACKENDS[backend_of(name)])
 
 
 def known_names(backend: str | None = None) -> list[str]:

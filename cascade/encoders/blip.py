@@ -24,6 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from cascade import cost
+from cascade.cost import MacsMode
 from cascade.encoders.base import ImageTower
 from cascade.encoders.blip_levels import PAIR_BATCH, TEXT_BATCH, BlipBiEncoder, BlipCrossEncoder
 from cascade.encoders.blip_loading import SUPPLY_HINT, load_checkpoint
@@ -46,11 +48,32 @@ from cascade.encoders.blip_model import (
 from cascade.errors import WeightsUnavailable
 
 __all__ = [
-    "CHECKPOINTS", "ITM_SUFFIX", "PAIR_BATCH", "QUERY_TOKENS", "SCORINGS", "TEXT_BATCH", "BlipBiEncoder",
-    "BlipCheckpoint", "BlipCrossEncoder", "BlipMacs", "BlipSpec", "ImageEmbedder", "MatchScorer", "PairScorer",
-    "PairSimilarity", "TextEmbedder", "VisionStates", "count_blip_macs", "create", "enc_token_id", "known_names",
-    "load_checkpoint", "parse_spec", "query_tokens",
-]  # fmt: skip
+    "CHECKPOINTS",
+    "ITM_SUFFIX",
+    "PAIR_BATCH",
+    "QUERY_TOKENS",
+    "SCORINGS",
+    "TEXT_BATCH",
+    "BlipBiEncoder",
+    "BlipCheckpoint",
+    "BlipCrossEncoder",
+    "BlipMacs",
+    "BlipSpec",
+    "ImageEmbedder",
+    "MatchScorer",
+    "PairScorer",
+    "PairSimilarity",
+    "TextEmbedder",
+    "VisionStates",
+    "count_blip_macs",
+    "count_image_macs",
+    "create",
+    "enc_token_id",
+    "known_names",
+    "load_checkpoint",
+    "parse_spec",
+    "query_tokens",
+]
 
 CHECKPOINTS: dict[str, str] = {
     "base": "Salesforce/blip-itm-base-coco",
@@ -101,6 +124,20 @@ def is_cross(spec: str) -> bool:
     From the name alone: no directory or hub lookup (``parse_spec`` resolves the source).
     """
     return _split_itm(spec.strip())[1] is not None
+
+
+def count_image_macs(spec: str, mode: MacsMode, image_size: int) -> int:
+    """MACs of the vision tower of a preset (``base``, ``large``, as bi-encoder or ``+itm``) on one image.
+
+    By name only for the presets (or their hub ids), whose architectures are known without
+    a download; another checkpoint's cost is its built encoder's ``image_macs``.
+
+    Raises:
+        EncoderNotFound: not a preset.
+    """
+    body = _split_itm(spec.strip())[0]
+    variant = next((key for key, hub_id in CHECKPOINTS.items() if body in (key, hub_id)), body)
+    return cost.blip_vision_macs(variant, mode, image_size)
 
 
 def create(spec: str) -> ImageTower:

@@ -31,9 +31,12 @@ from typing import Any
 
 import torch
 
+from cascade._torchvision_compat import ensure_torchvision_compat
 from cascade.encoders import hub
 from cascade.encoders.blip_model import DEC_TOKEN, ENC_TOKEN
 from cascade.errors import ConfigError, WeightsUnavailable
+
+ensure_torchvision_compat()  # before transformers' BLIP (imported on use below) imports torchvision
 
 # (pattern, replacement) on BLIP's ViT keys; what no rule renames and no rule drops is reported.
 _VISION_RENAMES: tuple[tuple[str, str], ...] = (

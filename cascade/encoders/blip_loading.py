@@ -21,10 +21,13 @@ from typing import Any
 
 import torch
 
+from cascade._torchvision_compat import ensure_torchvision_compat
 from cascade.encoders import hub
 from cascade.encoders.blip_model import BlipCheckpoint, enc_token_id
 from cascade.errors import WeightsUnavailable
 from cascade.paths import file_digest
+
+ensure_torchvision_compat()  # before transformers' BLIP (imported on use below) imports torchvision
 
 SAFETENSORS_FILES = ("model.safetensors", "model.safetensors.index.json")
 PICKLED_FILES = ("pytorch_model.bin", "pytorch_model.bin.index.json")

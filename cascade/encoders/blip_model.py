@@ -31,6 +31,10 @@ import torch
 from PIL import Image
 from torch import nn
 
+from cascade._torchvision_compat import ensure_torchvision_compat
+
+ensure_torchvision_compat()  # before transformers' BLIP (imported on use below) imports torchvision
+
 if TYPE_CHECKING:
     from cascade.cost import MacsMode
 

@@ -35,10 +35,14 @@ import torch
 from PIL import Image
 
 from cascade import cost
+from cascade._torchvision_compat import ensure_torchvision_compat
+from cascade.cost import MacsMode
 from cascade.encoders import hub, not_found
 from cascade.encoders.base import BiEncoder, l2_normalise
-from cascade.errors import EncoderNotFound, WeightsUnavailable
+from cascade.errors import ConfigError, EncoderNotFound, WeightsUnavailable
 from cascade.paths import file_digest
+
+ensure_torchvision_compat()  # before open_clip (imported on use below) imports torchvision
 
 _CONFIG_DIR = Path(__file__).resolve().parent / "openclip_configs"
 _RANDOM = "random"
@@ -64,6 +68,21 @@ def known_names() -> list[str]:
 def is_cross(spec: str) -> bool:
     """OpenCLIP models are bi-encoders only."""
     return False
+
+
+def count_image_macs(spec: str, mode: MacsMode, image_size: int) -> int:
+    """MACs of ``ARCH[@WEIGHTS]``'s image tower on one image, counted on its architecture (weights play no part).
+
+    Raises:
+        EncoderNotFound: unknown architecture.
+        ConfigError: ``image_size`` is not the architecture's own (its position embedding fixes it).
+    """
+    _open_clip()  # registers the project's architectures
+    arch = spec.strip().partition("@")[0]
+    native = cost.openclip_image_size(arch)
+    if image_size != native:
+        raise ConfigError(f"{arch} runs at {native} px, not {image_size} px")
+    return cost.openclip_image_macs(arch, mode)
 
 
 def create(spec: str) -> OpenClipEncoder:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -21,10 +22,14 @@ from cascade.encoders.shapes.networks import (
     CrossModel,
     TextTower,
     Tokeniser,
+    build,
     to_pixels,
 )
 from cascade.encoders.shapes.weights import REGENERATE_HINT, joint_digest, load_text_tower, read_file
 from cascade.errors import WeightsUnavailable
+
+if TYPE_CHECKING:
+    from cascade.cost import MacsMode
 
 WORLD_IMAGE_PX = 64  # images are brought to the world's size first, then to each tower's own
 
@@ -168,6 +173,16 @@ class _ImageSide(nn.Module):
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.model.image_features(pixels)
+
+
+def image_macs(model: str, mode: MacsMode) -> int:
+    """MACs of ``model``'s image side (one of MODELS) on one image at its size, on a freshly built network."""
+    from cascade.cost import count_macs
+
+    network = build(model, vocab=())
+    side = _ImageSide(network) if model == "cross" else network
+    size = IMAGE_TOWERS[CROSS_TOWER if model == "cross" else model].image_size
+    return count_macs(side, (torch.zeros(1, 3, size, size),), mode=mode)
 
 
 def _macs(module: nn.Module, *inputs: torch.Tensor) -> int:

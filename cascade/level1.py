@@ -1,0 +1,99 @@
+"""How level 1 ranks the whole gallery: one strategy per kind of index, chosen once per searcher.
+
+Every strategy ranks a block of query embeddings ``(B, d)`` and returns, per query, the
+corpus positions of its k best images and their scores, best first. ``search`` is a block
+of one; ``search_many`` hands blocks of ``block_size`` queries.
+
+- ``ExactFloat32``: one ``(B, d) @ (d, N)`` product per block, then the stable ``top_k``.
+- ``ExactFloat16``: float16 storage at half the memory, ranked exactly by ``half_top_k``.
+- ``FaissRanking``: an approximate FAISS index (``cascade.index``).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from cascade.errors import ConfigError
+from cascade.index import FaissIndex
+from cascade.ranking import dot_block, half_top_k, max_row_norm, top_k
+
+Ranked = tuple[np.ndarray, np.ndarray]  # (corpus positions (k,), float32 scores (k,)), best first
+
+BLOCK_QUERIES = 256  # queries ranked per level-1 matmul in search_many
+BLOCK_SCORES = 1 << 23  # at most this many (query, image) scores at once: 32 MiB of float32
+# ONE_AT_A_TIME: strategies that rank query by query take blocks of one, so each query's text is also
+# encoded alone, as ``search`` encodes it (a batched forward pass rounds differently). Batching the
+# text tower is worth that only where one matmul ranks the whole block: exact float32.
+
+
+class Level1Ranking(Protocol):
+    """Level 1's ranking of all N images for a block of queries."""
+
+    def block_size(self, n_images: int) -> int:
+        """How many queries ``rank`` should be handed at once."""
+        ...
+
+    def rank(self, queries: np.ndarray, k: int) -> list[Ranked]:
+        """``(B, d)`` query embeddings -> B (positions, scores), each at most k long, best first."""
+        ...
+
+
+class ExactFloat32:
+    """Exact inner products over a float32 ``(N, d)`` matrix: the reference ranking."""
+
+    def __init__(self, matrix: np.ndarray) -> None:
+        self.matrix = matrix
+
+    def block_size(self, n_images: int) -> int:
+        return max(1, min(BLOCK_QUERIES, BLOCK_SCORES // n_images))
+
+    def rank(self, queries: np.ndarray, k: int) -> list[Ranked]:
+        scores = dot_block(self.matrix, queries)  # (B, N); for B = 1 numpy runs the same GEMV as ``dot``
+        orders = [top_k(row, k) for row in scores]
+        return [(order, row[order]) for order, row in zip(orders, scores)]
+
+
+class ExactFloat16:
+    """Exact ranking of a float16 ``(N, d)`` matrix, query by query (``half_top_k`` filters one GEMV)."""
+
+    def __init__(self, matrix: np.ndarray) -> None:
+        self.matrix = matrix
+        self.max_norm = max_row_norm(matrix)  # bounds the float16 rounding half_top_k allows for
+
+    def block_size(self, n_images: int) -> int:
+        return 1  # see ONE_AT_A_TIME
+
+    def rank(self, queries: np.ndarray, k: int) -> list[Ranked]:
+        return [half_top_k(self.matrix, query, k, self.max_norm) for query in queries]
+
+
+class FaissRanking:
+    """An approximate FAISS index, searched query by query.
+
+    Not as one batch: FAISS's flat indexes switch to a BLAS product above 20 queries,
+    which rounds differently, and a query's ranking must not depend on its neighbours.
+    """
+
+    def __init__(self, index: FaissIndex) -> None:
+        self.index = index
+
+    def block_size(self, n_images: int) -> int:
+        return 1  # see ONE_AT_A_TIME
+
+    def rank(self, queries: np.ndarray, k: int) -> list[Ranked]:
+        return [self.index.search(query, k) for query in np.asarray(queries, dtype=np.float32)]
+
+
+def exact_ranking(matrix: np.ndarray) -> ExactFloat32 | ExactFloat16:
+    """The exact strategy for ``matrix``'s storage dtype.
+
+    Raises:
+        ConfigError: a dtype other than float32 or float16.
+    """
+    if matrix.dtype == np.float32:
+        return ExactFloat32(matrix)
+    if matrix.dtype == np.float16:
+        return ExactFloat16(matrix)
+    raise ConfigError(f"level 1's matrix must be float32 or float16, got {matrix.dtype}")
