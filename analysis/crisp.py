@@ -226,11 +226,15 @@ def _recalls(ranked: np.ndarray, positives: np.ndarray) -> tuple[float, ...]:
 BLIP_ARCHITECTURES: dict[str, dict] = {
     "base": {"vision_config": {}, "text_config": {}},
     "large": {
-        "vision_config": {"hidden_size": 1024, "intermediate_size": 4096, "num_hidden_layers": 24,
-                          "num_attention_heads": 16},
+        "vision_config": {
+            "hidden_size": 1024,
+            "intermediate_size": 4096,
+            "num_hidden_layers": 24,
+            "num_attention_heads": 16,
+        },
         "text_config": {"encoder_hidden_size": 1024},
     },
-}  # fmt: skip
+}
 
 
 @dataclass(frozen=True)
@@ -274,8 +278,9 @@ def compare_architectures(bi_variant: str, cross_variant: str, n_images: int, k:
         cross_encoder=f"blip:{cross_variant}+itm",
         n_images=n_images,
         k=k,
-        cascade_query_macs=cascade_query_macs(bi.text_macs, bi_config.image_text_hidden_size, n_images, k,
-                                              pair_macs, query_macs),
+        cascade_query_macs=cascade_query_macs(
+            bi.text_macs, bi_config.image_text_hidden_size, n_images, k, pair_macs, query_macs
+        ),
         alone_query_macs=alone_query_macs(n_images, pair_macs, query_macs),
         pair_macs=pair_macs,
-    )  # fmt: skip
+    )

@@ -367,10 +367,15 @@ def _baselines(searcher: CascadeSearcher) -> pd.DataFrame:
 def _per_level(searcher: CascadeSearcher, per_query: Sequence[Sequence[int]]) -> pd.DataFrame:
     """Each of the first queries' new image MACs per level, and how many images that was."""
     rows = [
-        {"query_index": number, "level": level, "encoder_id": searcher.level_ids[level - 1], "image_macs": macs,
-         "misses": macs // searcher.levels[level - 1].image_macs if searcher.levels[level - 1].image_macs else 0}
+        {
+            "query_index": number,
+            "level": level,
+            "encoder_id": searcher.level_ids[level - 1],
+            "image_macs": macs,
+            "misses": macs // searcher.levels[level - 1].image_macs if searcher.levels[level - 1].image_macs else 0,
+        }
         for number, new in enumerate(per_query, start=1)
         for level, macs in enumerate(new, start=1)
-    ]  # fmt: skip
+    ]
     columns = ["query_index", "level", "encoder_id", "image_macs", "misses"]
     return pd.DataFrame(rows, columns=columns)

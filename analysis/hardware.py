@@ -136,8 +136,9 @@ class Estimate:
 ZERO = Estimate(0.0, 0.0, 0.0)
 
 
-def accelerator_profile(name: str, efficiency: float | None = None, price_per_hour: float | None = None,
-                        power_w: float | None = None) -> HardwareProfile:  # fmt: skip
+def accelerator_profile(
+    name: str, efficiency: float | None = None, price_per_hour: float | None = None, power_w: float | None = None
+) -> HardwareProfile:
     """A named accelerator at ``efficiency`` of its dense peak (default: the table's), price and power overridable."""
     table = accelerators()
     if name not in table:
@@ -146,8 +147,10 @@ def accelerator_profile(name: str, efficiency: float | None = None, price_per_ho
     efficiency = default_efficiency() if efficiency is None else float(efficiency)
     if not 0 < efficiency <= 1:
         raise ConfigError(f"the efficiency must lie in (0, 1], got {efficiency}")
-    label = (f"estimated from MACs at {efficiency:.0%} efficiency of the {acc.name}'s "
-             f"{acc.dense_tflops:g} dense {acc.precision} TFLOPS")  # fmt: skip
+    label = (
+        f"estimated from MACs at {efficiency:.0%} efficiency of the {acc.name}'s "
+        f"{acc.dense_tflops:g} dense {acc.precision} TFLOPS"
+    )
     return HardwareProfile(
         name=acc.name,
         price_per_hour=acc.price_per_hour if price_per_hour is None else float(price_per_hour),
@@ -165,8 +168,13 @@ def measured_profile(measurements: Sequence[Measurement], price_per_hour: float,
     machines = sorted({m.machine for m in measurements})
     dates = sorted({m.measured_at[:10] for m in measurements})
     label = f"measured on {', '.join(machines)} ({', '.join(dates)}), timed forward passes"
-    return HardwareProfile(name=MEASURED, price_per_hour=price_per_hour, power_w=power_w, label=label,
-                           per_encoder={m.encoder_id: m.macs_per_s for m in measurements})  # fmt: skip
+    return HardwareProfile(
+        name=MEASURED,
+        price_per_hour=price_per_hour,
+        power_w=power_w,
+        label=label,
+        per_encoder={m.encoder_id: m.macs_per_s for m in measurements},
+    )
 
 
 # ---------------------------------------------------------------- measuring this machine
@@ -193,8 +201,13 @@ def cached_measurements() -> dict[str, Measurement]:
         return {}
 
 
-def measure_throughput(encoder: ImageTower, batch_size: int = 8, repeats: int = 3, refresh: bool = False,
-                       clock: Callable[[], float] = time.perf_counter) -> Measurement:  # fmt: skip
+def measure_throughput(
+    encoder: ImageTower,
+    batch_size: int = 8,
+    repeats: int = 3,
+    refresh: bool = False,
+    clock: Callable[[], float] = time.perf_counter,
+) -> Measurement:
     """Images per second of ``encoder`` on this machine: one warm-up pass, then ``repeats`` timed ones.
 
     Cached in ``cache_dir()/throughput.json`` by encoder id and machine: measured once, then read back
@@ -213,8 +226,13 @@ def measure_throughput(encoder: ImageTower, batch_size: int = 8, repeats: int = 
     for _ in range(repeats):
         encoder.encode_pixels(pixels)
     elapsed = max(clock() - started, 1e-9)
-    measurement = Measurement(encoder.id, machine_name(), batch_size * repeats / elapsed, int(encoder.image_macs),
-                              datetime.now(UTC).isoformat(timespec="seconds"))  # fmt: skip
+    measurement = Measurement(
+        encoder.id,
+        machine_name(),
+        batch_size * repeats / elapsed,
+        int(encoder.image_macs),
+        datetime.now(UTC).isoformat(timespec="seconds"),
+    )
     cache[key] = measurement
     _cache_file().parent.mkdir(parents=True, exist_ok=True)
     tmp = _cache_file().with_suffix(".tmp")
@@ -245,8 +263,14 @@ class RealCosts:
     label: str
 
 
-def real_costs(profile: HardwareProfile, encoder_ids: Sequence[str], macs_per_image: Sequence[float],
-               ks: Sequence[int], n_images: int, alpha: float) -> RealCosts:  # fmt: skip
+def real_costs(
+    profile: HardwareProfile,
+    encoder_ids: Sequence[str],
+    macs_per_image: Sequence[float],
+    ks: Sequence[int],
+    n_images: int,
+    alpha: float,
+) -> RealCosts:
     """The cascade ``encoder_ids`` (cheapest first, ``macs_per_image`` each) on ``profile``; ``ks`` as handed on."""
     if len(encoder_ids) != len(macs_per_image) or not encoder_ids:
         raise ConfigError("one MACs-per-image figure per encoder is needed")

@@ -68,28 +68,57 @@ def cumulative_cost_figure(cumulative: pd.DataFrame, baselines: pd.DataFrame, ti
     x = cumulative["query_index"].to_numpy()
     y = cumulative["cumulative_image_macs"].to_numpy(dtype=np.float64)
     figure = go.Figure()
-    figure.add_trace(go.Scatter(x=x, y=y, mode="lines+markers" if len(x) < 60 else "lines", name="cascade",
-                                line={"color": CASCADE_COLOUR, "width": 3}))  # fmt: skip
+    figure.add_trace(
+        go.Scatter(
+            x=x,
+            y=y,
+            mode="lines+markers" if len(x) < 60 else "lines",
+            name="cascade",
+            line={"color": CASCADE_COLOUR, "width": 3},
+        )
+    )
     for i, row in enumerate(baselines.itertuples()):
         colour, dash = BASELINE_COLOURS[i % len(BASELINE_COLOURS)], BASELINE_DASHES[i % len(BASELINE_DASHES)]
-        figure.add_trace(go.Scatter(x=[x[0], max(x[-1], 1)], y=[row.image_macs] * 2, mode="lines",
-                                    name=f"{short_encoder(row.encoder_id)} alone",
-                                    line={"color": colour, "dash": dash}))  # fmt: skip
+        figure.add_trace(
+            go.Scatter(
+                x=[x[0], max(x[-1], 1)],
+                y=[row.image_macs] * 2,
+                mode="lines",
+                name=f"{short_encoder(row.encoder_id)} alone",
+                line={"color": colour, "dash": dash},
+            )
+        )
         crossing = break_even_index(y, row.image_macs)
         if 0 < (crossing or 0):  # a crossing at build (0) is the cheap level itself: nothing to mark
-            figure.add_trace(go.Scatter(x=[x[crossing]], y=[y[crossing]], mode="markers", showlegend=False,
-                                        marker={"symbol": "x", "size": 12, "color": colour},
-                                        hovertext=f"break-even with {short_encoder(row.encoder_id)}: "
-                                                  f"query {x[crossing]}"))  # fmt: skip
+            figure.add_trace(
+                go.Scatter(
+                    x=[x[crossing]],
+                    y=[y[crossing]],
+                    mode="markers",
+                    showlegend=False,
+                    marker={"symbol": "x", "size": 12, "color": colour},
+                    hovertext=f"break-even with {short_encoder(row.encoder_id)}: query {x[crossing]}",
+                )
+            )
     if not baselines.empty:
         top = float(baselines["image_macs"].iloc[-1])
         saving = top - y[-1]
-        figure.add_annotation(x=x[-1], y=y[-1], ax=-60, ay=-40, showarrow=True,
-                              text=f"{'saving' if saving >= 0 else 'extra'} vs top: {format_si(abs(saving))}MACs "
-                                   f"({top / y[-1]:.2f}x)")  # fmt: skip
-    figure.update_layout(title=title, height=_HEIGHT_PX, xaxis_title="queries (0 = build)",
-                         yaxis_title="cumulative image MACs", yaxis_exponentformat="SI",
-                         legend={"orientation": "h", "y": -0.25})  # fmt: skip
+        figure.add_annotation(
+            x=x[-1],
+            y=y[-1],
+            ax=-60,
+            ay=-40,
+            showarrow=True,
+            text=f"{'saving' if saving >= 0 else 'extra'} vs top: {format_si(abs(saving))}MACs ({top / y[-1]:.2f}x)",
+        )
+    figure.update_layout(
+        title=title,
+        height=_HEIGHT_PX,
+        xaxis_title="queries (0 = build)",
+        yaxis_title="cumulative image MACs",
+        yaxis_exponentformat="SI",
+        legend={"orientation": "h", "y": -0.25},
+    )
     return figure
 
 
@@ -104,12 +133,23 @@ def per_query_figure(per_level: pd.DataFrame, title: str = "") -> go.Figure:
         return _empty(title, "No queries yet.")
     figure = go.Figure()
     for level, rows in per_level.groupby("level", sort=True):
-        figure.add_trace(go.Bar(x=rows["query_index"], y=rows["image_macs"],
-                                name=f"level {level}: {short_encoder(rows['encoder_id'].iloc[0])}",
-                                marker_color=LEVEL_COLOURS[(int(level) - 1) % len(LEVEL_COLOURS)]))  # fmt: skip
-    figure.update_layout(title=title, barmode="stack", height=_HEIGHT_PX, xaxis_title="query",
-                         yaxis_title="image MACs (cache misses)", yaxis_exponentformat="SI",
-                         legend={"orientation": "h", "y": -0.25, "traceorder": "normal"})  # fmt: skip
+        figure.add_trace(
+            go.Bar(
+                x=rows["query_index"],
+                y=rows["image_macs"],
+                name=f"level {level}: {short_encoder(rows['encoder_id'].iloc[0])}",
+                marker_color=LEVEL_COLOURS[(int(level) - 1) % len(LEVEL_COLOURS)],
+            )
+        )
+    figure.update_layout(
+        title=title,
+        barmode="stack",
+        height=_HEIGHT_PX,
+        xaxis_title="query",
+        yaxis_title="image MACs (cache misses)",
+        yaxis_exponentformat="SI",
+        legend={"orientation": "h", "y": -0.25, "traceorder": "normal"},
+    )
     return figure
 
 
@@ -130,21 +170,36 @@ def whatif_figure(curves: pd.DataFrame, break_evens: dict[str, int | None] | Non
         if name == "cascade":
             line = {"color": CASCADE_COLOUR, "width": 3}
         else:
-            line = {"color": BASELINE_COLOURS[baseline_index % len(BASELINE_COLOURS)],
-                    "dash": BASELINE_DASHES[baseline_index % len(BASELINE_DASHES)]}  # fmt: skip
+            line = {
+                "color": BASELINE_COLOURS[baseline_index % len(BASELINE_COLOURS)],
+                "dash": BASELINE_DASHES[baseline_index % len(BASELINE_DASHES)],
+            }
             baseline_index += 1
         figure.add_trace(go.Scatter(x=rows["queries"], y=rows["image_macs"], mode="lines", name=name, line=line))
     cascade = curves[curves["series"] == "cascade"]
     for name, q in (break_evens or {}).items():
         if q and not cascade.empty and q <= cascade["queries"].max():
             y = float(np.interp(q, cascade["queries"], cascade["image_macs"]))
-            figure.add_trace(go.Scatter(x=[q], y=[y], mode="markers+text", text=[f"break-even {name}: {q:,}"],
-                                        textposition="top left", showlegend=False,
-                                        marker={"symbol": "x", "size": 12, "color": "black"}))  # fmt: skip
+            figure.add_trace(
+                go.Scatter(
+                    x=[q],
+                    y=[y],
+                    mode="markers+text",
+                    text=[f"break-even {name}: {q:,}"],
+                    textposition="top left",
+                    showlegend=False,
+                    marker={"symbol": "x", "size": 12, "color": "black"},
+                )
+            )
     # A log axis shows both regimes: the first queries (misses pile up) and the lifetime (the pool is spent).
-    figure.update_layout(title=title or "Lifetime image cost (cost model)", height=_HEIGHT_PX, xaxis_type="log",
-                         xaxis_title="queries Q (log scale)", yaxis_title="cumulative image MACs",
-                         legend={"orientation": "h", "y": -0.25})  # fmt: skip
+    figure.update_layout(
+        title=title or "Lifetime image cost (cost model)",
+        height=_HEIGHT_PX,
+        xaxis_type="log",
+        xaxis_title="queries Q (log scale)",
+        yaxis_title="cumulative image MACs",
+        legend={"orientation": "h", "y": -0.25},
+    )
     return figure
 
 
@@ -182,17 +237,40 @@ def pareto_figure(evaluations: pd.DataFrame, recall: str = "r10", title: str = "
     # Alternate label sides along the cost axis: neighbours with equal recall would print over each other.
     sides = np.where(latest["image_macs"].rank(method="first").to_numpy() % 2 == 0, "bottom center", "top center")
     figure = go.Figure()
-    figure.add_trace(go.Scatter(x=latest["image_macs"], y=latest[recall], mode="markers+text", text=names,
-                                textposition=sides.tolist(), name="configuration", cliponaxis=False,
-                                marker={"size": 11, "color": "#7f7f7f"},
-                                hovertemplate="%{text}<br>%{y:.1f}%% at %{x:.3s}MACs<extra></extra>"))  # fmt: skip
+    figure.add_trace(
+        go.Scatter(
+            x=latest["image_macs"],
+            y=latest[recall],
+            mode="markers+text",
+            text=names,
+            textposition=sides.tolist(),
+            name="configuration",
+            cliponaxis=False,
+            marker={"size": 11, "color": "#7f7f7f"},
+            hovertemplate="%{text}<br>%{y:.1f}%% at %{x:.3s}MACs<extra></extra>",
+        )
+    )
     on_front = latest[front].sort_values("image_macs")
-    figure.add_trace(go.Scatter(x=on_front["image_macs"], y=on_front[recall], mode="lines+markers",
-                                name="Pareto front", line={"color": CASCADE_COLOUR}, hoverinfo="skip",
-                                marker={"size": 15, "symbol": "star", "color": CASCADE_COLOUR}))  # fmt: skip
-    figure.update_layout(title=title, height=_HEIGHT_PX + 60, xaxis_type="log", xaxis_title="lifetime image MACs",
-                         xaxis_exponentformat="SI",
-                         yaxis_title=f"{label} (%)", legend={"orientation": "h", "y": -0.25})  # fmt: skip
+    figure.add_trace(
+        go.Scatter(
+            x=on_front["image_macs"],
+            y=on_front[recall],
+            mode="lines+markers",
+            name="Pareto front",
+            line={"color": CASCADE_COLOUR},
+            hoverinfo="skip",
+            marker={"size": 15, "symbol": "star", "color": CASCADE_COLOUR},
+        )
+    )
+    figure.update_layout(
+        title=title,
+        height=_HEIGHT_PX + 60,
+        xaxis_type="log",
+        xaxis_title="lifetime image MACs",
+        xaxis_exponentformat="SI",
+        yaxis_title=f"{label} (%)",
+        legend={"orientation": "h", "y": -0.25},
+    )
     return figure
 
 
@@ -221,24 +299,56 @@ def sweep_figure(sweep: pd.DataFrame, smallest_k1: int | None, title: str = "") 
     k1 = rows["k1"].astype(int).to_numpy()
     for i, recall in enumerate(("r1", "r5", "r10")):
         colour = LEVEL_COLOURS[i]
-        figure.add_trace(go.Scatter(x=k1, y=rows[recall], mode="lines+markers", name=f"R@{recall[1:]} cascade",
-                                    line={"color": colour}), secondary_y=False)  # fmt: skip
+        figure.add_trace(
+            go.Scatter(
+                x=k1, y=rows[recall], mode="lines+markers", name=f"R@{recall[1:]} cascade", line={"color": colour}
+            ),
+            secondary_y=False,
+        )
         if not alone.empty:
-            figure.add_trace(go.Scatter(x=[k1[0], k1[-1]], y=[float(alone[recall].iloc[0])] * 2, mode="lines",
-                                        name=f"R@{recall[1:]} last alone", line={"color": colour, "dash": "dot"},
-                                        opacity=0.7), secondary_y=False)  # fmt: skip
-    figure.add_trace(go.Scatter(x=k1, y=rows["image_macs"], mode="lines+markers", name="lifetime image MACs",
-                                line={"color": CASCADE_COLOUR, "width": 3}, marker={"symbol": "square"}),
-                     secondary_y=True)  # fmt: skip
+            figure.add_trace(
+                go.Scatter(
+                    x=[k1[0], k1[-1]],
+                    y=[float(alone[recall].iloc[0])] * 2,
+                    mode="lines",
+                    name=f"R@{recall[1:]} last alone",
+                    line={"color": colour, "dash": "dot"},
+                    opacity=0.7,
+                ),
+                secondary_y=False,
+            )
+    figure.add_trace(
+        go.Scatter(
+            x=k1,
+            y=rows["image_macs"],
+            mode="lines+markers",
+            name="lifetime image MACs",
+            line={"color": CASCADE_COLOUR, "width": 3},
+            marker={"symbol": "square"},
+        ),
+        secondary_y=True,
+    )
     if smallest_k1 is not None and smallest_k1 in set(k1):
         at = rows[rows["k1"] == smallest_k1].iloc[0]
         figure.add_vline(x=smallest_k1, line={"color": "black", "dash": "dash"})
-        figure.add_trace(go.Scatter(x=[smallest_k1], y=[at["r10"]], mode="markers+text", showlegend=False,
-                                    text=[f"k_1 = {smallest_k1}: within 1 point"], textposition="bottom right",
-                                    marker={"symbol": "star", "size": 16, "color": "black"}),
-                         secondary_y=False)  # fmt: skip
-    figure.update_layout(title=title, height=_HEIGHT_PX + 40, xaxis_title="k_1 (candidates handed to the last level)",
-                         legend={"orientation": "h", "y": -0.3})  # fmt: skip
+        figure.add_trace(
+            go.Scatter(
+                x=[smallest_k1],
+                y=[at["r10"]],
+                mode="markers+text",
+                showlegend=False,
+                text=[f"k_1 = {smallest_k1}: within 1 point"],
+                textposition="bottom right",
+                marker={"symbol": "star", "size": 16, "color": "black"},
+            ),
+            secondary_y=False,
+        )
+    figure.update_layout(
+        title=title,
+        height=_HEIGHT_PX + 40,
+        xaxis_title="k_1 (candidates handed to the last level)",
+        legend={"orientation": "h", "y": -0.3},
+    )
     figure.update_yaxes(title_text="recall (%)", secondary_y=False)
     figure.update_yaxes(title_text="lifetime image MACs", exponentformat="SI", secondary_y=True)
     return figure
@@ -265,18 +375,37 @@ def side_by_side_cumulative_figure(curves: pd.DataFrame, baselines: pd.DataFrame
         colour = LEVEL_COLOURS[i % len(LEVEL_COLOURS)]
         for kind, rows in curves[curves["config"] == name].groupby("kind", sort=False):
             measured = kind == "measured"
-            figure.add_trace(go.Scatter(x=rows["query_index"], y=rows["cumulative_image_macs"], mode="lines",
-                                        name=name if measured else f"{name} (model)",
-                                        line={"color": colour, "width": 3 if measured else 1.5,
-                                              "dash": "solid" if measured else "dot"}))  # fmt: skip
+            figure.add_trace(
+                go.Scatter(
+                    x=rows["query_index"],
+                    y=rows["cumulative_image_macs"],
+                    mode="lines",
+                    name=name if measured else f"{name} (model)",
+                    line={"color": colour, "width": 3 if measured else 1.5, "dash": "solid" if measured else "dot"},
+                )
+            )
     for i, row in enumerate(baselines.itertuples()):
-        figure.add_trace(go.Scatter(x=[0, max(top, 1)], y=[row.image_macs] * 2, mode="lines",
-                                    name=f"{short_encoder(row.encoder_id)} alone",
-                                    line={"color": BASELINE_COLOURS[i % len(BASELINE_COLOURS)],
-                                          "dash": BASELINE_DASHES[i % len(BASELINE_DASHES)], "width": 1}))  # fmt: skip
-    figure.update_layout(title=title, height=_HEIGHT_PX + 40, xaxis_title="queries (0 = build)",
-                         yaxis_title="cumulative image MACs", yaxis_exponentformat="SI",
-                         legend={"orientation": "h", "y": -0.3})  # fmt: skip
+        figure.add_trace(
+            go.Scatter(
+                x=[0, max(top, 1)],
+                y=[row.image_macs] * 2,
+                mode="lines",
+                name=f"{short_encoder(row.encoder_id)} alone",
+                line={
+                    "color": BASELINE_COLOURS[i % len(BASELINE_COLOURS)],
+                    "dash": BASELINE_DASHES[i % len(BASELINE_DASHES)],
+                    "width": 1,
+                },
+            )
+        )
+    figure.update_layout(
+        title=title,
+        height=_HEIGHT_PX + 40,
+        xaxis_title="queries (0 = build)",
+        yaxis_title="cumulative image MACs",
+        yaxis_exponentformat="SI",
+        legend={"orientation": "h", "y": -0.3},
+    )
     return figure
 
 
@@ -291,11 +420,23 @@ def side_by_side_per_query_figure(per_query: pd.DataFrame, title: str = "") -> g
         return _empty(title, "No side-by-side replay yet.")
     figure = go.Figure()
     for i, (name, rows) in enumerate(per_query.groupby("config", sort=False)):
-        figure.add_trace(go.Bar(x=rows["query_index"], y=rows["image_macs"], name=name,
-                                marker_color=LEVEL_COLOURS[i % len(LEVEL_COLOURS)]))  # fmt: skip
-    figure.update_layout(title=title, barmode="group", height=_HEIGHT_PX + 40, xaxis_title="query",
-                         yaxis_title="image MACs (misses above level 1)", yaxis_exponentformat="SI",
-                         legend={"orientation": "h", "y": -0.3})  # fmt: skip
+        figure.add_trace(
+            go.Bar(
+                x=rows["query_index"],
+                y=rows["image_macs"],
+                name=name,
+                marker_color=LEVEL_COLOURS[i % len(LEVEL_COLOURS)],
+            )
+        )
+    figure.update_layout(
+        title=title,
+        barmode="group",
+        height=_HEIGHT_PX + 40,
+        xaxis_title="query",
+        yaxis_title="image MACs (misses above level 1)",
+        yaxis_exponentformat="SI",
+        legend={"orientation": "h", "y": -0.3},
+    )
     return figure
 
 

@@ -126,7 +126,7 @@ def _cpu_preset() -> Preset:
             ((large,), (10,)),
             ((small, large), (30, 10)),
             ((small, medium, large), (30, 10, 10)),
-        ),  # fmt: skip
+        ),
         dataset="flickr30k",
     )
 

@@ -66,8 +66,9 @@ def read_query_log(path: str | Path, name: str | None = None) -> QueryLog:
     except OSError as err:
         raise QueryLogError(f"cannot read the query log {name}: {err.strerror or err}") from None
     if size > MAX_FILE_BYTES:
-        raise QueryLogError(f"the query log {name} is {size / 2**20:.1f} MiB; the limit is "
-                            f"{MAX_FILE_BYTES // 2**20} MiB")  # fmt: skip
+        raise QueryLogError(
+            f"the query log {name} is {size / 2**20:.1f} MiB; the limit is {MAX_FILE_BYTES // 2**20} MiB"
+        )
     if size == 0:
         raise QueryLogError(f"the query log {name} is empty")
     data = path.read_bytes()
@@ -138,8 +139,9 @@ def _counts(frame: pd.DataFrame, name: str) -> list[int]:
     counts = pd.to_numeric(frame["count"], errors="coerce")
     bad = counts.isna() | (counts != counts.round())
     if bad.any():
-        raise QueryLogError(f"the query log {name} has a count that is not a whole number in row "
-                            f"{int(bad.to_numpy().argmax()) + 2}")  # fmt: skip
+        raise QueryLogError(
+            f"the query log {name} has a count that is not a whole number in row {int(bad.to_numpy().argmax()) + 2}"
+        )
     if (counts < 0).any():
         raise QueryLogError(f"the query log {name} has a negative count ({int(counts.min())})")
     total = float(counts.sum())

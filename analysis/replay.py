@@ -84,8 +84,10 @@ class ReplayResult:
     def break_even(self) -> dict[str, int | None]:
         """Encoder id -> first query count (0 = at build) at which the cascade has cost as much as it alone; None:
         not within this replay."""
-        return {name: next((q for q, spent in enumerate(self.curve_image_macs) if spent >= macs), None)
-                for name, macs in self.baselines.items()}  # fmt: skip
+        return {
+            name: next((q for q, spent in enumerate(self.curve_image_macs) if spent >= macs), None)
+            for name, macs in self.baselines.items()
+        }
 
 
 def workload(corpus: Corpus, kind: str, n_queries: int | None = None, seed: int = 0) -> list[str]:

@@ -65,8 +65,12 @@ def build_report(title: str, inputs: Mapping[str, object], sections: Sequence[Se
     from plotly.offline import get_plotlyjs  # 4.8 MB of JavaScript: only when a report is made
 
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    parts = [f"<h1>{html.escape(title)}</h1>", f'<p class="note">Made {stamp}. {_text(note)}</p>',
-             "<h2>Inputs</h2>", _inputs_table(inputs)]  # fmt: skip
+    parts = [
+        f"<h1>{html.escape(title)}</h1>",
+        f'<p class="note">Made {stamp}. {_text(note)}</p>',
+        "<h2>Inputs</h2>",
+        _inputs_table(inputs),
+    ]
     counter = iter(range(1, 10_000))
     for section in sections:
         parts.append(f"<h2>{html.escape(section.heading)}</h2>")
@@ -121,8 +125,10 @@ def _figure_div(figure: go.Figure, div_id: str) -> str:
     data = figure_data(figure)
     config = {"displaylogo": False, "responsive": True}
     payload = ", ".join(_json_script(part) for part in (data.get("data", []), data.get("layout", {}), config))
-    return (f'<div class="chart"><div id="{div_id}" class="plotly-graph-div" style="height:420px;width:100%"></div>'
-            f'<script>Plotly.newPlot("{div_id}", {payload});</script></div>')  # fmt: skip
+    return (
+        f'<div class="chart"><div id="{div_id}" class="plotly-graph-div" style="height:420px;width:100%"></div>'
+        f'<script>Plotly.newPlot("{div_id}", {payload});</script></div>'
+    )
 
 
 def _script_safe(text: str) -> str:
@@ -162,19 +168,34 @@ def _plain(value: object) -> object:
 
 def replay_sections(result: ReplayResult) -> list[Section]:
     """A replay's cumulative cost against each level alone, and its measured figures."""
-    curve = pd.DataFrame({"query_index": range(len(result.curve_image_macs)),
-                          "cumulative_image_macs": result.curve_image_macs})  # fmt: skip
+    curve = pd.DataFrame(
+        {"query_index": range(len(result.curve_image_macs)), "cumulative_image_macs": result.curve_image_macs}
+    )
     baselines = pd.DataFrame({"encoder_id": list(result.baselines), "image_macs": list(result.baselines.values())})
     row = result.as_json()
-    figures = pd.DataFrame([{"workload": row["workload"], "queries": row["queries"],
-                             "distinct queries": row["distinct_queries"], "alpha": row["alpha"],
-                             "cascade image MACs": row["cascade_image_macs"],
-                             "last level alone image MACs": row["baseline_image_macs"],
-                             "reduction (x)": row["reduction"]}])  # fmt: skip
-    break_even = pd.DataFrame([{"encoder alone": k, "break-even query (0 = build)": v}
-                               for k, v in result.break_even().items()])  # fmt: skip
-    return [Section("Measured cost", figures=(plots.cumulative_cost_figure(curve, baselines),),
-                    tables=(("Measured", figures), ("Break-even with each encoder alone", break_even)))]  # fmt: skip
+    figures = pd.DataFrame(
+        [
+            {
+                "workload": row["workload"],
+                "queries": row["queries"],
+                "distinct queries": row["distinct_queries"],
+                "alpha": row["alpha"],
+                "cascade image MACs": row["cascade_image_macs"],
+                "last level alone image MACs": row["baseline_image_macs"],
+                "reduction (x)": row["reduction"],
+            }
+        ]
+    )
+    break_even = pd.DataFrame(
+        [{"encoder alone": k, "break-even query (0 = build)": v} for k, v in result.break_even().items()]
+    )
+    return [
+        Section(
+            "Measured cost",
+            figures=(plots.cumulative_cost_figure(curve, baselines),),
+            tables=(("Measured", figures), ("Break-even with each encoder alone", break_even)),
+        )
+    ]
 
 
 def evaluation_sections(rows: Sequence[EvalResult]) -> list[Section]:
@@ -193,10 +214,21 @@ def evaluation_sections(rows: Sequence[EvalResult]) -> list[Section]:
         ]
     )
     table = frame.assign(config_key=[plots.short_config(k) for k in frame["config_key"]]).rename(
-        columns={"config_key": "configuration", "r1": "R@1 (%)", "r5": "R@5 (%)", "r10": "R@10 (%)",
-                 "image_macs": "lifetime image MACs"})  # fmt: skip
-    return [Section("Recall against lifetime cost", figures=(plots.pareto_figure(frame, "r10"),),
-                    tables=(("Evaluations", table),))]  # fmt: skip
+        columns={
+            "config_key": "configuration",
+            "r1": "R@1 (%)",
+            "r5": "R@5 (%)",
+            "r10": "R@10 (%)",
+            "image_macs": "lifetime image MACs",
+        }
+    )
+    return [
+        Section(
+            "Recall against lifetime cost",
+            figures=(plots.pareto_figure(frame, "r10"),),
+            tables=(("Evaluations", table),),
+        )
+    ]
 
 
 def sweep_sections(sweep: K1Sweep) -> list[Section]:
@@ -207,8 +239,14 @@ def sweep_sections(sweep: K1Sweep) -> list[Section]:
         if sweep.smallest_k1 is not None
         else "No k_1 of the sweep is within 1 point of the last level alone."
     )
-    return [Section("The k_1 sweep", text, figures=(plots.sweep_figure(frame, sweep.smallest_k1),),
-                    tables=(("Rows (recall in percent)", frame),))]  # fmt: skip
+    return [
+        Section(
+            "The k_1 sweep",
+            text,
+            figures=(plots.sweep_figure(frame, sweep.smallest_k1),),
+            tables=(("Rows (recall in percent)", frame),),
+        )
+    ]
 
 
 def side_by_side_sections(result: SideBySide) -> list[Section]:
@@ -218,7 +256,14 @@ def side_by_side_sections(result: SideBySide) -> list[Section]:
         "cascades' early-query saving against [first, last] at 1.75x (ViT [B/16, L/14, g/14]) and 1.97x "
         "(ConvNeXt [B, L, XXL]); the Eq. 1 column is the cost model's prediction for these ks."
     )
-    return [Section("Cascades side by side", text,
-                    figures=(plots.side_by_side_cumulative_figure(result.curves(), result.baselines_frame()),
-                             plots.side_by_side_per_query_figure(result.per_query())),
-                    tables=(("Per configuration", result.table()),))]  # fmt: skip
+    return [
+        Section(
+            "Cascades side by side",
+            text,
+            figures=(
+                plots.side_by_side_cumulative_figure(result.curves(), result.baselines_frame()),
+                plots.side_by_side_per_query_figure(result.per_query()),
+            ),
+            tables=(("Per configuration", result.table()),),
+        )
+    ]

@@ -93,8 +93,13 @@ class Reproduction:
             item = asdict(row)
             item.update(cascade=list(row.cascade), levels=list(row.levels), ks=list(row.ks))
             rows.append(item)
-        return {"dataset": self.dataset, "family": self.family, "n_images": self.n_images,
-                "n_queries": self.n_queries, "rows": rows}  # fmt: skip
+        return {
+            "dataset": self.dataset,
+            "family": self.family,
+            "n_images": self.n_images,
+            "n_queries": self.n_queries,
+            "rows": rows,
+        }
 
 
 def table_rows(family: table1.Family) -> list[tuple[str, ...]]:
@@ -145,9 +150,18 @@ def reproduce(
         recall = {f"r{k}": result.recall[k] - (reference.recall[k] if index else 0.0) for k in RECALL_KS}
         paper = figures.get((dataset, family_key, cascade))
         ours = {**recall, "lifetime": lifetime[names], "early_latency": early.get(names)}
-        rows.append(ReproducedRow(cascade, result.levels, result.ks, **recall, lifetime_reduction=lifetime[names],
-                                  early_latency_reduction=early.get(names), paper=paper,
-                                  diff=None if paper is None else _diff(ours, paper)))  # fmt: skip
+        rows.append(
+            ReproducedRow(
+                cascade,
+                result.levels,
+                result.ks,
+                **recall,
+                lifetime_reduction=lifetime[names],
+                early_latency_reduction=early.get(names),
+                paper=paper,
+                diff=None if paper is None else _diff(ours, paper),
+            )
+        )
     return Reproduction(dataset, family_key, len(corpus), reference.n_queries, tuple(rows))
 
 
@@ -166,9 +180,12 @@ def _diff(ours: dict, paper: PaperRow) -> dict[str, float | None]:
 def format_reproduction(rep: Reproduction) -> str:
     """Aligned text: ours, the paper's, and the difference per cell."""
     title = table1.FAMILY_KEYS[rep.family]
-    lines = [f"Table 1, {title} on {rep.dataset} ({rep.n_images} images, {rep.n_queries} queries); "
-             "recall: absolute for the first row, deltas to it below; each cell: ours / paper (diff)", "",
-             f"{'Cascade':<18}{'R@1':>22}{'R@5':>22}{'R@10':>22}{'Lifetime':>22}{'Early latency':>22}"]  # fmt: skip
+    lines = [
+        f"Table 1, {title} on {rep.dataset} ({rep.n_images} images, {rep.n_queries} queries); "
+        "recall: absolute for the first row, deltas to it below; each cell: ours / paper (diff)",
+        "",
+        f"{'Cascade':<18}{'R@1':>22}{'R@5':>22}{'R@10':>22}{'Lifetime':>22}{'Early latency':>22}",
+    ]
     for row in rep.rows:
         cells = [_cell(getattr(row, c), _get(row.paper, c), signed=bool(rep.rows.index(row))) for c in RECALL_COLUMNS]
         cells.append(_cell(row.lifetime_reduction, _get(row.paper, "lifetime"), suffix="x"))

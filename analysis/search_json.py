@@ -39,9 +39,13 @@ def search_json(result: SearchResult, corpus: Corpus) -> dict:
 
 def levels_json(data: dict, corpus: Corpus) -> dict:
     """The CLI's ``search --json`` from ``search_json(result, corpus)``: levels unnumbered, results path and score."""
-    levels = [{**{key: stage[key] for key in _LEVEL_KEYS},
-               "results": [{"path": image_path(corpus, r["id"]), "score": r["score"]} for r in stage["results"]]}
-              for stage in data["stages"]]  # fmt: skip
+    levels = [
+        {
+            **{key: stage[key] for key in _LEVEL_KEYS},
+            "results": [{"path": image_path(corpus, r["id"]), "score": r["score"]} for r in stage["results"]],
+        }
+        for stage in data["stages"]
+    ]
     return {"query": data["query"], "levels": levels, "trace": data["trace"]}
 
 
@@ -52,9 +56,25 @@ def image_path(corpus: Corpus, image_id: str) -> str:
 
 
 def _stage(number: int, trace: LevelTrace, corpus: Corpus) -> dict:
-    results = [{"rank": rank, "id": image_id, "file": Path(image_path(corpus, image_id)).name, "score": score,
-                "embedded_now": image_id in trace.missed_ids}
-               for rank, (image_id, score) in enumerate(zip(trace.ids, trace.scores), start=1)]  # fmt: skip
-    return {"stage": number, "encoder": trace.encoder, "k": trace.k, "candidates": trace.candidates,
-            "hits": trace.hits, "misses": trace.misses, "image_macs": trace.image_macs, "text_macs": trace.text_macs,
-            "latency_ms": round(trace.latency_ms, 3), "results": results}  # fmt: skip
+    results = [
+        {
+            "rank": rank,
+            "id": image_id,
+            "file": Path(image_path(corpus, image_id)).name,
+            "score": score,
+            "embedded_now": image_id in trace.missed_ids,
+        }
+        for rank, (image_id, score) in enumerate(zip(trace.ids, trace.scores), start=1)
+    ]
+    return {
+        "stage": number,
+        "encoder": trace.encoder,
+        "k": trace.k,
+        "candidates": trace.candidates,
+        "hits": trace.hits,
+        "misses": trace.misses,
+        "image_macs": trace.image_macs,
+        "text_macs": trace.text_macs,
+        "latency_ms": round(trace.latency_ms, 3),
+        "results": results,
+    }

@@ -83,14 +83,25 @@ class SideBySide:
                     }
                 )
             )
-            parts.append(pd.DataFrame({"config": c.label, "kind": "model", "query_index": q,
-                                       "cumulative_image_macs": np.asarray(c.model_curve_image_macs)}))  # fmt: skip
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "config": c.label,
+                        "kind": "model",
+                        "query_index": q,
+                        "cumulative_image_macs": np.asarray(c.model_curve_image_macs),
+                    }
+                )
+            )
         return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
     def per_query(self, first: int = 30) -> pd.DataFrame:
         """``config``, ``query_index`` (from 1), ``image_macs`` of the first ``first`` queries."""
-        parts = [pd.DataFrame({"config": c.label, "query_index": np.arange(1, len(macs) + 1), "image_macs": macs})
-                 for c in self.contenders for macs in [c.per_query_image_macs[:first]]]  # fmt: skip
+        parts = [
+            pd.DataFrame({"config": c.label, "query_index": np.arange(1, len(macs) + 1), "image_macs": macs})
+            for c in self.contenders
+            for macs in [c.per_query_image_macs[:first]]
+        ]
         return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
     def baselines_frame(self) -> pd.DataFrame:
@@ -105,15 +116,21 @@ class SideBySide:
         rows = []
         for c in self.contenders:
             twin = self._two_level_twin(c)
-            rows.append({
-                "configuration": c.label, "first query image MACs": c.first_query_image_macs,
-                "lifetime image MACs": c.result.cascade_image_macs, "alpha": round(c.result.alpha, 4),
-                "Eq. 1 model (x)": c.model_early_reduction,
-                "measured early reduction (x)": twin.first_query_image_macs / c.first_query_image_macs
-                if twin and c.first_query_image_macs else None,
-                "lifetime vs [first, last] (x)": c.result.cascade_image_macs / twin.result.cascade_image_macs
-                if twin else None,
-            })  # fmt: skip
+            rows.append(
+                {
+                    "configuration": c.label,
+                    "first query image MACs": c.first_query_image_macs,
+                    "lifetime image MACs": c.result.cascade_image_macs,
+                    "alpha": round(c.result.alpha, 4),
+                    "Eq. 1 model (x)": c.model_early_reduction,
+                    "measured early reduction (x)": twin.first_query_image_macs / c.first_query_image_macs
+                    if twin and c.first_query_image_macs
+                    else None,
+                    "lifetime vs [first, last] (x)": c.result.cascade_image_macs / twin.result.cascade_image_macs
+                    if twin
+                    else None,
+                }
+            )
         return pd.DataFrame(rows)
 
     def _two_level_twin(self, deep: Contender) -> Contender | None:
@@ -135,9 +152,12 @@ def eq1_k2(macs_per_image: Sequence[float], k1: int, k_last: int, target: float)
     return max(int(k_last), math.ceil(exact - 1e-9))
 
 
-def side_by_side(contenders: Sequence[tuple[str, CascadeSearcher, Sequence[int]]], queries: Sequence[str],
-                 workload_name: str = "custom",
-                 on_query: Callable[[int, int, SearchResult, int], None] | None = None) -> SideBySide:  # fmt: skip
+def side_by_side(
+    contenders: Sequence[tuple[str, CascadeSearcher, Sequence[int]]],
+    queries: Sequence[str],
+    workload_name: str = "custom",
+    on_query: Callable[[int, int, SearchResult, int], None] | None = None,
+) -> SideBySide:
     """Replay ``queries`` through each ``(label, built searcher, ks)`` in turn, all on the same gallery.
 
     Args:

@@ -218,8 +218,9 @@ class Store:
     def remember(self, ids: Mapping[FileKey, str]) -> None:
         if not ids or self.read_only:
             return
-        frame = pd.DataFrame([(*key, image_id) for key, image_id in ids.items()],
-                             columns=["path", "size", "mtime_ns", "image_id"])  # fmt: skip
+        frame = pd.DataFrame(
+            [(*key, image_id) for key, image_id in ids.items()], columns=["path", "size", "mtime_ns", "image_id"]
+        )
         with self._transaction() as cursor:
             cursor.register("new_files", frame)
             cursor.execute("INSERT INTO file_ids SELECT * FROM new_files ON CONFLICT DO NOTHING")

@@ -85,10 +85,17 @@ CREATE OR REPLACE VIEW config_encoders AS
 
 # The per-level row: names and DuckDB types, in order (the v1 table's columns after query_id).
 LEVEL_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("level", "INTEGER"), ("encoder_id", "VARCHAR"), ("k", "INTEGER"), ("candidates", "INTEGER"),
-    ("hits", "INTEGER"), ("misses", "INTEGER"), ("macs_per_image", "BIGINT"), ("image_macs", "BIGINT"),
-    ("text_macs", "BIGINT"), ("latency_ms", "DOUBLE"),
-)  # fmt: skip
+    ("level", "INTEGER"),
+    ("encoder_id", "VARCHAR"),
+    ("k", "INTEGER"),
+    ("candidates", "INTEGER"),
+    ("hits", "INTEGER"),
+    ("misses", "INTEGER"),
+    ("macs_per_image", "BIGINT"),
+    ("image_macs", "BIGINT"),
+    ("text_macs", "BIGINT"),
+    ("latency_ms", "DOUBLE"),
+)
 SCHEMA = SCHEMA.replace("{LEVEL_ROW}", "{" + ", ".join(f'"{name}": "{kind}"' for name, kind in LEVEL_COLUMNS) + "}")
 
 # v1 -> v2, statement by statement inside one transaction (``_migrate_v1``): the v1 tables step
@@ -106,7 +113,7 @@ MIGRATE_V1 = (
     "DROP TABLE queries_v1",
     "DROP SEQUENCE query_seq",
     "UPDATE meta SET value = '2' WHERE key = 'schema_version'",
-)  # fmt: skip
+)
 LEVEL_NAMES = tuple(name for name, _ in LEVEL_COLUMNS)
 INSERT_QUERY = "INSERT INTO queries VALUES (" + ", ".join(["?"] * 12) + ")"
 # v2 -> v3: level 1's hand-off becomes the first of each level's; evaluations move to the dataset's label.

@@ -48,13 +48,23 @@ class K1Sweep:
         return pd.DataFrame(rows)
 
     def as_json(self) -> dict:
-        return {"rows": [r.as_json() for r in self.rows], "reference": self.reference.as_json(),
-                "smallest_k1_within_1_point": self.smallest_k1}  # fmt: skip
+        return {
+            "rows": [r.as_json() for r in self.rows],
+            "reference": self.reference.as_json(),
+            "smallest_k1_within_1_point": self.smallest_k1,
+        }
 
 
-def sweep_k1(first: ImageTower, last: ImageTower, corpus: Corpus, k1s: Sequence[int], k_last: int = 10,
-             cache: FeatureCache | None = None, limit: int | None = None,
-             progress: Callable[[str], Callable[[int, int], None] | None] | None = None) -> K1Sweep:  # fmt: skip
+def sweep_k1(
+    first: ImageTower,
+    last: ImageTower,
+    corpus: Corpus,
+    k1s: Sequence[int],
+    k_last: int = 10,
+    cache: FeatureCache | None = None,
+    limit: int | None = None,
+    progress: Callable[[str], Callable[[int, int], None] | None] | None = None,
+) -> K1Sweep:
     """Evaluate ``[first, last]`` at each k_1 of ``k1s`` and ``last`` alone, on ``corpus``'s captions.
 
     Args:
@@ -65,8 +75,9 @@ def sweep_k1(first: ImageTower, last: ImageTower, corpus: Corpus, k1s: Sequence[
     if not k1s:
         raise ConfigError("the sweep needs at least one k_1")
     if k1s[0] < k_last or k1s[-1] > len(corpus):
-        raise ConfigError(f"each k_1 must lie between k_last = {k_last} and the gallery's {len(corpus):,} images, "
-                          f"got {k1s}")  # fmt: skip
+        raise ConfigError(
+            f"each k_1 must lie between k_last = {k_last} and the gallery's {len(corpus):,} images, got {k1s}"
+        )
     cache = cache if cache is not None else MemoryCache()
     captions = CaptionEmbeddings()  # both text towers encode the captions once for every row
 

@@ -88,8 +88,12 @@ def _target(result: SearchResult, corpus: Corpus) -> dict | None:
         rank = trace.ids.index(target) + 1 if target in trace.ids else None
         where.append({"stage": number, "rank": rank, "of": trace.candidates, "kept": trace.k})
     path = corpus.paths.get(target)
-    return {"id": target, "file": path.name if path is not None else target, "stages": where,
-            "summary": target_summary(where)}  # fmt: skip
+    return {
+        "id": target,
+        "file": path.name if path is not None else target,
+        "stages": where,
+        "summary": target_summary(where),
+    }
 
 
 def target_summary(where: list[dict]) -> str:

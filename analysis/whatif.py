@@ -51,8 +51,10 @@ def real_units(model: WhatIf, profile: hardware.HardwareProfile) -> hardware.Rea
     """The What-if cascade's build, first query and lifetime (and each encoder alone) on ``profile``."""
     macs = [units.macs_from_gmacs(model.image_gmacs[label]) for label in model.levels]
     costs = hardware.real_costs(profile, model.levels, macs, model.ks, model.n_images, model.alpha)
-    alone = {label: profile.estimate(units.macs_from_gmacs(g) * model.n_images, label)
-             for label, g in model.image_gmacs.items()}  # fmt: skip
+    alone = {
+        label: profile.estimate(units.macs_from_gmacs(g) * model.n_images, label)
+        for label, g in model.image_gmacs.items()
+    }
     return replace(costs, baselines=alone)
 
 

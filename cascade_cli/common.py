@@ -31,8 +31,9 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
-def command(sub, name: str, run: Callable[[argparse.Namespace], int], help_text: str,
-            db: bool = True) -> argparse.ArgumentParser:  # fmt: skip
+def command(
+    sub, name: str, run: Callable[[argparse.Namespace], int], help_text: str, db: bool = True
+) -> argparse.ArgumentParser:
     """Add subcommand ``name`` with the options every command has (``--json``, ``--quiet``, and ``--db``)."""
     p = sub.add_parser(name, help=help_text, description=help_text)
     p.set_defaults(run=run)
@@ -56,12 +57,19 @@ def cascade_args(p: argparse.ArgumentParser, with_ks: bool = True) -> None:
 
 def index_args(p: argparse.ArgumentParser) -> None:
     """``--index`` and ``--min-index-recall``: how level 1 ranks the gallery."""
-    p.add_argument("--index", default="exact", type=index_spec,
-                   help="level 1: exact (default), exact:float16 (half the memory) or faiss:FACTORY[@PARAMS], "
-                        "e.g. faiss:HNSW32, faiss:IVF4096,PQ64@nprobe=64")  # fmt: skip
-    p.add_argument("--min-index-recall", type=float, default=0.95,
-                   help="refuse an approximate index whose level-1 recall@k_1 against exact is below this "
-                        "(default: %(default)s)")  # fmt: skip
+    p.add_argument(
+        "--index",
+        default="exact",
+        type=index_spec,
+        help="level 1: exact (default), exact:float16 (half the memory) or faiss:FACTORY[@PARAMS], "
+        "e.g. faiss:HNSW32, faiss:IVF4096,PQ64@nprobe=64",
+    )
+    p.add_argument(
+        "--min-index-recall",
+        type=float,
+        default=0.95,
+        help="refuse an approximate index whose level-1 recall@k_1 against exact is below this (default: %(default)s)",
+    )
 
 
 def index_spec(text: str):
@@ -74,8 +82,10 @@ def index_spec(text: str):
 def recall_line(measured: IndexRecall | None) -> str:
     if measured is None:
         return ""
-    return (f"level 1 on {measured.spec}: recall@{measured.k} against exact {measured.recall:.3f} "
-            f"({measured.queries} {measured.source} queries)")  # fmt: skip
+    return (
+        f"level 1 on {measured.spec}: recall@{measured.k} against exact {measured.recall:.3f} "
+        f"({measured.queries} {measured.source} queries)"
+    )
 
 
 def positive_int(text: str) -> int:
@@ -181,8 +191,12 @@ def emit(args: argparse.Namespace, payload: dict, text: str) -> None:
 
 
 def report_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--report", type=report_path, metavar="PATH.html",
-                   help="also write a self-contained HTML report (inputs, charts, tables; reads offline)")  # fmt: skip
+    p.add_argument(
+        "--report",
+        type=report_path,
+        metavar="PATH.html",
+        help="also write a self-contained HTML report (inputs, charts, tables; reads offline)",
+    )
 
 
 def report_path(text: str) -> Path:

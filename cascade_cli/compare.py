@@ -23,10 +23,14 @@ def register(sub) -> None:
     p = common.command(sub, "compare", run, "Recall@1/5/10 and cost of every configuration of a preset", db=False)
     common.preset_arg(p)
     p.add_argument("--limit", type=common.positive_int, help="evaluate only the first N captions")
-    p.add_argument("--sweep-k1", type=common.comma_ints, metavar="K,K,...",
-                   help="instead: sweep k_1 of the preset's [first, last] cascade (e.g. 5,10,15,20,50,100); "
-                        "R@1/5/10 and lifetime image cost per k_1, and the smallest k_1 within 1 point of the last "
-                        "level alone")  # fmt: skip
+    p.add_argument(
+        "--sweep-k1",
+        type=common.comma_ints,
+        metavar="K,K,...",
+        help="instead: sweep k_1 of the preset's [first, last] cascade (e.g. 5,10,15,20,50,100); "
+        "R@1/5/10 and lifetime image cost per k_1, and the smallest k_1 within 1 point of the last "
+        "level alone",
+    )
     common.report_arg(p)
 
 
@@ -51,8 +55,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _inputs(args: argparse.Namespace) -> dict:
-    return {"command": "cascade compare", "preset": args.preset, "captions": args.limit or "all",
-            "k_1 sweep": args.sweep_k1 or ""}  # fmt: skip
+    return {
+        "command": "cascade compare",
+        "preset": args.preset,
+        "captions": args.limit or "all",
+        "k_1 sweep": args.sweep_k1 or "",
+    }
 
 
 def _json_row(row: EvalResult) -> dict:
@@ -80,8 +88,11 @@ def _sweep(args: argparse.Namespace, preset) -> int:
         swept = sweep_k1(first, last, corpus, args.sweep_k1, k_last, limit=args.limit, progress=on_row)
     lines = [_text_row(row) for row in (*swept.rows, swept.reference)]
     lines.append(f"smallest k_1 within 1 point of {last.id} alone (R@1, R@5, R@10): {swept.smallest_k1}")
-    payload = {"rows": [_json_row(r) for r in swept.rows], "reference": _json_row(swept.reference),
-               "smallest_k1_within_1_point": swept.smallest_k1}  # fmt: skip
+    payload = {
+        "rows": [_json_row(r) for r in swept.rows],
+        "reference": _json_row(swept.reference),
+        "smallest_k1_within_1_point": swept.smallest_k1,
+    }
     common.emit(args, payload, "\n".join(lines))
     inputs = {**_inputs(args), "first": first.id, "last": last.id, "k_last": k_last}
     common.write_report(args.report, report.build_report("The k_1 sweep", inputs, report.sweep_sections(swept)))

@@ -15,8 +15,12 @@ def register(sub) -> None:
     )
     p.add_argument("source", type=Path, metavar="SRC.pth", help="e.g. model_base_retrieval_coco.pth")
     p.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="new (or empty) folder to write")
-    p.add_argument("--tokenizer", type=Path, metavar="DIR",
-                   help="bert-base-uncased folder (vocab.txt); default: the Hugging Face cache")  # fmt: skip
+    p.add_argument(
+        "--tokenizer",
+        type=Path,
+        metavar="DIR",
+        help="bert-base-uncased folder (vocab.txt); default: the Hugging Face cache",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -13,8 +13,11 @@ from cascade_cli import common
 
 def register(sub) -> None:
     p = common.command(sub, "eval", run, "Recall@1/5/10 and image cost of a cascade on a captioned dataset")
-    p.add_argument("--dataset", help="flickr30k or coco (from the hub, materialised once), or karpathy:PATH.json "
-                   "with --images ROOT (default: the preset's)")  # fmt: skip
+    p.add_argument(
+        "--dataset",
+        help="flickr30k or coco (from the hub, materialised once), or karpathy:PATH.json "
+        "with --images ROOT (default: the preset's)",
+    )
     p.add_argument("--images", help="image root of the dataset")
     p.add_argument("--split", default="test")
     p.add_argument("--limit", type=common.positive_int, help="only the first N captions")

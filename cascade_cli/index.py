@@ -23,13 +23,22 @@ def register(sub) -> None:
     p.add_argument("--dataset", choices=datasets.names(), help="a hub gallery by name instead of --images")
     common.cascade_args(p, with_ks=False)
     common.index_args(p)
-    p.add_argument("--index-k", type=common.positive_int,
-                   help="k_1 the index's recall is measured at (default: the preset's k_1)")  # fmt: skip
-    p.add_argument("--engine", default="local", choices=ENGINES,
-                   help="local: this process (default); ray: a Ray Data pipeline (local or --ray-address)")  # fmt: skip
+    p.add_argument(
+        "--index-k", type=common.positive_int, help="k_1 the index's recall is measured at (default: the preset's k_1)"
+    )
+    p.add_argument(
+        "--engine",
+        default="local",
+        choices=ENGINES,
+        help="local: this process (default); ray: a Ray Data pipeline (local or --ray-address)",
+    )
     p.add_argument("--ray-address", help="a Ray cluster to run the ray engine on (default: a local instance)")
-    p.add_argument("--ray-workers", type=common.positive_int, default=2,
-                   help="encoder actors of the ray engine (default: %(default)s)")  # fmt: skip
+    p.add_argument(
+        "--ray-workers",
+        type=common.positive_int,
+        default=2,
+        help="encoder actors of the ray engine (default: %(default)s)",
+    )
     p.add_argument("--shards", help="folder for the ray engine's Parquet shards (default: beside the database)")
 
 
@@ -76,8 +85,9 @@ def _ray_build(args: argparse.Namespace, cascades, choice, store: Store) -> None
     folder = shards / _safe(level.id)
     with common.bar(args, "embedding (ray)", len(todo), progress.Unit.IMAGES) as bar:
         move = progress.callback(bar)
-        for shard in ray_embed(make, corpus, todo, folder, address=args.ray_address, workers=args.ray_workers,
-                               progress=move):  # fmt: skip
+        for shard in ray_embed(
+            make, corpus, todo, folder, address=args.ray_address, workers=args.ray_workers, progress=move
+        ):
             store.put(level.id, shard.features())
 
 

@@ -18,15 +18,23 @@ from cascade_cli import common
 
 
 def register(sub) -> None:
-    p = common.command(sub, "replay", run, "replay a workload through the preset's cascade; measured alpha and cost",
-                       db=False)  # fmt: skip
+    p = common.command(
+        sub, "replay", run, "replay a workload through the preset's cascade; measured alpha and cost", db=False
+    )
     common.preset_arg(p)
     p.add_argument("--workload", default="zipf", choices=WORKLOADS)
     p.add_argument("--queries", type=common.positive_int, default=2000, help="how many queries (default: %(default)s)")
-    p.add_argument("--gallery", default="lifetime", choices=presets.GALLERIES,
-                   help="lifetime: the preset's large collection (default); test: its evaluation gallery")  # fmt: skip
-    p.add_argument("--dataset", choices=datasets.names(),
-                   help="a hub dataset's gallery instead of --gallery (its captions make the workload)")  # fmt: skip
+    p.add_argument(
+        "--gallery",
+        default="lifetime",
+        choices=presets.GALLERIES,
+        help="lifetime: the preset's large collection (default); test: its evaluation gallery",
+    )
+    p.add_argument(
+        "--dataset",
+        choices=datasets.names(),
+        help="a hub dataset's gallery instead of --gallery (its captions make the workload)",
+    )
     p.add_argument("--seed", type=int, default=0)
     common.report_arg(p)
     p.add_argument(
