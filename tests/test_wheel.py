@@ -34,8 +34,12 @@ def _checkout_copy(target: Path) -> Path:
     setuptools builds in the source tree (``build/lib``, ``*.egg-info``): a stale ``build/lib`` from an older layout
     would slip removed packages into the wheel, and the build would litter the checkout. A copy has neither.
     """
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                            capture_output=True, check=True).stdout.decode()  # fmt: skip
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
     for name in filter(None, listed.split("\0")):
         source = ROOT / name
         if source.is_file():  # a file deleted but not yet staged is listed and absent
@@ -48,8 +52,23 @@ def _checkout_copy(target: Path) -> Path:
 def wheel(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("wheel")
     source = _checkout_copy(tmp / "src")
-    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
-                           "-w", str(tmp / "dist"), str(source)], capture_output=True, text=True, timeout=300)  # fmt: skip
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-w",
+            str(tmp / "dist"),
+            str(source),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     (built,) = (tmp / "dist").glob("cascade_search-*.whl")
     return built
@@ -77,9 +96,17 @@ def test_the_wheel_holds_only_the_projects_own_top_level_names(wheel):
 
 def test_the_wheel_holds_the_weights_and_the_package_data(wheel):
     names = set(_names(wheel))
-    checkout = {path.relative_to(ROOT).as_posix() for pattern in ("cascade/assets/shapes_*.safetensors",
-                "cascade/assets/shapes_family.json", "analysis/data/*", "cascade/encoders/openclip_configs/*.json")
-                for path in ROOT.glob(pattern) if path.is_file()}  # fmt: skip
+    checkout = {
+        path.relative_to(ROOT).as_posix()
+        for pattern in (
+            "cascade/assets/shapes_*.safetensors",
+            "cascade/assets/shapes_family.json",
+            "analysis/data/*",
+            "cascade/encoders/openclip_configs/*.json",
+        )
+        for path in ROOT.glob(pattern)
+        if path.is_file()
+    }
     weights = {name for name in checkout if name.endswith(".safetensors")}
     assert {f"cascade/assets/shapes_{m}.safetensors" for m in ("small", "medium", "large", "cross", "text")} <= weights
     assert any(name.startswith("analysis/data/") for name in checkout)
@@ -110,16 +137,23 @@ def test_the_declared_dependencies_admit_the_exact_pins(wheel):
         declared[canonicalize_name(requirement.name)] = requirement.specifier
     pins = _pins()
     assert len(pins) >= 10 and set(declared) == set(pins)
-    refused = {name: (str(declared[name]), version) for name, version in pins.items()
-               if not declared[name].contains(version, prereleases=True)}  # fmt: skip
+    refused = {
+        name: (str(declared[name]), version)
+        for name, version in pins.items()
+        if not declared[name].contains(version, prereleases=True)
+    }
     assert refused == {}
     unbounded_torch = [spec for spec in declared["torch"] if spec.operator in ("<", "<=", "==", "~=")]
     assert unbounded_torch, "torch needs an upper bound: an unbounded torch pulls a multi-GB CUDA build"
 
 
 def _purelib(python: Path) -> Path:
-    out = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    out = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return Path(out.strip())
 
 
@@ -136,8 +170,12 @@ def installed(wheel, tmp_path_factory) -> tuple[Path, Path]:
     python = venv / "bin" / "python"
     purelib = _purelib(python)
     (purelib / "project_venv.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    done = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index",
-                           str(wheel)], capture_output=True, text=True, timeout=300)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index", str(wheel)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     return venv / "bin", purelib
 
@@ -163,8 +201,9 @@ def test_the_installed_modules_come_from_the_fresh_virtualenv_not_the_checkout(i
     bin_dir, purelib = installed
     cwd = tmp_path / "elsewhere"
     cwd.mkdir()
-    done = subprocess.run([str(bin_dir / "python"), "-c", WHERE], cwd=cwd, env=_env(tmp_path), capture_output=True,
-                          text=True, timeout=120)  # fmt: skip
+    done = subprocess.run(
+        [str(bin_dir / "python"), "-c", WHERE], cwd=cwd, env=_env(tmp_path), capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     where = json.loads(done.stdout)
     for name, origin in where["modules"].items():
