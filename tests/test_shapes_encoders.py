@@ -182,16 +182,15 @@ def test_shipped_report_matches_the_weights_and_the_brief():
     test = report["test"]
     assert test["n_images"] >= 5000 and test["n_queries"] >= test["n_images"]
     # The ids the report names are these files' bytes: sha256 of each file, then of "model:text" (10 hex digits).
-    digest = {m: hashlib.sha256(shapes.weights_path(m, ASSETS_DIR).read_bytes()).hexdigest()[:10]
-              for m in (*shapes.MODELS, "text")}  # fmt: skip
+    files = {m: shapes.weights_path(m, ASSETS_DIR) for m in (*shapes.MODELS, "text")}
+    digest = {m: hashlib.sha256(path.read_bytes()).hexdigest()[:10] for m, path in files.items()}
     assert set(test["models"]) == set(shapes.MODELS)
     for name, recorded in test["models"].items():
         joint = hashlib.sha256(f"{digest[name]}:{digest['text']}".encode()).hexdigest()[:10]
         assert recorded["id"] == f"shapes:{name}@{joint}"
         encoder = create_encoder(f"shapes:{name}")
         assert encoder.id == recorded["id"] and encoder.image_macs == recorded["image_macs"]
-    weights = [shapes.weights_path(m, ASSETS_DIR) for m in (*shapes.MODELS, "text")]
-    assert report["weights_bytes"] == sum(path.stat().st_size for path in weights)
+    assert report["weights_bytes"] == sum(path.stat().st_size for path in files.values())
     recall = test["recall"]
     r1 = {name: recall[name]["R@1"] for name in BI_ENCODERS}
     assert r1["small"] < r1["medium"] < r1["large"] and r1["large"] >= 60 and r1["large"] - r1["small"] >= 15
