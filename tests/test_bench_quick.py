@@ -26,15 +26,173 @@ def _section(key: str):
 def test_every_section_is_smoke_tested_here():
     from bench.__main__ import SECTIONS
 
-    assert set(KEYS) == {section.key for section in SECTIONS}
+    assert set(KEYS) == {section.key for section in SECTIONS} == set(CHECKS)
+
+
+def _tables(markdown: str) -> list[list[dict[str, str]]]:
+    """Every markdown table of ``markdown``: a list of rows, each ``{header: cell}``; a row's cells match its header."""
+    tables, lines = [], markdown.splitlines()
+    for i, line in enumerate(lines[:-1]):
+        if line.startswith("|") and lines[i + 1].startswith("|---") and (i == 0 or not lines[i - 1].startswith("|")):
+            header = [cell.strip() for cell in line.strip("|").split("|")]
+            rows = []
+            for body in lines[i + 2 :]:
+                if not body.startswith("|"):
+                    break
+                cells = [cell.strip() for cell in body.strip("|").split("|")]
+                assert len(cells) == len(header), f"{body!r} under {header}"
+                rows.append(dict(zip(header, cells)))
+            tables.append(rows)
+    return tables
+
+
+def _num(cell: str) -> float:
+    """``"1,234.5"``, ``"12.3x"``, ``"85%"``, ``"+4.0%"`` -> the number."""
+    return float(cell.replace(",", "").split(" ")[0].rstrip("x%"))
+
+
+def _close(shown: float, computed: float, decimals: int) -> bool:
+    """``shown`` is ``computed`` rounded to ``decimals`` places (inputs themselves rounded: one more unit of slack)."""
+    return abs(shown - computed) <= 10.0**-decimals + 0.01 * abs(computed)
+
+
+def _check_query(result, tables) -> None:
+    from bench.query_path import ROWS_QUICK
+
+    (table,) = tables
+    assert [(_num(r["N"]), r["storage"], r["text tower"], int(r["repeats"])) for r in table] == list(ROWS_QUICK)
+    assert [row.n_images for row in result.rows] == [n for n, *_ in ROWS_QUICK] and result.log.records == 60
+
+
+def _check_log(result, tables) -> None:
+    (table,) = tables
+    floor = next(_num(r["median (ms)"]) for r in table if r["writer"] == "plain INSERT")
+    assert len(table) == 3 and result.records == 60
+    for row in table:  # each ratio is its median over the INSERT's, as the same table shows them
+        assert _close(_num(row["median / plain INSERT"]), _num(row["median (ms)"]) / floor, 1), row
+        assert _num(row["p95 (ms)"]) >= _num(row["median (ms)"])
+
+
+def _check_build(result, tables) -> None:
+    (table,) = tables
+    assert len(table) == len(result.rows) >= 1
+    assert _num(table[0]["N"]) == 32  # quick: 32 photos (and 256 world images when the shapes weights exist)
+    assert all(_num(row["N"]) == 256 for row in table[1:])
+    for row in table:
+        ratio = 100 * _num(row["build (img/s)"]) / _num(row["bare forward (img/s)"])
+        assert abs(_num(row["build / bare"]) - ratio) <= 1.0 + 0.01 * ratio, row
+
+
+def _check_lifetime(result, tables) -> None:
+    from bench.lifetime import LARGE, QUICK_GALLERY_IMAGES, QUICK_QUERIES, SMALL
+    from cascade.encoders import create_encoder
+
+    (table,) = tables
+    small, large = create_encoder(SMALL).image_macs, create_encoder(LARGE).image_macs
+    n = QUICK_GALLERY_IMAGES
+    assert [r["workload"] for r in table] == ["uniform", "zipf"]
+    for row in table:
+        assert (_num(row["images"]), _num(row["queries"])) == (n, QUICK_QUERIES)
+        alpha, cascade, alone = _num(row["alpha"]), _num(row["cascade GMACs"]), _num(row[f"{LARGE} alone GMACs"])
+        assert _close(alone, n * large / 1e9, 2)  # the largest encoder embeds the gallery once
+        assert _close(cascade, (n * small + round(alpha * n) * large) / 1e9, 2)  # N C_1 + alpha N C_2, by hand
+        assert _close(_num(row["MACs saved (x)"]), alone / cascade, 2)
+    uniform, zipf = table
+    assert _num(uniform["alpha"]) > _num(zipf["alpha"])  # a popular tenth of the images hands level 2 fewer
+
+
+def _check_crisp(result, tables) -> None:
+    from bench.crisp import BLIP_ROWS, CROSS, SHAPES_PAIRS
+    from bench.lifetime import QUICK_GALLERY_IMAGES
+    from cascade.encoders import create_encoder
+
+    shapes, blip = tables
+    assert len(blip) == 1 and _num(blip[0]["N"]) == BLIP_ROWS[0][2] and _num(blip[0]["k"]) == BLIP_ROWS[0][3]
+    cross = create_encoder(CROSS)
+    assert len(shapes) == len(SHAPES_PAIRS)
+    for row, (bi_name, k) in zip(shapes, SHAPES_PAIRS):
+        bi, n = create_encoder(bi_name), QUICK_GALLERY_IMAGES
+        assert (_num(row["N"]), _num(row["k"]), _num(row["queries"])) == (n, k, 6)
+        cascade = (bi.text_macs + n * bi.dim + cross.query_macs + k * cross.pair_macs) / 1e9  # by hand
+        alone = (cross.query_macs + n * cross.pair_macs) / 1e9
+        assert _close(_num(row["cascade GMACs/query"]), cascade, 3)
+        assert _close(_num(row["cross alone GMACs/query"]), alone, 2)
+        assert _close(_num(row["MACs speedup"]), alone / cascade, 1)
+
+
+def _check_evaluation(result, tables) -> None:
+    from bench.evaluation import PRESET, QUICK_CAPTIONS, QUICK_COMPARISONS
+
+    (table,) = tables
+    assert [r["ks"] for r in table] == [", ".join(map(str, PRESET.comparisons[i][1])) for i in QUICK_COMPARISONS]
+    assert all(_num(r["queries"]) == QUICK_CAPTIONS and r["rows equal"] == "yes" for r in table)
+    for row, raw in zip(table, result):
+        assert _num(row["speedup"]) == pytest.approx(round(raw.per_query_s / raw.batched_s, 2))
+
+
+def _check_index(result, tables) -> None:
+    from bench.index import QUICK_SIZES
+
+    (table,) = tables
+    assert {_num(r["N"]) for r in table} == set(QUICK_SIZES) and len(table) == len(result.rows)
+    exact = table[0]
+    assert _num(exact["recall@50 vs exact"]) == 1.0 and _num(exact["vs exact float32"]) == 1.0
+    for row, raw in zip(table, result.rows):
+        assert _num(row["vs exact float32"]) == pytest.approx(round(result.rows[0].query_ms / raw.query_ms, 1))
+        assert 0.0 <= _num(row["recall@50 vs exact"]) <= 1.0
+
+
+def _check_index_cascade(result, tables) -> None:
+    from bench.index_cascade import PRESET, QUICK_QUERIES
+    from bench.lifetime import QUICK_GALLERY_IMAGES
+
+    (table,) = tables
+    assert [r["level 1"] for r in table][1:] == ["`exact`"] and len(table) == 2
+    for row in table:
+        assert row["ks"] == ", ".join(map(str, PRESET.ks))
+        assert (_num(row["images"]), _num(row["queries"])) == (QUICK_GALLERY_IMAGES, QUICK_QUERIES)
+        assert QUICK_GALLERY_IMAGES * _num(row["alpha"]) >= PRESET.ks[0] - 0.5  # level 2 saw at least one k_1
+
+
+def _check_ray(result, tables) -> None:
+    from bench.lifetime import QUICK_GALLERY_IMAGES
+
+    (table,) = tables
+    assert (
+        len(table) == 4
+        and result.n_images == QUICK_GALLERY_IMAGES
+        and _num(table[0]["time / local (pixel array)"]) == 1
+    )
+    local = _num(table[0]["seconds"])
+    for row in table:  # images/s and the ratio follow from the seconds the same row shows (rounded to 0.1 s)
+        low, high = max(_num(row["seconds"]) - 0.05, 1e-9), _num(row["seconds"]) + 0.05
+        assert result.n_images / high - 1 <= _num(row["images/s"]) <= result.n_images / low + 1, row
+        if local >= 1:  # a local build under a second leaves the ratio to its rounding
+            assert (
+                low / (local + 0.05) - 0.05 <= _num(row["time / local (pixel array)"]) <= high / (local - 0.05) + 0.05
+            )
+
+
+def _check_load(result, tables) -> None:
+    (table,) = tables
+    ((row,), (raw,)) = table, result
+    assert (int(row["torch threads"]), int(row["errors"]), row["logged exactly once"]) == (1, 0, "yes")
+    assert _num(row["answered"]) == raw.answered > 0 and _num(row["duration (s)"]) == round(raw.duration_s)
+    assert _close(_num(row["queries/s"]), raw.answered / raw.duration_s, 1)
+
+
+CHECKS = {"query": _check_query, "log": _check_log, "build": _check_build, "lifetime": _check_lifetime,
+          "crisp": _check_crisp, "evaluation": _check_evaluation, "index": _check_index,
+          "index-cascade": _check_index_cascade, "ray": _check_ray, "load": _check_load}  # fmt: skip
 
 
 @pytest.mark.parametrize("key", [pytest.param(key, marks=pytest.mark.xdist_group(f"bench-{key}")) for key in KEYS])
-def test_section_runs_quick_and_renders_its_table_and_summary(key):
+def test_section_runs_quick_and_its_table_agrees_with_itself_and_the_quick_parameters(key):
     section = _section(key)
     result = section.run(True)
     table = section.markdown(result)
-    assert "|---" in table and "nan" not in table.lower()
+    assert "nan" not in table.lower()
+    CHECKS[key](result, _tables(table))
     summary = section.summary(result)
     assert summary and all(name and outcome for name, outcome, _ in summary)
     if key == "load":  # the load test's own checks: what the page reports as "0 errors, logged exactly once"

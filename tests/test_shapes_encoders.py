@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -180,8 +181,16 @@ def test_shipped_report_matches_the_weights_and_the_brief():
     report = json.loads((ASSETS_DIR / "shapes_family.json").read_text())
     test = report["test"]
     assert test["n_images"] >= 5000 and test["n_queries"] >= test["n_images"]
+    # The ids the report names are these files' bytes: sha256 of each file, then of "model:text" (10 hex digits).
+    files = {m: shapes.weights_path(m, ASSETS_DIR) for m in (*shapes.MODELS, "text")}
+    digest = {m: hashlib.sha256(path.read_bytes()).hexdigest()[:10] for m, path in files.items()}
+    assert set(test["models"]) == set(shapes.MODELS)
     for name, recorded in test["models"].items():
-        assert create_encoder(f"shapes:{name}").id == recorded["id"]
+        joint = hashlib.sha256(f"{digest[name]}:{digest['text']}".encode()).hexdigest()[:10]
+        assert recorded["id"] == f"shapes:{name}@{joint}"
+        encoder = create_encoder(f"shapes:{name}")
+        assert encoder.id == recorded["id"] and encoder.image_macs == recorded["image_macs"]
+    assert report["weights_bytes"] == sum(path.stat().st_size for path in files.values())
     recall = test["recall"]
     r1 = {name: recall[name]["R@1"] for name in BI_ENCODERS}
     assert r1["small"] < r1["medium"] < r1["large"] and r1["large"] >= 60 and r1["large"] - r1["small"] >= 15
@@ -190,6 +199,36 @@ def test_shipped_report_matches_the_weights_and_the_brief():
     assert all(abs(cascade[k] - recall["large"][k]) <= 1.0 for k in ("R@1", "R@5", "R@10"))
     assert recall[f"large>cross@{test['rerank_k']}"]["R@1"] > r1["large"]
     assert sum(report["train_seconds"].values()) < 30 * 60
+
+
+@pytest.mark.slow
+def test_shipped_report_recalls_are_measured_again_on_the_whole_test_gallery():
+    """The report's recalls, recomputed by brute force (numpy ranks over every caption and image, about 20 s)."""
+    from analysis import presets
+
+    test = json.loads((ASSETS_DIR / "shapes_family.json").read_text())["test"]
+    corpus = presets.gallery("shapes")
+    captions = [(i, c) for i, image_id in enumerate(corpus.ids) for c in corpus.captions[image_id]]
+    positives, texts = np.array([i for i, _ in captions]), [c for _, c in captions]
+    assert (len(corpus), len(texts)) == (test["n_images"], test["n_queries"])
+    images, rows, k_1 = [corpus.load(image_id) for image_id in corpus.ids], np.arange(len(texts)), test["k_1"]
+
+    def recall(ranks: np.ndarray) -> dict[str, float]:  # a rank counts the images scored strictly higher
+        return {f"R@{k}": round(100.0 * float(np.mean(ranks < k)), 2) for k in (1, 5, 10)}
+
+    for name in BI_ENCODERS:  # small, then medium, then large: one (queries, images) matrix at a time
+        encoder = create_encoder(f"shapes:{name}")
+        features = encoder.encode_images(images).astype(np.float64)
+        queries = np.concatenate([encoder.encode_texts(texts[s : s + 500]) for s in range(0, len(texts), 500)])
+        scores = queries.astype(np.float64) @ features.T
+        own = scores[rows, positives][:, None]
+        assert recall((scores > own).sum(axis=1)) == pytest.approx(test["recall"][name], abs=0.011)
+        if name == "small":  # small's top k_1 is the cascade's shortlist
+            shortlist = np.argpartition(-scores, k_1, axis=1)[:, :k_1]
+            listed = (shortlist == positives[:, None]).any(axis=1)
+    # ... re-ranked by large: the positive's rank among the shortlist, or a miss when it is not there.
+    ranks = np.where(listed, (np.take_along_axis(scores, shortlist, axis=1) > own).sum(axis=1), k_1)
+    assert recall(ranks) == pytest.approx(test["recall"][f"small>large@{k_1}"], abs=0.011)
 
 
 @pytest.mark.slow

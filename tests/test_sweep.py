@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from analysis.evaluate import EvalResult, evaluate
+from analysis.evaluate import EvalResult
 from analysis.sweep import smallest_within, sweep_k1
 from cascade.corpus import Corpus
 from cascade.errors import ConfigError
-from cascade.search import CascadeSearcher
-from tests.fakes import make_karpathy, small_and_large
+from tests import brute_force
+from tests.fakes import LARGE_MACS, SMALL_MACS, make_karpathy, small_and_large
 
 
 @pytest.fixture(scope="module")
@@ -18,21 +18,50 @@ def corpus(tmp_path_factory) -> Corpus:
     return Corpus.from_karpathy(json_path, root)
 
 
-def test_sweep_rows_equal_separate_evaluations(corpus):
+def _brute_force_rows(small, large, corpus: Corpus, k1s, limit: int | None = None) -> tuple[dict, tuple]:
+    """k_1 -> (R@1, R@5, R@10, image MACs, alpha) of ``[small, large]``, and large alone's recalls, by numpy."""
+    texts = [caption for image_id in corpus.ids for caption in corpus.captions[image_id]][:limit]
+    positives = [i for i, image_id in enumerate(corpus.ids) for _ in corpus.captions[image_id]][:limit]
+    rows = {}
+    for k1 in k1s:
+        kept = brute_force.cascade_kept([small, large], corpus, (k1, 10), texts)
+        curve, alpha = brute_force.lifetime(kept, [small.image_macs, large.image_macs], len(corpus))
+        rows[k1] = (*brute_force.recalls([levels[-1] for levels in kept], positives), curve[-1], alpha)
+    alone = brute_force.cascade_kept([large], corpus, (10,), texts)
+    return rows, brute_force.recalls([levels[0] for levels in alone], positives)
+
+
+def _within_one_point(rows: dict, reference: tuple) -> int | None:
+    """The rule, written out: the smallest k_1 none of whose R@1/5/10 falls more than 1 point under the reference."""
+    good = [k1 for k1, row in rows.items() if all(row[i] >= reference[i] - 1.0 for i in range(3))]
+    return min(good) if good else None
+
+
+def test_sweep_rows_equal_brute_force(corpus):
     small, large = small_and_large()
     swept = sweep_k1(small, large, corpus, [20, 10, 40])
     assert [row.ks for row in swept.rows] == [(10, 10), (20, 10), (40, 10)]
+    expected, reference = _brute_force_rows(*small_and_large(), corpus, [10, 20, 40])
     for row in swept.rows:
-        alone = evaluate(CascadeSearcher(small_and_large(), corpus), row.ks)
-        assert row == alone
-    assert swept.reference == evaluate(CascadeSearcher([small_and_large()[1]], corpus), (10,))
-    # k_1 = N hands level 2 everything: the cascade is the last level alone, in recall and in images embedded above 1.
-    full = swept.rows[-1]
-    assert (full.r1, full.r5, full.r10, full.alpha) == (swept.reference.r1, swept.reference.r5,
-                                                        swept.reference.r10, 1.0)  # fmt: skip
-    assert swept.smallest_k1 == smallest_within(swept.rows, swept.reference)
+        r1, r5, r10, image_macs, alpha = expected[row.ks[0]]
+        assert (row.r1, row.r5, row.r10) == pytest.approx((r1, r5, r10))
+        assert (row.image_macs, row.alpha) == (image_macs, alpha)
+        assert (row.n_images, row.n_queries, row.levels) == (40, 40, ("fake:small", "fake:large"))
+    ref = swept.reference
+    assert (ref.r1, ref.r5, ref.r10) == pytest.approx(reference)
+    assert (ref.ks, ref.image_macs, ref.alpha) == ((10,), 40 * LARGE_MACS, 0.0)
+    # k_1 = N hands level 2 everything: the cascade is the last level alone in recall; every image embedded above 1.
+    assert expected[40][:3] == pytest.approx(reference) and expected[40][3:] == (40 * (SMALL_MACS + LARGE_MACS), 1.0)
+    assert expected[10][:3] != pytest.approx(reference)  # else the sweep below would not tell k_1s apart
+    assert swept.smallest_k1 == _within_one_point(expected, reference)
     frame = swept.frame()
     assert frame["series"].tolist() == ["cascade"] * 3 + ["last level alone"]
+    # Two queries cannot hand level 2 the whole gallery: k_1 shows in the images embedded above level 1.
+    few = sweep_k1(*small_and_large(), corpus, [10, 20], limit=2)
+    expected_few, _ = _brute_force_rows(*small_and_large(), corpus, [10, 20], limit=2)
+    assert [(row.image_macs, row.alpha) for row in few.rows] == [expected_few[k][3:] for k in (10, 20)]
+    assert [row.alpha for row in few.rows] != [1.0, 1.0] and all(row.n_queries == 2 for row in few.rows)
+    assert frame["r10"].tolist() == pytest.approx([expected[k][2] for k in (10, 20, 40)] + [reference[2]])
 
 
 def _row(k1: int, r1: float, r5: float, r10: float) -> EvalResult:
@@ -67,8 +96,9 @@ def test_the_cli_sweep_prints_rows_and_the_marked_k1(monkeypatch, capsys):
     payload = json.loads(capsys.readouterr().out)
     preset = presets.get("shapes")
     small, large = (create_encoder(name) for name in (preset.levels[0], preset.levels[-1]))
-    expected = sweep_k1(small, large, presets.gallery("shapes"), [10, 30], 10, limit=20)
+    expected, reference = _brute_force_rows(small, large, presets.gallery("shapes"), [10, 30], limit=20)
     assert [row["ks"] for row in payload["rows"]] == [[10, 10], [30, 10]]
-    assert [row["r10"] for row in payload["rows"]] == [round(r.r10, 4) for r in expected.rows]
-    assert [row["image_macs"] for row in payload["rows"]] == [r.image_macs for r in expected.rows]
-    assert payload["smallest_k1_within_1_point"] == expected.smallest_k1
+    assert [row["r10"] for row in payload["rows"]] == pytest.approx([expected[k][2] for k in (10, 30)], abs=1e-4)
+    assert [row["r1"] for row in payload["rows"]] == pytest.approx([expected[k][0] for k in (10, 30)], abs=1e-4)
+    assert [row["image_macs"] for row in payload["rows"]] == [expected[k][3] for k in (10, 30)]
+    assert payload["smallest_k1_within_1_point"] == _within_one_point(expected, reference)
