@@ -44,11 +44,11 @@ def test_sweep_rows_equal_brute_force(corpus):
     expected, reference = _brute_force_rows(*small_and_large(), corpus, [10, 20, 40])
     for row in swept.rows:
         r1, r5, r10, image_macs, alpha = expected[row.ks[0]]
-        assert (row.r1, row.r5, row.r10) == pytest.approx((r1, r5, r10))
+        assert (row.recall[1], row.recall[5], row.recall[10]) == pytest.approx((r1, r5, r10))
         assert (row.image_macs, row.alpha) == (image_macs, alpha)
         assert (row.n_images, row.n_queries, row.levels) == (40, 40, ("fake:small", "fake:large"))
     ref = swept.reference
-    assert (ref.r1, ref.r5, ref.r10) == pytest.approx(reference)
+    assert (ref.recall[1], ref.recall[5], ref.recall[10]) == pytest.approx(reference)
     assert (ref.ks, ref.image_macs, ref.alpha) == ((10,), 40 * LARGE_MACS, 0.0)
     # k_1 = N hands level 2 everything: the cascade is the last level alone in recall; every image embedded above 1.
     assert expected[40][:3] == pytest.approx(reference) and expected[40][3:] == (40 * (SMALL_MACS + LARGE_MACS), 1.0)
