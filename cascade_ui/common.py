@@ -11,6 +11,7 @@ import gradio as gr
 
 from analysis import engine as eng
 from analysis.engine import Choice
+from analysis.progress import Step
 from cascade.errors import CascadeError, ConfigError
 
 LOG = logging.getLogger("cascade.app")  # the name the server log has always used
@@ -76,11 +77,11 @@ def guarded(status: gr.Markdown) -> Callable:
 def progress_fn(progress: gr.Progress) -> eng.Progress:
     """The engine's ``(what, done, total)`` callback drawn on a Gradio progress bar."""
 
-    def report(what: str, done: int, total: int) -> None:
+    def report(step: Step, done: int, total: int) -> None:
         if total <= 0:  # a step without a count (loading a gallery or a model): an indeterminate bar
-            progress(None, desc=what)
+            progress(None, desc=step.what)
         else:
-            progress((done, total), desc=what, unit="queries" if "queries" in what else "images")
+            progress((done, total), desc=step.what, unit=str(step.unit))
 
     return report
 

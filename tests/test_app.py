@@ -19,8 +19,9 @@ import numpy as np
 import pytest
 
 import app
-from analysis.engine import Choice, GallerySource, ReplayStopped, SharedObjects
+from analysis.engine import Choice, GallerySource, ReplayStopped
 from analysis.replay import workload
+from analysis.shared import SharedObjects
 from cascade import datasets
 from cascade.errors import ConfigError, CorpusError, WeightsUnavailable
 from cascade_ui.common import MAX_STAGES, Session, guarded
