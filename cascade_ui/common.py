@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
 
 import gradio as gr
 
-from analysis import engine as eng
 from analysis.engine import Choice
-from analysis.progress import Step
+from analysis.progress import Progress, Step
 from cascade.errors import CascadeError, ConfigError
 
 LOG = logging.getLogger("cascade.app")  # the name the server log has always used
@@ -45,6 +47,28 @@ class Session:
         return self.choice
 
 
+def components(controls: object) -> list[gr.components.Component]:
+    """The components of a frozen dataclass of components, in field order (a field may hold a tuple of them)."""
+    found = []
+    for field in fields(controls):
+        value = getattr(controls, field.name)
+        found += list(value) if isinstance(value, tuple) else [value]
+    return found
+
+
+def named_values(controls: object, values: Mapping) -> dict[str, Any]:
+    """``{field name: value}`` of a handler's ``{component: value}`` (Gradio's answer to a set of inputs).
+
+    ``controls`` is a frozen dataclass whose fields are components (or tuples of them): the names
+    the values come back under, so a handler reads ``values.k1`` instead of its eighth argument.
+    """
+    named = {}
+    for field in fields(controls):
+        value = getattr(controls, field.name)
+        named[field.name] = tuple(values[c] for c in value) if isinstance(value, tuple) else values[value]
+    return named
+
+
 def describe(err: BaseException) -> str:
     """One line for the page: the library's own message, or a short note for a bug (traceback in the server log)."""
     if isinstance(err, (CascadeError, ValueError)):
@@ -74,8 +98,8 @@ def guarded(status: gr.Markdown) -> Callable:
     return decorate
 
 
-def progress_fn(progress: gr.Progress) -> eng.Progress:
-    """The engine's ``(what, done, total)`` callback drawn on a Gradio progress bar."""
+def progress_fn(progress: gr.Progress) -> Progress:
+    """The engine's ``(step, done, total)`` callback drawn on a Gradio progress bar."""
 
     def report(step: Step, done: int, total: int) -> None:
         if total <= 0:  # a step without a count (loading a gallery or a model): an indeterminate bar
@@ -88,9 +112,6 @@ def progress_fn(progress: gr.Progress) -> eng.Progress:
 
 def report_file(name: str, document: str) -> str:
     """Write a report where Gradio may serve it (a fresh folder in the system's temp dir); returns its path."""
-    import tempfile
-    from pathlib import Path
-
     path = Path(tempfile.mkdtemp(prefix="cascade-report-")) / name
     path.write_text(document, encoding="utf-8")
     return str(path)

@@ -7,127 +7,200 @@ from dataclasses import dataclass, replace
 
 import gradio as gr
 
-from analysis.engine import Choice, Engine, GallerySource
+from analysis.engine import Choice, Engine, GalleryKind, GallerySource
 from cascade.errors import ConfigError
-from cascade_ui.common import MAX_LEVELS, Session, describe
+from cascade_ui.common import MAX_LEVELS, Session, components, describe, named_values
 from cascade_ui.formatting import describe_choice
 
-GALLERY_LABELS = {
-    "built-in world": "world",
-    "Flickr30k (hub)": "dataset:flickr30k",
-    "COCO (hub)": "dataset:coco",
-    "server folder": "folder",
-    "uploaded images": "upload",
+# Each gallery the radio offers, as the source it opens; a folder's path and the uploads come from the boxes.
+GALLERIES = {
+    "built-in world": GallerySource(GalleryKind.WORLD),
+    "Flickr30k (hub)": GallerySource(GalleryKind.DATASET, path="flickr30k"),
+    "COCO (hub)": GallerySource(GalleryKind.DATASET, path="coco"),
+    "server folder": GallerySource(GalleryKind.FOLDER),
+    "uploaded images": GallerySource(GalleryKind.UPLOAD),
 }
+DEFAULT_GALLERY = "built-in world"
 # Level 1's index (cascade.index): the exact reference, half the memory, or FAISS for large galleries
 # (an approximate index is measured against exact first and refused below 0.95 recall@k_1).
 INDEX_CHOICES = ("exact", "exact:float16", "faiss:HNSW32", "faiss:IVF256,Flat")
 
 
-def choice_from(gallery: str, folder: str, uploads: Sequence[str] | None, n_levels: int, *rest) -> Choice:
-    """The session's Choice from the Search tab's controls (names and ks per level, then the re-ranker)."""
-    names, ks = rest[:MAX_LEVELS], rest[MAX_LEVELS : 2 * MAX_LEVELS]
-    rerank, rerank_name, rerank_k, *index = rest[2 * MAX_LEVELS :]
-    kind, _, name = GALLERY_LABELS[gallery].partition(":")
-    source = GallerySource(kind, path=name or folder or "", uploads=tuple(str(p) for p in uploads or ()))
-    levels, level_ks = list(names[: int(n_levels)]), list(ks[: int(n_levels)])
-    if rerank:
-        levels.append(rerank_name)
-        level_ks.append(rerank_k)
-    for number, (name, k) in enumerate(zip(levels, level_ks), start=1):
+def filled(
+    template: GallerySource, path: str | None = "", image_root: str | None = "", uploads: Sequence[str] | None = ()
+) -> GallerySource:
+    """``template`` completed with what the page's boxes hold, keeping only the fields its kind uses."""
+    completed = replace(
+        template,
+        path=template.path or path or "",
+        image_root=image_root or "",
+        uploads=tuple(str(p) for p in uploads or ()),
+    )
+    return completed.normalised()
+
+
+@dataclass(frozen=True)
+class CascadeValues:
+    """What the builder's controls hold (``CascadeInputs`` names the component of each field)."""
+
+    gallery: str
+    folder: str | None
+    uploads: Sequence[str] | None
+    n_levels: float
+    names: tuple[str | None, ...]
+    ks: tuple[float | None, ...]
+    rerank: bool
+    rerank_name: str | None
+    rerank_k: float | None
+    index: str | None
+
+
+def choice_of(values: CascadeValues) -> Choice:
+    """The session's Choice from the builder's values: the one place it is made."""
+    source = filled(GALLERIES[values.gallery], path=values.folder, uploads=values.uploads)
+    n_levels = int(values.n_levels)
+    levels, ks = list(values.names[:n_levels]), list(values.ks[:n_levels])
+    if values.rerank:
+        levels.append(values.rerank_name)
+        ks.append(values.rerank_k)
+    for number, (name, k) in enumerate(zip(levels, ks), start=1):
         if not name:
             raise ConfigError(f"stage {number} has no encoder")
         if k is None:
             raise ConfigError(f"stage {number} has no k")
-    return Choice(source.normalised(), tuple(str(n).strip() for n in levels), tuple(int(k) for k in level_ks),
-                  index=str(index[0]).strip() if index and index[0] else "exact")  # fmt: skip
+    index = str(values.index).strip() if values.index else "exact"
+    return Choice(source, tuple(str(name).strip() for name in levels), tuple(int(k) for k in ks), index=index)
 
 
-@dataclass
-class CascadeControls:
-    """The Search tab's cascade builder; ``values()`` order is what ``choice_from`` reads."""
+@dataclass(frozen=True)
+class CascadeInputs:
+    """The builder's components whose values make the Choice (field for field, ``CascadeValues``)."""
 
-    preset: gr.Dropdown
     gallery: gr.Radio
     folder: gr.Textbox
     uploads: gr.File
     n_levels: gr.Slider
-    rows: list[gr.Row]
-    names: list[gr.Dropdown]
-    ks: list[gr.Number]
+    names: tuple[gr.Dropdown, ...]
+    ks: tuple[gr.Number, ...]
     rerank: gr.Checkbox
     rerank_name: gr.Dropdown
     rerank_k: gr.Number
     index: gr.Dropdown
 
-    def values(self) -> list:
-        return [self.gallery, self.folder, self.uploads, self.n_levels, *self.names, *self.ks, self.rerank,
-                self.rerank_name, self.rerank_k, self.index]  # fmt: skip
+    def read(self, values: dict) -> CascadeValues:
+        """The values of a handler given these components as a set (``{component: value}``)."""
+        return CascadeValues(**named_values(self, values))
+
+
+@dataclass(frozen=True)
+class CascadeControls:
+    """The Search tab's cascade builder: the preset box, the inputs, and one row per level (hidden past n_levels)."""
+
+    preset: gr.Dropdown
+    inputs: CascadeInputs
+    rows: tuple[gr.Row, ...]
 
 
 def cascade_controls(engine: Engine) -> CascadeControls:
     """Lay out the builder, set to the engine's preset; ``MAX_LEVELS`` rows exist, those past the preset hidden."""
     bi_names, cross_names = engine.encoder_names()
-    preset, cross_names = engine.preset, cross_names or [""]
+    preset = engine.preset
     with gr.Row():
         preset_box = gr.Dropdown([preset.name, "custom"], value=preset.name, label="Preset", scale=1)
-        gallery = gr.Radio(list(GALLERY_LABELS), value="built-in world", label="Gallery", scale=2)
+        gallery = gr.Radio(list(GALLERIES), value=DEFAULT_GALLERY, label="Gallery", scale=2)
         shared = ", ".join(map(str, engine.folders)) or "no folder shared (start the app with --folder)"
         folder = gr.Textbox(label="Folder on the server", visible=False, scale=2, placeholder=shared)
         uploads = gr.File(file_count="multiple", file_types=["image"], label="Images", visible=False, scale=2)
     n_levels = gr.Slider(1, MAX_LEVELS, value=len(preset.levels), step=1, label="Bi-encoder levels")
-    rows, names, ks = [], [], []
-    for i in range(MAX_LEVELS):
-        default = i < len(preset.levels)
-        with gr.Row(visible=default) as row:
-            names.append(gr.Dropdown(bi_names, value=preset.levels[i] if default else bi_names[0],
-                                     allow_custom_value=True, label=f"Level {i + 1} encoder", scale=3))  # fmt: skip
-            ks.append(gr.Number(preset.ks[i] if default else 10, precision=0, minimum=1, label=f"k{i + 1}", scale=1,
-                                elem_id=f"k{i + 1}"))  # fmt: skip
-        rows.append(row)
+    rows, names, ks = _level_rows(engine, bi_names)
     with gr.Row():
         rerank = gr.Checkbox(False, label="Cross-encoder re-ranks as the last stage", scale=2, elem_id="rerank")
-        rerank_name = gr.Dropdown(cross_names, value=preset.reranker or cross_names[0], allow_custom_value=True,
-                                  label="Re-ranker", visible=False, scale=3)  # fmt: skip
+        cross_names = cross_names or [""]
+        rerank_name = gr.Dropdown(
+            cross_names,
+            value=preset.reranker or cross_names[0],
+            allow_custom_value=True,
+            label="Re-ranker",
+            visible=False,
+            scale=3,
+        )
         rerank_k = gr.Number(preset.ks[-1], precision=0, minimum=1, label="k (re-ranked)", visible=False, scale=1)
-        index = gr.Dropdown(list(INDEX_CHOICES), value="exact", allow_custom_value=True, label="Level-1 index",
-                            scale=2, elem_id="level1-index")  # fmt: skip
-    return CascadeControls(preset_box, gallery, folder, uploads, n_levels, rows, names, ks, rerank, rerank_name,
-                           rerank_k, index)  # fmt: skip
+        index = gr.Dropdown(
+            list(INDEX_CHOICES),
+            value="exact",
+            allow_custom_value=True,
+            label="Level-1 index",
+            scale=2,
+            elem_id="level1-index",
+        )
+    inputs = CascadeInputs(gallery, folder, uploads, n_levels, names, ks, rerank, rerank_name, rerank_k, index)
+    return CascadeControls(preset_box, inputs, rows)
 
 
-def validated(engine: Engine, state: Session, values: Sequence) -> tuple[Session, str]:
+def _level_rows(
+    engine: Engine, bi_names: list[str]
+) -> tuple[tuple[gr.Row, ...], tuple[gr.Dropdown, ...], tuple[gr.Number, ...]]:
+    """One row (encoder, k) per possible level; the preset's levels filled in and shown."""
+    preset, rows, names, ks = engine.preset, [], [], []
+    for i in range(MAX_LEVELS):
+        shown = i < len(preset.levels)
+        with gr.Row(visible=shown) as row:
+            name = preset.levels[i] if shown else bi_names[0]
+            label = f"Level {i + 1} encoder"
+            names.append(gr.Dropdown(bi_names, value=name, allow_custom_value=True, label=label, scale=3))
+            k = preset.ks[i] if shown else 10
+            ks.append(gr.Number(k, precision=0, minimum=1, label=f"k{i + 1}", scale=1, elem_id=f"k{i + 1}"))
+        rows.append(row)
+    return tuple(rows), tuple(names), tuple(ks)
+
+
+def validated(state: Session, values: CascadeValues) -> tuple[Session, str]:
     """The session after an edit and the status line saying so; an invalid edit keeps the last valid choice."""
     try:
-        new = choice_from(*values)
-        new.config()  # cheap checks: names and ks
+        new = choice_of(values)
+        new.config()  # the cheap checks: names and ks (a gallery smaller than the ks is cut at search time)
     except Exception as err:  # noqa: BLE001  (an invalid edit is a message; the last valid choice stays)
         message = describe(err)
         return replace(state, problem=message), f"**Not valid:** {message}"
     return Session(new), f"Cascade: {describe_choice(new)}"
 
 
+QUICK = {"queue": False, "api_visibility": "private", "show_progress": "hidden"}
+
+
 def wire_controls(engine: Engine, c: CascadeControls, session: gr.State, status: gr.Markdown) -> None:
     """Every edit re-validates the cascade at once (no queue): the page says what is wrong as you type."""
+    inputs = c.inputs
 
-    def update_choice(state: Session, *values):
-        new, line = validated(engine, state, values)
+    def update_choice(values: dict) -> dict:
+        new, line = validated(values[session], inputs.read(values))
         return {session: new, status: gr.Markdown(line)}
 
-    quick = {"queue": False, "api_visibility": "private", "show_progress": "hidden"}
-    triggers = [control.change for control in c.values()]
-    gr.on(triggers, update_choice, [session, *c.values()], [session, status], **quick)
-    c.n_levels.change(lambda n: [gr.Row(visible=i < n) for i in range(MAX_LEVELS)], c.n_levels, c.rows, **quick)
-    c.gallery.change(lambda g: (gr.Textbox(visible=g == "server folder"), gr.File(visible=g == "uploaded images")),
-                     c.gallery, [c.folder, c.uploads], **quick)  # fmt: skip
-    c.rerank.change(lambda on: (gr.Dropdown(visible=on), gr.Number(visible=on)), c.rerank,
-                    [c.rerank_name, c.rerank_k], **quick)  # fmt: skip
-    preset = engine.preset
+    watched = components(inputs)
+    gr.on([control.change for control in watched], update_choice, {session, *watched}, [session, status], **QUICK)
+    inputs.n_levels.change(
+        lambda n: [gr.Row(visible=i < n) for i in range(MAX_LEVELS)], inputs.n_levels, c.rows, **QUICK
+    )
+
+    def gallery_boxes(label: str) -> tuple[gr.Textbox, gr.File]:
+        kind = GALLERIES[label].kind
+        return gr.Textbox(visible=kind is GalleryKind.FOLDER), gr.File(visible=kind is GalleryKind.UPLOAD)
+
+    inputs.gallery.change(gallery_boxes, inputs.gallery, [inputs.folder, inputs.uploads], **QUICK)
+    reranker = [inputs.rerank_name, inputs.rerank_k]
+    inputs.rerank.change(lambda on: (gr.Dropdown(visible=on), gr.Number(visible=on)), inputs.rerank, reranker, **QUICK)
+    _wire_preset(engine, c)
+
+
+def _wire_preset(engine: Engine, c: CascadeControls) -> None:
+    """Choosing the preset puts its gallery, levels and ks back; "custom" keeps whatever the controls say."""
+    preset, inputs = engine.preset, c.inputs
+    targets = [inputs.gallery, inputs.n_levels, inputs.rerank, *inputs.names, *inputs.ks]
 
     def apply_preset(name: str) -> dict:
-        if name != preset.name:  # "custom": keep whatever the controls say
+        if name != preset.name:
             return {}
-        return {c.gallery: "built-in world", c.n_levels: len(preset.levels), c.rerank: False,
-                **dict(zip(c.names, preset.levels)), **dict(zip(c.ks, preset.ks))}  # fmt: skip
+        levels = {**dict(zip(inputs.names, preset.levels)), **dict(zip(inputs.ks, preset.ks))}
+        return {inputs.gallery: DEFAULT_GALLERY, inputs.n_levels: len(preset.levels), inputs.rerank: False, **levels}
 
-    c.preset.input(apply_preset, c.preset, [c.gallery, c.n_levels, c.rerank, *c.names, *c.ks], **quick)
+    c.preset.input(apply_preset, c.preset, targets, **QUICK)

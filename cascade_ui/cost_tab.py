@@ -2,232 +2,271 @@
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import gradio as gr
 import pandas as pd
+import plotly.graph_objects as go
 
 from analysis import hardware, plots
-from analysis.engine import Choice, Engine
-from analysis.query_logs import MAX_FILE_BYTES, QueryLog, read_query_log
-from analysis.replay import ReplayResult
+from analysis.engine import Choice, CostView, Engine
+from analysis.query_logs import MAX_FILE_BYTES, read_query_log
 from analysis.report import Section, build_report, side_by_side_sections
 from cascade_ui import side_by_side
-from cascade_ui.common import LONG_CONCURRENCY, PROGRESS, Session, describe, guarded, progress_fn, report_file
-from cascade_ui.formatting import cost_summary, describe_choice, real_units_summary, replay_done
+from cascade_ui.common import LONG_CONCURRENCY, PROGRESS, Session, describe, guarded, report_file
+from cascade_ui.formatting import NOTHING_HANDED_ON, cost_summary, describe_choice, real_units_summary
+from cascade_ui.live_replay import Replay, replay_updates
 
-REPLAY_REFRESH_S = 1.0
-# A replay whose page stopped listening (Stop pressed, tab closed) for this long stops itself: Gradio
-# cancels the event, but a sync generator's ``finally`` runs only when it is garbage collected.
-REPLAY_ABANDONED_S = 5.0
+PER_QUERY_TITLE = "Per-query image MACs (first queries)"
+NOT_BUILT = "Search (or press Build) with this cascade first: the charts read its query log."
+REPORT_LABEL = "Report (one HTML file: inputs, charts, tables; opens offline)"
+LONG = {"concurrency_limit": LONG_CONCURRENCY, "concurrency_id": "long"}
 
 
-def cost_outputs(engine: Engine, choice: Choice) -> tuple[str, object, object]:
+def cost_outputs(engine: Engine, choice: Choice) -> tuple[str, go.Figure, go.Figure]:
     """(summary markdown, cumulative figure, per-query figure) of the session's cascade, from the log."""
-    view = engine.cost_view(choice)
+    return view_outputs(engine.cost_view(choice))
+
+
+def view_outputs(view: CostView | None) -> tuple[str, go.Figure, go.Figure]:
+    """(summary markdown, cumulative figure, per-query figure) of a cost view; None: not built yet."""
     if view is None:
-        note = "Search (or press Build) with this cascade first: the charts read its query log."
         empty = pd.DataFrame()
-        return note, plots.cumulative_cost_figure(empty, empty), plots.per_query_figure(empty)
-    title = plots.short_config(view.config_key)
-    summary = cost_summary(view, engine.measured_alpha(choice))
-    cumulative = plots.cumulative_cost_figure(view.cumulative, view.baselines, title)
-    return summary, cumulative, plots.per_query_figure(view.per_level)
+        return NOT_BUILT, plots.cumulative_cost_figure(empty, empty), plots.per_query_figure(empty)
+    cumulative = plots.cumulative_cost_figure(view.cumulative, view.baselines, plots.short_config(view.config_key))
+    return cost_summary(view), cumulative, per_query_chart(view.per_level)
+
+
+def per_query_chart(per_level: pd.DataFrame) -> go.Figure:
+    """The per-query bars; when every bar is zero, the sentence saying why instead of an empty axis."""
+    if per_level.empty or per_level["image_macs"].any():
+        return plots.per_query_figure(per_level)
+    figure = go.Figure()
+    figure.add_annotation(text=NOTHING_HANDED_ON, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
+    figure.update_layout(title=PER_QUERY_TITLE, height=380, xaxis_visible=False, yaxis_visible=False)
+    return figure
 
 
 def cost_report(engine: Engine, choice: Choice, units_text: str = "", compared=None) -> str:
     """The Cost tab as a report: the logged cost (with its real units when shown), and the last side by side."""
-    text, cumulative, per_query = cost_outputs(engine, choice)
     view = engine.cost_view(choice)
+    text, cumulative, per_query = view_outputs(view)
     tables = () if view is None else (("Each level alone over the gallery", view.baselines),)
-    sections = [Section("This cascade's query log", text + ("\n\n" + units_text if units_text else ""),
-                        (cumulative, per_query), tables)]  # fmt: skip
+    body = text + ("\n\n" + units_text if units_text else "")
+    sections = [Section("This cascade's query log", body, (cumulative, per_query), tables)]
     if compared is not None:
         sections += side_by_side_sections(compared)
-    inputs = {"cascade": describe_choice(choice), "gallery": choice.gallery.kind, "ks": choice.ks,
-              "measured alpha": round(engine.measured_alpha(choice), 4)}  # fmt: skip
+    inputs = {
+        "cascade": describe_choice(choice),
+        "gallery": str(choice.gallery.kind),
+        "ks": choice.ks,
+        "measured alpha": round(view.alpha if view is not None else 0.0, 4),
+    }
     return build_report("Cost: what this cascade spent", inputs, sections)
 
 
-def cost_tab(engine: Engine, session: gr.State) -> dict:
-    """Lay out and wire the tab; returns the three components ``cost_outputs`` fills, for the page to refresh."""
+@dataclass(frozen=True)
+class CostTab:
+    """The tab's charts, which the page redraws after every search and build and when the tab is opened."""
+
+    summary: gr.Markdown
+    cumulative: gr.Plot
+    per_query: gr.Plot
+
+    @property
+    def outputs(self) -> list:
+        return [self.summary, self.cumulative, self.per_query]
+
+    def drawn(self, engine: Engine, choice: Choice) -> dict:
+        """``{component: value}`` of the charts of ``choice``."""
+        return dict(zip(self.outputs, cost_outputs(engine, choice)))
+
+
+@dataclass(frozen=True)
+class _ReplayControls:
+    n_queries: gr.Slider
+    workload: gr.Radio
+    seed: gr.Number
+    run: gr.Button
+    stop: gr.Button
+    reset: gr.Button
+    log_file: gr.File
+    run_file: gr.Button
+    status: gr.Markdown
+
+
+@dataclass(frozen=True)
+class _ResetConfirm:
+    row: gr.Row
+    confirm: gr.Button
+    cancel: gr.Button
+
+
+@dataclass(frozen=True)
+class _UnitControls:
+    profile: gr.Dropdown
+    efficiency: gr.Slider
+    price: gr.Number
+    power: gr.Number
+    show: gr.Button
+    text: gr.Markdown
+
+
+def cost_tab(engine: Engine, session: gr.State) -> CostTab:
+    """Lay out and wire the tab; returns the charts ``cost_outputs`` fills, for the page to refresh."""
     summary = gr.Markdown("Search with a cascade, then come back here.", elem_id="cost-summary")
     with gr.Row():
         cumulative = gr.Plot(label="Cumulative image MACs", elem_id="cost-cumulative")
         per_query = gr.Plot(label="Per-query image MACs", elem_id="cost-per-query")
+    tab = CostTab(summary, cumulative, per_query)
+    replays, confirm = _replay_controls()
+    units = _unit_controls()
+    compared = side_by_side.panel(engine, session, replays.workload, replays.n_queries, replays.seed)
+    with gr.Row():
+        report_button = gr.Button("Download report", elem_id="cost-report-button")
+        report = gr.File(label=REPORT_LABEL, visible=False, elem_id="cost-report")
+
+    @guarded(replays.status)
+    def make_report(state: Session, units_text: str, result) -> dict:
+        document = cost_report(engine, state.choice, units_text, result)
+        return {report: gr.File(report_file("cost-report.html", document), visible=True)}
+
+    report_inputs = [session, units.text, compared]
+    outputs = [replays.status, report]
+    report_button.click(make_report, report_inputs, outputs, api_name="cost_report", api_visibility="undocumented")
+    _wire_replays(engine, session, tab, replays)
+    _wire_reset(engine, session, tab, replays, confirm)
+    _wire_units(engine, session, units)
+    return tab
+
+
+def _replay_controls() -> tuple[_ReplayControls, _ResetConfirm]:
     with gr.Row():
         n_queries = gr.Slider(10, 5000, value=200, step=10, label="Replay: queries", elem_id="replay-queries")
         workload = gr.Radio(["zipf", "uniform"], value="zipf", label="Workload")
         seed = gr.Number(0, precision=0, label="Seed")
     with gr.Row():
-        replay_button = gr.Button("Replay", variant="primary", elem_id="replay-button")
-        stop_button = gr.Button("Stop")
-        reset_button = gr.Button("Reset this cascade's log…", variant="stop")
+        run = gr.Button("Replay", variant="primary", elem_id="replay-button")
+        stop = gr.Button("Stop")
+        reset = gr.Button("Reset this cascade's log…", variant="stop")
     with gr.Row(visible=False) as confirm_row:
-        gr.Markdown("Delete every logged query of **this cascade on this gallery**? Embeddings, evaluations and "
-                    "other cascades stay.")  # fmt: skip
-        confirm = gr.Button("Yes, delete its log", variant="stop")
-        cancel = gr.Button("Cancel")
+        gr.Markdown(
+            "Delete every logged query of **this cascade on this gallery**? "
+            "Embeddings, evaluations and other cascades stay."
+        )
+        confirm = _ResetConfirm(confirm_row, gr.Button("Yes, delete its log", variant="stop"), gr.Button("Cancel"))
     with gr.Row():
-        log_file = gr.File(label=f"Your query log: text (one query a line) or CSV/Parquet with a 'query' column "
-                                 f"(optional count, timestamp), at most {MAX_FILE_BYTES // 2**20} MiB",
-                           file_types=[".txt", ".log", ".csv", ".parquet", ".pq"], type="filepath",
-                           elem_id="query-log-file")  # fmt: skip
-        file_button = gr.Button("Replay this log", elem_id="replay-file-button")
-    replay_status = gr.Markdown(elem_id="replay-status")
+        log_file = gr.File(
+            label="Your query log: text (one query a line) or CSV/Parquet with a 'query' column "
+            f"(optional count, timestamp), at most {MAX_FILE_BYTES // 2**20} MiB",
+            file_types=[".txt", ".log", ".csv", ".parquet", ".pq"],
+            type="filepath",
+            elem_id="query-log-file",
+        )
+        run_file = gr.Button("Replay this log", elem_id="replay-file-button")
+    status = gr.Markdown(elem_id="replay-status")
+    return _ReplayControls(n_queries, workload, seed, run, stop, reset, log_file, run_file, status), confirm
+
+
+def _unit_controls() -> _UnitControls:
     with gr.Row():
-        profile = gr.Dropdown([hardware.MEASURED, *hardware.accelerators()], value=hardware.MEASURED,
-                              label="Hardware for time, money and energy")  # fmt: skip
-        efficiency = gr.Slider(1, 100, value=round(100 * hardware.default_efficiency()), step=1,
-                               label="Efficiency (% of dense peak; named hardware only)")  # fmt: skip
+        profile = gr.Dropdown(
+            [hardware.MEASURED, *hardware.accelerators()],
+            value=hardware.MEASURED,
+            label="Hardware for time, money and energy",
+        )
+        efficiency = gr.Slider(
+            1,
+            100,
+            value=round(100 * hardware.default_efficiency()),
+            step=1,
+            label="Efficiency (% of dense peak; named hardware only)",
+        )
         price = gr.Number(0.0, label="Price per hour (USD)", minimum=0)
         power = gr.Number(0.0, label="Power draw (W)", minimum=0)
-        units_button = gr.Button("Show in time, money and energy", elem_id="cost-units-button")
-    real_units = gr.Markdown(elem_id="cost-real-units")
-    figures = [summary, cumulative, per_query]
-    compared = side_by_side.panel(engine, session, workload, n_queries, seed)["last"]
-    with gr.Row():
-        report_button = gr.Button("Download report", elem_id="cost-report-button")
-        report = gr.File(label="Report (one HTML file: inputs, charts, tables; opens offline)", visible=False,
-                         elem_id="cost-report")  # fmt: skip
+        show = gr.Button("Show in time, money and energy", elem_id="cost-units-button")
+    return _UnitControls(profile, efficiency, price, power, show, gr.Markdown(elem_id="cost-real-units"))
 
-    @guarded(replay_status)
-    def make_report(state: Session, units_text: str, result):
-        document = cost_report(engine, state.choice, units_text, result)
-        return {report: gr.File(report_file("cost-report.html", document), visible=True)}
 
-    report_button.click(make_report, [session, real_units, compared], [replay_status, report], api_name="cost_report",
-                        api_visibility="undocumented")  # fmt: skip
+def _wire_replays(engine: Engine, session: gr.State, tab: CostTab, c: _ReplayControls) -> None:
+    """Replay a synthetic workload or an uploaded log (both callable by API, undocumented: a test proves a
+    running replay never blocks a search); Stop cancels either."""
+    outputs = [*tab.outputs, c.status]
 
-    def run_replay(state: Session, kind: str, n: float, seed_value: float, progress: gr.Progress = PROGRESS):
+    def run(replay: Replay, progress: gr.Progress):
+        return replay_updates(
+            engine, replay, progress, lambda text: {**tab.drawn(engine, replay.choice), c.status: text}
+        )
+
+    def run_replay(state: Session, kind: str, n: float, seed: float, progress: gr.Progress = PROGRESS):
         if state.problem:
-            yield {replay_status: f"**Replay:** fix the cascade first: {state.problem}"}
+            yield {c.status: f"**Replay:** fix the cascade first: {state.problem}"}
             return
-        yield from replay_updates(engine, state.choice, kind, int(n), int(seed_value or 0), progress, figures,
-                                  replay_status)  # fmt: skip
-
-    # Callable by API (undocumented) so a test can prove a running replay never blocks a search.
-    replaying = replay_button.click(run_replay, [session, workload, n_queries, seed], [*figures, replay_status],
-                                    concurrency_limit=LONG_CONCURRENCY, concurrency_id="long", api_name="replay",
-                                    api_visibility="undocumented")  # fmt: skip
+        yield from run(Replay(state.choice, kind, int(n), int(seed or 0)), progress)
 
     def run_file(state: Session, path: str | None, progress: gr.Progress = PROGRESS):
-        if state.problem:
-            yield {replay_status: f"**Replay:** fix the cascade first: {state.problem}"}
-            return
-        if not path:
-            yield {replay_status: "**Replay:** choose a query log file first."}
+        problem = _file_problem(state, path)
+        if problem:
+            yield {c.status: f"**Replay:** {problem}"}
             return
         try:  # read and checked whole before any query runs: a bad file logs nothing
             log = read_query_log(path)
         except Exception as err:  # noqa: BLE001  (one line in the page, never a traceback)
-            yield {replay_status: f"**Replay:** {describe(err)}"}
+            yield {c.status: f"**Replay:** {describe(err)}"}
             return
-        yield from replay_updates(engine, state.choice, f"file:{log.name}", len(log.queries), 0, progress, figures,
-                                  replay_status, log)  # fmt: skip
+        yield from run(Replay(state.choice, f"file:{log.name}", len(log.queries), log=log), progress)
 
-    replaying_file = file_button.click(run_file, [session, log_file], [*figures, replay_status],
-                                       concurrency_limit=LONG_CONCURRENCY, concurrency_id="long",
-                                       api_name="replay_file", api_visibility="undocumented")  # fmt: skip
-    stop_button.click(None, None, None, cancels=[replaying, replaying_file], api_visibility="private")
-    reset_button.click(lambda: gr.Row(visible=True), None, confirm_row, queue=False, api_visibility="private")
-    cancel.click(lambda: gr.Row(visible=False), None, confirm_row, queue=False, api_visibility="private")
+    inputs = [session, c.workload, c.n_queries, c.seed]
+    api = {"api_visibility": "undocumented", **LONG}
+    replaying = c.run.click(run_replay, inputs, outputs, api_name="replay", **api)
+    replaying_file = c.run_file.click(run_file, [session, c.log_file], outputs, api_name="replay_file", **api)
+    c.stop.click(None, None, None, cancels=[replaying, replaying_file], api_visibility="private")
 
-    @guarded(replay_status)
-    def reset(state: Session):
-        deleted = engine.reset_log(state.choice)  # the cascade the charts show
-        text, fig_cumulative, fig_per_query = cost_outputs(engine, state.choice)
-        return {confirm_row: gr.Row(visible=False), replay_status: f"Deleted {deleted:,} logged queries.",
-                summary: text, cumulative: fig_cumulative, per_query: fig_per_query}  # fmt: skip
 
-    @guarded(real_units)
-    def show_units(state: Session, name: str, percent: float, usd_h: float | None, watts: float | None,
-                   progress: gr.Progress = PROGRESS):  # fmt: skip
+def _file_problem(state: Session, path: str | None) -> str:
+    if state.problem:
+        return f"fix the cascade first: {state.problem}"
+    return "" if path else "choose a query log file first."
+
+
+def _wire_reset(engine: Engine, session: gr.State, tab: CostTab, c: _ReplayControls, confirm: _ResetConfirm) -> None:
+    """Reset asks first; confirming deletes the log of the cascade the charts show, and redraws them."""
+    quick = {"queue": False, "api_visibility": "private"}
+    c.reset.click(lambda: gr.Row(visible=True), None, confirm.row, **quick)
+    confirm.cancel.click(lambda: gr.Row(visible=False), None, confirm.row, **quick)
+
+    @guarded(c.status)
+    def reset(state: Session) -> dict:
+        deleted = engine.reset_log(state.choice)
+        done = {confirm.row: gr.Row(visible=False), c.status: f"Deleted {deleted:,} logged queries."}
+        return {**done, **tab.drawn(engine, state.choice)}
+
+    confirm.confirm.click(reset, session, [confirm.row, c.status, *tab.outputs], api_visibility="private")
+
+
+def _wire_units(engine: Engine, session: gr.State, c: _UnitControls) -> None:
+    """The logged cost in time, money and energy, on this machine (measured) or on named hardware."""
+
+    @guarded(c.text)
+    def show_units(
+        state: Session,
+        name: str,
+        percent: float,
+        usd_h: float | None,
+        watts: float | None,
+        progress: gr.Progress = PROGRESS,
+    ) -> dict:
         progress(None, desc="timing each encoder on this machine (once, then cached)")
         costs = engine.real_costs(state.choice, name, usd_h, watts, float(percent) / 100)
         if costs is None:
-            return {real_units: "Search (or press Build) with this cascade first."}
-        return {real_units: real_units_summary(costs)}
+            return {c.text: "Search (or press Build) with this cascade first."}
+        return {c.text: real_units_summary(costs)}
 
-    units_button.click(show_units, [session, profile, efficiency, price, power], real_units,
-                       api_visibility="private", concurrency_id="long")  # fmt: skip
+    inputs = [session, c.profile, c.efficiency, c.price, c.power]
+    c.show.click(show_units, inputs, c.text, api_visibility="private", concurrency_id="long")
 
-    def profile_defaults(name: str):
+    def profile_defaults(name: str) -> tuple[gr.Number, gr.Number]:
         row = hardware.accelerators().get(name)
         return gr.Number(row.price_per_hour if row else 0.0), gr.Number(row.power_w if row else 0.0)
 
-    profile.change(profile_defaults, profile, [price, power], queue=False, api_visibility="private")
-    confirm.click(reset, session, [confirm_row, replay_status, *figures], api_visibility="private")
-    return {"summary": summary, "cumulative": cumulative, "per_query": per_query}
-
-
-@dataclass
-class ReplayWatch:
-    """What the replay's worker thread tells the generator that redraws the page, and when the page last asked.
-
-    Plain attribute reads and writes: one writer per field, and a stale read only delays a redraw by a poll.
-    """
-
-    total: int
-    what: str = "queries"
-    done: int = 0
-    polled: float = field(default_factory=time.monotonic)
-    result: ReplayResult | None = None
-    error: BaseException | None = None
-
-
-def replay_updates(engine: Engine, current: Choice, kind: str, n: int, seed: int, progress: gr.Progress,
-                   figures: Sequence, status: gr.Markdown, log: QueryLog | None = None) -> Iterator[dict]:  # fmt: skip
-    """Run a replay in a worker thread; yield the log's charts every second, then the measured alpha.
-
-    The worker, not this generator, runs the queries: a generator only runs between
-    yields, and the page should redraw while the replay is busy. The generator's polls
-    are the worker's heartbeat: once they stop (Stop pressed, page closed), it stops.
-    """
-    stop, watch = threading.Event(), ReplayWatch(total=n)
-
-    def on_query(done, result, cumulative):
-        watch.what, watch.done, watch.total = "queries", done, n
-        if time.monotonic() - watch.polled > REPLAY_ABANDONED_S:
-            stop.set()
-
-    def on_progress(what, done, total):
-        watch.what, watch.done, watch.total = what, done, total
-
-    def work():
-        try:
-            extra = {} if log is None else {"queries": log.queries}  # a synthetic workload: the call as before
-            watch.result = engine.replay(current, kind, n, seed, on_query, stop, on_progress, **extra)
-        except Exception as err:  # noqa: BLE001  (reported by the generator)
-            watch.error = err
-
-    worker = threading.Thread(target=work, name="replay", daemon=True)
-    worker.start()
-    outputs = [*figures, status]
-    try:
-        while worker.is_alive():
-            worker.join(REPLAY_REFRESH_S)
-            watch.polled = time.monotonic()
-            progress_fn(progress)(watch.what, watch.done, watch.total)
-            where = kind if log is not None else f"{kind}, seed {seed}"
-            text = f"Replaying: {watch.done:,} of {n:,} queries ({where})…"
-            yield dict(zip(outputs, [*cost_outputs(engine, current), text]))
-        verdict = replay_verdict(engine, current, watch)
-        if log is not None and log.skipped_empty and watch.error is None:
-            verdict += f" {log.skipped_empty:,} empty line(s) of the log skipped."
-        yield dict(zip(outputs, [*cost_outputs(engine, current), verdict]))
-    finally:
-        stop.set()
-
-
-def replay_verdict(engine: Engine, current: Choice, watch: ReplayWatch) -> str:
-    """The status line once the worker ended: its error as one line (and a toast), or the measured alpha."""
-    if watch.error is not None:
-        message = describe(watch.error)
-        gr.Warning(message)
-        return f"**Replay:** {message}"
-    n_images = len(engine.corpus(current.gallery))  # cached by the replay
-    return replay_done(watch.result, engine.measured_alpha(current), current.ks[0], n_images)
+    c.profile.change(profile_defaults, c.profile, [c.price, c.power], queue=False, api_visibility="private")

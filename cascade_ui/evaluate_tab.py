@@ -2,42 +2,71 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import gradio as gr
 
 from analysis import plots
-from analysis.engine import Engine, GallerySource
+from analysis.engine import Engine, GalleryKind, GallerySource
 from cascade.errors import ConfigError
-from cascade_ui.common import LONG_CONCURRENCY, PROGRESS, Session, guarded, progress_fn
+from cascade_ui.common import LONG_CONCURRENCY, PROGRESS, guarded, progress_fn
+from cascade_ui.controls import filled
 from cascade_ui.formatting import evaluation_table
 
-DATASET_LABELS = {
-    "built-in test gallery": "world",
-    "Flickr30k test split (hub)": "dataset:flickr30k",
-    "COCO 5k test split (hub)": "dataset:coco",
-    "Karpathy dataset on the server": "karpathy",
+# Each dataset the radio offers, as the source it opens; a Karpathy dataset's files come from the boxes.
+DATASETS = {
+    "built-in test gallery": GallerySource(GalleryKind.WORLD),
+    "Flickr30k test split (hub)": GallerySource(GalleryKind.DATASET, path="flickr30k"),
+    "COCO 5k test split (hub)": GallerySource(GalleryKind.DATASET, path="coco"),
+    "Karpathy dataset on the server": GallerySource(GalleryKind.KARPATHY),
 }
+DEFAULT_DATASET = "built-in test gallery"
 YOUR_CASCADE = "your cascade (Search tab)"
 SWEEP_K1S = (10, 15, 20, 50, 100)
+LONG = {"concurrency_limit": LONG_CONCURRENCY, "concurrency_id": "long"}
 
 
-def dataset_source(label: str, path: str, root: str) -> GallerySource:
+def dataset_source(label: str, path: str | None, root: str | None) -> GallerySource:
     """The dataset the tab's radio and text boxes name (the Karpathy boxes matter only for that choice)."""
-    kind, _, name = DATASET_LABELS[label].partition(":")
-    if kind == "dataset":
-        return GallerySource("dataset", path=name)
-    return GallerySource(kind, path=path or "", image_root=root or "").normalised()
+    return filled(DATASETS[label], path=path, image_root=root)
 
 
-def evaluate_tab(engine: Engine, session: gr.State) -> dict:
-    """Lay out and wire the tab; returns its ``refresh`` handler and its inputs and outputs, for the tab's select."""
+@dataclass(frozen=True)
+class DatasetInputs:
+    """The dataset radio and the Karpathy dataset's two boxes (shown only for it)."""
+
+    label: gr.Radio
+    json_path: gr.Textbox
+    image_root: gr.Textbox
+
+    def source(self, values: dict) -> GallerySource:
+        """The dataset of a handler given these components in a set (``{component: value}``)."""
+        return dataset_source(values[self.label], values[self.json_path], values[self.image_root])
+
+
+@dataclass(frozen=True)
+class EvaluateTab:
+    """What the page needs to redraw the tab when it is opened: the handler, its inputs and its outputs."""
+
+    inputs: set
+    outputs: list
+    redraw: Callable[[dict], dict]
+
+
+def evaluate_tab(engine: Engine, session: gr.State) -> EvaluateTab:
+    """Lay out and wire the tab."""
     comparisons = {f"{' > '.join(c.levels)} (k {','.join(map(str, c.ks))})": c for c in engine.comparisons()}
     gr.Markdown("Recall@1/5/10 of each configuration (every caption is a query), stored in the database.")
-    configs = gr.CheckboxGroup([*comparisons, YOUR_CASCADE], value=list(comparisons)[:2], label="Configurations",
-                               elem_id="eval-configs")  # fmt: skip
+    configs = gr.CheckboxGroup(
+        [*comparisons, YOUR_CASCADE], value=list(comparisons)[:2], label="Configurations", elem_id="eval-configs"
+    )
     with gr.Row():
-        dataset = gr.Radio(list(DATASET_LABELS), value="built-in test gallery", label="Dataset")
-        json_path = gr.Textbox(label="Karpathy JSON on the server", visible=False)
-        image_root = gr.Textbox(label="Its image root", visible=False)
+        dataset = DatasetInputs(
+            gr.Radio(list(DATASETS), value=DEFAULT_DATASET, label="Dataset"),
+            gr.Textbox(label="Karpathy JSON on the server", visible=False),
+            gr.Textbox(label="Its image root", visible=False),
+        )
         limit = gr.Slider(10, 10000, value=300, step=10, label="Captions to evaluate (first N)", elem_id="eval-limit")
         recall = gr.Radio(["r1", "r5", "r10"], value="r10", label="Plot")
     run = gr.Button("Evaluate", variant="primary")
@@ -46,59 +75,68 @@ def evaluate_tab(engine: Engine, session: gr.State) -> dict:
     table = gr.Dataframe(label="Evaluations on this dataset")
 
     @guarded(status)
-    def refresh(kind, path, root, which):
-        frame = engine.evaluations(dataset_source(kind, path, root))
-        return {figure: plots.pareto_figure(frame, which), table: evaluation_table(frame)}
+    def redraw(values: dict) -> dict:
+        frame = engine.evaluations(dataset.source(values))
+        return {figure: plots.pareto_figure(frame, values[recall]), table: evaluation_table(frame)}
 
     @guarded(status)
-    def run_evaluation(names, kind, path, root, n, which, state: Session, progress: gr.Progress = PROGRESS):
-        picked = [state.valid() if name == YOUR_CASCADE else comparisons[name] for name in names or []]
-        results = engine.evaluate(picked, dataset_source(kind, path, root), int(n), progress_fn(progress))
+    def run_evaluation(values: dict, progress: gr.Progress = PROGRESS) -> dict:
+        state = values[session]
+        picked = [state.valid() if name == YOUR_CASCADE else comparisons[name] for name in values[configs] or []]
+        results = engine.evaluate(picked, dataset.source(values), int(values[limit]), progress_fn(progress))
         done = {status: f"Evaluated {len(results)} configuration(s) on {results[0].n_queries:,} captions."}
-        return {**done, **refresh(kind, path, root, which)}
+        return {**done, **redraw(values)}
 
-    dataset.change(lambda d: [gr.Textbox(visible=d != "built-in test gallery")] * 2, dataset, [json_path, image_root],
-                   queue=False, api_visibility="private")  # fmt: skip
-    inputs = [dataset, json_path, image_root, recall]
-    recall.change(refresh, inputs, [status, figure, table], api_visibility="private")
-    run.click(run_evaluation, [configs, dataset, json_path, image_root, limit, recall, session],
-              [status, figure, table], concurrency_limit=LONG_CONCURRENCY, concurrency_id="long",
-              api_visibility="private")  # fmt: skip
-    _sweep_panel(engine, [dataset, json_path, image_root, limit])
-    return {"refresh": refresh, "inputs": inputs, "outputs": [status, figure, table]}
+    karpathy = [dataset.json_path, dataset.image_root]
+    dataset.label.change(_karpathy_boxes, dataset.label, karpathy, queue=False, api_visibility="private")
+    inputs, outputs = {dataset.label, *karpathy, recall}, [status, figure, table]
+    recall.change(redraw, inputs, outputs, api_visibility="private")
+    run.click(run_evaluation, {configs, session, limit, *inputs}, outputs, api_visibility="private", **LONG)
+    _sweep_panel(engine, dataset, limit)
+    return EvaluateTab(inputs, outputs, redraw)
 
 
-def _sweep_panel(engine: Engine, dataset_inputs: list) -> None:
+def _sweep_panel(engine: Engine, dataset: DatasetInputs, limit: gr.Slider) -> None:
     """The k_1 knob: ``[first, last]`` at each k_1, R@1/5/10 and lifetime cost, the smallest k_1 within 1 point."""
     bi, _ = engine.encoder_names()
     preset = engine.preset
     gr.Markdown("**The k_1 sweep.** A two-level cascade at each k_1 against its last level alone (same dataset).")
     with gr.Row():
         first = gr.Dropdown(bi, value=preset.levels[0], label="First level", elem_id="sweep-first")
-        last = gr.Dropdown(bi, value=preset.levels[-1] if preset.levels[-1] in bi else bi[-1], label="Last level",
-                           elem_id="sweep-last")  # fmt: skip
-        k1s = gr.Textbox(", ".join(map(str, SWEEP_K1S)), label="k_1 values (comma-separated, each >= 10)",
-                         elem_id="sweep-k1s")  # fmt: skip
+        last_name = preset.levels[-1] if preset.levels[-1] in bi else bi[-1]
+        last = gr.Dropdown(bi, value=last_name, label="Last level", elem_id="sweep-last")
+        k1s_label = "k_1 values (comma-separated, each >= 10)"
+        k1s = gr.Textbox(", ".join(map(str, SWEEP_K1S)), label=k1s_label, elem_id="sweep-k1s")
         run = gr.Button("Sweep k_1", elem_id="sweep-button")
     status = gr.Markdown(elem_id="sweep-status")
     figure = gr.Plot(elem_id="sweep-plot")
     table = gr.Dataframe(label="Sweep rows", visible=False)
 
+    # Positional: the /sweep_k1 API's parameters are these, in this order.
     @guarded(status)
-    def sweep(first_name, last_name, values, kind, path, root, n, progress: gr.Progress = PROGRESS):
-        try:
-            ks = [int(v) for v in str(values).replace(" ", "").split(",") if v]
-        except ValueError:
-            raise ConfigError(f"k_1 values are whole numbers separated by commas, got {values!r}") from None
-        swept = engine.sweep_k1(first_name, last_name, dataset_source(kind, path, root), ks, int(n),
-                                progress_fn(progress))  # fmt: skip
-        found = (
-            f"smallest k_1 within 1 point of {last_name} alone: **{swept.smallest_k1}**"
-            if swept.smallest_k1 is not None
-            else "no k_1 of the sweep is within 1 point of the last level alone"
-        )
-        return {status: f"Swept {len(swept.rows)} k_1 values: {found}.", figure: plots.sweep_figure(swept.frame(),
-                swept.smallest_k1), table: gr.Dataframe(swept.frame().round(3), visible=True)}  # fmt: skip
+    def sweep(first_name, last_name, values, label, path, root, n, progress: gr.Progress = PROGRESS) -> dict:
+        ks = _k1_values(values)
+        source = dataset_source(label, path, root)
+        swept = engine.sweep_k1(first_name, last_name, source, ks, int(n), progress_fn(progress))
+        found = f"smallest k_1 within 1 point of {last_name} alone: **{swept.smallest_k1}**"
+        if swept.smallest_k1 is None:
+            found = "no k_1 of the sweep is within 1 point of the last level alone"
+        return {
+            status: f"Swept {len(swept.rows)} k_1 values: {found}.",
+            figure: plots.sweep_figure(swept.frame(), swept.smallest_k1),
+            table: gr.Dataframe(swept.frame().round(3), visible=True),
+        }
 
-    run.click(sweep, [first, last, k1s, *dataset_inputs], [status, figure, table], concurrency_limit=LONG_CONCURRENCY,
-              concurrency_id="long", api_name="sweep_k1", api_visibility="undocumented")  # fmt: skip
+    inputs = [first, last, k1s, dataset.label, dataset.json_path, dataset.image_root, limit]
+    run.click(sweep, inputs, [status, figure, table], api_name="sweep_k1", api_visibility="undocumented", **LONG)
+
+
+def _karpathy_boxes(label: str) -> list[gr.Textbox]:
+    return [gr.Textbox(visible=DATASETS[label].kind is GalleryKind.KARPATHY)] * 2
+
+
+def _k1_values(text: str) -> list[int]:
+    try:
+        return [int(v) for v in str(text).replace(" ", "").split(",") if v]
+    except ValueError:
+        raise ConfigError(f"k_1 values are whole numbers separated by commas, got {text!r}") from None

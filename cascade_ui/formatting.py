@@ -10,7 +10,7 @@ import pandas as pd
 
 from analysis import engine as eng
 from analysis import plots, whatif
-from analysis.engine import Choice
+from analysis.engine import Choice, GalleryKind
 from analysis.replay import ReplayResult
 from cascade.corpus import Corpus
 from cascade.types import LevelTrace
@@ -18,14 +18,19 @@ from cascade.world import LIFETIME_GALLERY_IMAGES
 
 PAPER_ALPHA = 0.1
 MAX_SHOWN = 100  # images shown per stage: a k_1 of 1,000 would flood the page (and Gradio's file cache)
-_GALLERY_WHERE = {"world": "the built-in world", "upload": "your uploaded images"}
+MAX_TRACE_MOVES = 20  # moves listed per stage in the trace
+_GALLERY_WHERE = {GalleryKind.WORLD: "the built-in world", GalleryKind.UPLOAD: "your uploaded images"}
+NOTHING_HANDED_ON = (
+    "Every query so far cost 0 image MACs: level 1 embedded the gallery at build, and no query handed a later "
+    "level an image it had not been handed before."
+)
 
 
 def describe_choice(choice: Choice) -> str:
     """``a (k=20) > b (k=5) on the built-in world``: the cascade as the status line names it."""
     stages = " > ".join(f"{name} (k={k})" for name, k in zip(choice.levels, choice.ks))
     kind = choice.gallery.kind
-    where = choice.gallery.path if kind in ("folder", "dataset") else _GALLERY_WHERE.get(kind, kind)
+    where = choice.gallery.path if kind in (GalleryKind.FOLDER, GalleryKind.DATASET) else _GALLERY_WHERE.get(kind, kind)
     return f"{stages} on {where}"
 
 
@@ -49,59 +54,91 @@ def stage_items(trace: LevelTrace, corpus: Corpus, shown: int = MAX_SHOWN) -> li
 def stage_label(trace: LevelTrace, number: int, shown: int = MAX_SHOWN) -> str:
     """``Stage 2: fake:large kept 5 of 20 · 20 embedded now``, saying so when the gallery shows fewer than kept."""
     cut = f", showing {shown}" if len(trace.ids) > shown else ""
-    return (f"Stage {number}: {plots.short_encoder(trace.encoder)} kept {trace.k} of {trace.candidates}"
-            f"{cut} · {trace.misses} embedded now")  # fmt: skip
+    return (
+        f"Stage {number}: {plots.short_encoder(trace.encoder)} kept {trace.k} of {trace.candidates}"
+        f"{cut} · {trace.misses} embedded now"
+    )
+
+
+def _cell(macs: float) -> str:
+    """MACs in a table cell: ``120.00 G``, ``0`` (no trailing space, so ``**0**`` stays bold in Markdown)."""
+    return plots.format_si(macs).strip()
 
 
 def cost_card(outcome: eng.SearchOutcome) -> str:
     """Markdown: per-stage MACs and wall time, and the uncascaded top encoder over the same lifetime."""
-    si, result = plots.format_si, outcome.result
-    rows = ["| stage | encoder | scored | embedded now | image MACs | text MACs | wall time |",
-            "|---|---|--:|--:|--:|--:|--:|"]  # fmt: skip
-    rows += [f"| {n} | {plots.short_encoder(t.encoder)} | {t.candidates:,} | {t.misses:,} | {si(t.image_macs)} "
-             f"| {si(t.text_macs)} | {t.latency_ms:.1f} ms |"
-             for n, t in enumerate(result.levels, start=1)]  # fmt: skip
-    rows.append(f"| **total** | | | | **{si(result.image_macs)}** | **{si(result.text_macs)}** "
-                f"| **{result.latency_ms:.1f} ms** |")  # fmt: skip
-    top = max(result.levels, key=lambda t: t.macs_per_image)
-    n_images, q = len(outcome.corpus), max(outcome.queries_logged, 1)
-    top_total = n_images * top.macs_per_image
-    rows += ["", f"**Uncascaded, {plots.short_encoder(top.encoder)} alone** embeds all {n_images:,} images once: "
-             f"{si(top_total)}MACs at build, nothing per query. Over the {q:,} queries logged for this cascade that is "
-             f"{si(top_total / q)}MACs per query; the cascade has spent {si(outcome.lifetime_image_macs)}MACs "
-             f"(its build plus every miss), {si(outcome.lifetime_image_macs / q)}MACs per query."]  # fmt: skip
+    result = outcome.result
+    rows = [
+        "| stage | encoder | scored | embedded now | image MACs | text MACs | wall time |",
+        "|---|---|--:|--:|--:|--:|--:|",
+    ]
+    for n, t in enumerate(result.levels, start=1):
+        counts = f"{t.candidates:,} | {t.misses:,} | {_cell(t.image_macs)} | {_cell(t.text_macs)}"
+        rows.append(f"| {n} | {plots.short_encoder(t.encoder)} | {counts} | {t.latency_ms:.1f} ms |")
+    totals = f"**{_cell(result.image_macs)}** | **{_cell(result.text_macs)}** | **{result.latency_ms:.1f} ms**"
+    rows += [f"| **total** | | | | {totals} |", "", _uncascaded(outcome)]
     return "\n".join(rows)
 
 
-def cost_summary(view: eng.CostView, alpha: float) -> str:
-    """Markdown over the Cost tab's charts: queries logged, MACs spent, alpha, break-even with each level alone."""
-    if view.cumulative.empty:
-        return f"**{plots.short_config(view.config_key)}**: no queries logged yet."
+def _uncascaded(outcome: eng.SearchOutcome) -> str:
+    """The cost card's last line: the top encoder alone against what the cascade has spent over its log."""
+    si, levels = plots.format_si, outcome.result.levels
+    top = max(levels, key=lambda t: t.macs_per_image)
+    n_images, q = len(outcome.corpus), max(outcome.queries_logged, 1)
+    top_total, spent = n_images * top.macs_per_image, outcome.lifetime_image_macs
+    return (
+        f"**Uncascaded, {plots.short_encoder(top.encoder)} alone** embeds all {n_images:,} images once: "
+        f"{si(top_total)}MACs at build, nothing per query. Over the {q:,} queries logged for this cascade that is "
+        f"{si(top_total / q)}MACs per query; the cascade has spent {si(spent)}MACs "
+        f"(its build plus every miss), {si(spent / q)}MACs per query."
+    )
+
+
+def cost_summary(view: eng.CostView) -> str:
+    """Markdown over the Cost tab's charts: queries logged, MACs spent, alpha, what the searches paid, and
+    break-even with each level alone."""
+    name = plots.short_config(view.config_key)
+    if len(view.cumulative) < 2:  # the build's row at most
+        return f"**{name}**: no queries logged yet."
     si, spent = plots.format_si, float(view.cumulative["cumulative_image_macs"].iloc[-1])
     queries = len(view.cumulative) - 1  # row 0 is the build
-    lines = [f"**{plots.short_config(view.config_key)}** on {view.corpus_size:,} images: "
-             f"{queries:,} quer{'y' if queries == 1 else 'ies'} logged, "
-             f"{si(spent)}MACs spent (build included). "
-             f"Measured alpha {alpha:.3f}, from this cascade's logged queries "
-             f"(the paper assumes {PAPER_ALPHA})."]  # fmt: skip
+    lines = [
+        f"**{name}** on {view.corpus_size:,} images: {queries:,} quer{'y' if queries == 1 else 'ies'} logged, "
+        f"{si(spent)}MACs over its own lifetime (build included). Measured alpha {view.alpha:.3f}, from this "
+        f"cascade's logged queries (the paper assumes {PAPER_ALPHA}).",
+    ]
+    if not view.paid.empty:
+        paid = float(view.paid["cumulative_image_macs"].iloc[-1])
+        lines.append(
+            f"- Searches paid {si(paid)}MACs in the shared cache (build included): less than its own cost when "
+            "evaluations or other cascades had embedded the images first."
+        )
     for row in view.baselines.itertuples():
         crossing = plots.break_even_index(view.cumulative["cumulative_image_macs"], row.image_macs)
-        verdict = ("costs more from the start (it is the cheapest level)" if crossing == 0
-                   else f"break-even at query {view.cumulative['query_index'].iloc[crossing]}" if crossing
-                   else f"not reached: {si(row.image_macs - spent)}MACs saved so far")  # fmt: skip
+        verdict = _break_even_verdict(crossing, view.cumulative["query_index"], row.image_macs - spent)
         lines.append(f"- vs **{plots.short_encoder(row.encoder_id)} alone** ({si(row.image_macs)}MACs): {verdict}")
     return "\n".join(lines)
+
+
+def _break_even_verdict(crossing: int | None, query_index: pd.Series, saved_macs: float) -> str:
+    if crossing == 0:
+        return "costs more from the start (it is the cheapest level)"
+    if crossing:
+        return f"break-even at query {query_index.iloc[crossing]}"
+    return f"not reached: {plots.format_si(saved_macs)}MACs saved so far"
 
 
 def replay_done(result: ReplayResult, alpha_ever: float, k_1: int, n_images: int) -> str:
     """The verdict under the Cost tab's charts once a replay finished; ``alpha_ever`` is the log's, not the replay's."""
     floor = alpha_floor_note(result, k_1, n_images)
-    return (f"**Replay done:** {result.queries:,} {result.workload} queries in {result.wall_s:.1f} s. "
-            f"Alpha measured in this replay (fresh system): **{result.alpha:.3f}**; "
-            f"handed above level 1 by all of this cascade's logged queries: "
-            f"**{alpha_ever:.3f}**; the paper assumes **{PAPER_ALPHA}**. Fresh-system cost "
-            f"{plots.format_si(result.cascade_image_macs)}MACs vs {plots.format_si(result.baseline_image_macs)}MACs "
-            f"for the last level alone ({result.reduction:.2f}x).{floor}")  # fmt: skip
+    return (
+        f"**Replay done:** {result.queries:,} {result.workload} queries in {result.wall_s:.1f} s. "
+        f"Alpha measured in this replay (fresh system): **{result.alpha:.3f}**; "
+        f"handed above level 1 by all of this cascade's logged queries: "
+        f"**{alpha_ever:.3f}**; the paper assumes **{PAPER_ALPHA}**. Fresh-system cost "
+        f"{plots.format_si(result.cascade_image_macs)}MACs vs {plots.format_si(result.baseline_image_macs)}MACs "
+        f"for the last level alone ({result.reduction:.2f}x).{floor}"
+    )
 
 
 def alpha_floor_note(result: ReplayResult, k_1: int, n_images: int) -> str:
@@ -109,38 +146,50 @@ def alpha_floor_note(result: ReplayResult, k_1: int, n_images: int) -> str:
     if result.alpha <= 2 * PAPER_ALPHA or result.alpha == 0:
         return ""
     reach = result.distinct_queries * k_1
-    return (f" Why so high: {result.distinct_queries:,} distinct queries x k_1 = {k_1} can hand up to {reach:,} "
-            f"images to level 2, against {n_images:,} in this gallery. Alpha stays near {PAPER_ALPHA} only in a "
-            f"gallery large against that: `cascade replay` replays on the preset's lifetime gallery "
-            f"({LIFETIME_GALLERY_IMAGES:,} images).")  # fmt: skip
+    return (
+        f" Why so high: {result.distinct_queries:,} distinct queries x k_1 = {k_1} can hand up to {reach:,} "
+        f"images to level 2, against {n_images:,} in this gallery. Alpha stays near {PAPER_ALPHA} only in a "
+        f"gallery large against that: `cascade replay` replays on the preset's lifetime gallery "
+        f"({LIFETIME_GALLERY_IMAGES:,} images)."
+    )
 
 
 def whatif_summary(model: whatif.WhatIf, n: int, alpha: float, macs_mode: str) -> str:
     """Markdown beside the What-if chart: per-image costs, the lifetime and Eq. 1 reductions, each break-even."""
     costs = ", ".join(f"{label} {gmacs:.2f}" for label, gmacs in model.image_gmacs.items())
-    eq1 = ("Eq. 1 early-latency reduction against [first, last]: "
-           f"**{model.early_latency_reduction:.2f}x**" if model.early_latency_reduction is not None
-           else "Eq. 1 needs 3 levels (it compares a deep cascade with [first, last])")  # fmt: skip
-    lines = [f"N = {n:,} images, alpha = {alpha:g}, MACs: {macs_mode} (GMACs per image: {costs}).",
-             f"- Lifetime reduction against the last level alone: **{model.lifetime_reduction:.2f}x**",
-             f"- First query (empty caches) embeds **{model.early_query_image_gmacs:,.0f} GMACs** of images; "
-             f"{eq1}"]  # fmt: skip
+    eq1 = "Eq. 1 needs 3 levels (it compares a deep cascade with [first, last])"
+    if model.early_latency_reduction is not None:
+        eq1 = f"Eq. 1 early-latency reduction against [first, last]: **{model.early_latency_reduction:.2f}x**"
+    lines = [
+        f"N = {n:,} images, alpha = {alpha:g}, MACs: {macs_mode} (GMACs per image: {costs}).",
+        f"- Lifetime reduction against the last level alone: **{model.lifetime_reduction:.2f}x**",
+        f"- First query (empty caches) embeds **{model.early_query_image_gmacs:,.0f} GMACs** of images; {eq1}",
+    ]
     for name, q in model.break_even.items():
-        verdict = ("costs more from the start" if q == 0 else "never (the cascade stays cheaper)" if q is None
-                   else f"{q:,} queries")  # fmt: skip
-        lines.append(f"- Break-even with {name}: {verdict}")
+        lines.append(f"- Break-even with {name}: {_whatif_verdict(q)}")
     return "\n".join(lines)
+
+
+def _whatif_verdict(q: int | None) -> str:
+    if q == 0:
+        return "costs more from the start"
+    return "never (the cascade stays cheaper)" if q is None else f"{q:,} queries"
 
 
 def evaluation_table(frame: pd.DataFrame) -> pd.DataFrame:
     """The evaluations as people read them: short names, recall in percent, lifetime MACs with SI units."""
-    return pd.DataFrame({
-        "configuration": [plots.short_config(key, drop_backend=True) for key in frame["config_key"]],
-        "images": frame["n_images"], "queries": frame["n_queries"],
-        "R@1 %": frame["r1"].round(1), "R@5 %": frame["r5"].round(1), "R@10 %": frame["r10"].round(1),
-        "lifetime image MACs": [f"{plots.format_si(m)}MACs" for m in frame["image_macs"]],
-        "alpha": frame["alpha"].round(3),
-    })  # fmt: skip
+    return pd.DataFrame(
+        {
+            "configuration": [plots.short_config(key, drop_backend=True) for key in frame["config_key"]],
+            "images": frame["n_images"],
+            "queries": frame["n_queries"],
+            "R@1 %": frame["r1"].round(1),
+            "R@5 %": frame["r5"].round(1),
+            "R@10 %": frame["r10"].round(1),
+            "lifetime image MACs": [f"{plots.format_si(m)}MACs" for m in frame["image_macs"]],
+            "alpha": frame["alpha"].round(3),
+        }
+    )
 
 
 # ---------------------------------------------------------------- real units (analysis.hardware)
@@ -173,11 +222,13 @@ def real_units_summary(costs, break_even: dict[str, int | None] | None = None) -
 
     The label says how the figures were obtained (estimated from MACs at X% efficiency, or measured).
     """
-    lines = [f"**In time, money and energy** ({costs.label}; image encoding only):",
-             f"- Build (level 1 over the gallery): **{format_estimate(costs.build)}**",
-             f"- First query's added latency (every cache empty): **{format_seconds(costs.first_query.seconds)}** "
-             f"({format_money(costs.first_query.money)})",
-             f"- Lifetime (build + every image ever handed on): **{format_estimate(costs.lifetime)}**"]  # fmt: skip
+    lines = [
+        f"**In time, money and energy** ({costs.label}; image encoding only):",
+        f"- Build (level 1 over the gallery): **{format_estimate(costs.build)}**",
+        f"- First query's added latency (every cache empty): **{format_seconds(costs.first_query.seconds)}** "
+        f"({format_money(costs.first_query.money)})",
+        f"- Lifetime (build + every image ever handed on): **{format_estimate(costs.lifetime)}**",
+    ]
     for name, alone in costs.baselines.items():
         lines.append(f"- {plots.short_encoder(name)} alone over the gallery: {format_estimate(alone)}")
     for name, q in (break_even or {}).items():
@@ -195,20 +246,21 @@ def trace_markdown(trace: dict) -> str:
         lines.append(f"**The image this caption describes** ({target['file']}): {target['summary']}.")
     arrows = {"up": "↑", "down": "↓", "same": "=", "new": "new"}
     for stage in trace["stages"]:
-        moved = ", ".join(f"#{m['rank']} (was #{m['previous_rank']} {arrows[m['move']]})"
-                          for m in stage["moves"][:MAX_TRACE_MOVES])  # fmt: skip
+        moved = ", ".join(
+            f"#{m['rank']} (was #{m['previous_rank']} {arrows[m['move']]})" for m in stage["moves"][:MAX_TRACE_MOVES]
+        )
         more = " …" if len(stage["moves"]) > MAX_TRACE_MOVES else ""
-        lines.append(f"- **Stage {stage['stage']}**: {stage['previous_top_k_survived']} of the previous stage's top "
-                     f"{stage['k']} survived; {moved}{more}")  # fmt: skip
+        lines.append(
+            f"- **Stage {stage['stage']}**: {stage['previous_top_k_survived']} of the previous stage's top "
+            f"{stage['k']} survived; {moved}{more}"
+        )
     return "\n".join(lines)
-
-
-MAX_TRACE_MOVES = 20
 
 
 def ks_cut_note(asked: tuple[int, ...], ran: tuple[int, ...], n_images: int) -> str:
     """The status line's addition when a small gallery cut the ks to its size ("" when nothing was cut)."""
     if not asked:
         return ""
-    return (f" · the gallery has {n_images:,} images, so ks {', '.join(map(str, asked))} "
-            f"ran as {', '.join(map(str, ran))}")  # fmt: skip
+    return (
+        f" · the gallery has {n_images:,} images, so ks {', '.join(map(str, asked))} ran as {', '.join(map(str, ran))}"
+    )

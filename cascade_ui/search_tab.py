@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import gradio as gr
+from gradio.events import Dependency
 
 from analysis.engine import Engine
 from analysis.search_json import search_json
@@ -22,39 +25,102 @@ from cascade_ui.formatting import (
 )
 from cascade_ui.stage_gallery import StageGallery
 
+EXAMPLES_LABEL = (
+    "Examples: the gallery's own captions (search to load them); the trace then marks the image each one describes"
+)
+
 
 def stage_gallery(trace: LevelTrace, corpus: Corpus, number: int) -> gr.Gallery:
     """One stage's kept images, best first, captioned with rank and score; cache misses marked."""
     return StageGallery(value=stage_items(trace, corpus), label=stage_label(trace, number), visible=True)
 
 
-def search_tab(engine: Engine, session: gr.State) -> dict:
-    """Lay out and wire the tab; returns its ``done`` events (search, submit, build) for the Cost tab to follow."""
+@dataclass(frozen=True)
+class SearchTab:
+    """What the page needs of the Search tab: its status line, and the events after which the Cost tab redraws."""
+
+    status: gr.Markdown
+    done: tuple[Dependency, ...]
+
+
+@dataclass(frozen=True)
+class _Results:
+    """The components a search fills, in the order of the /search API's answer."""
+
+    status: gr.Markdown
+    galleries: tuple[StageGallery, ...]
+    card: gr.Markdown
+    raw: gr.JSON
+
+    @property
+    def outputs(self) -> list:
+        return [self.status, *self.galleries, self.card, self.raw]
+
+
+def search_tab(engine: Engine, session: gr.State) -> SearchTab:
+    """Lay out and wire the tab."""
     controls = cascade_controls(engine)
     status = gr.Markdown(f"Cascade: {describe_choice(engine.default_choice())}", elem_id="search-status")
     wire_controls(engine, controls, session, status)
     with gr.Row():
-        query = gr.Textbox(label="Query", placeholder="e.g. two small striped red stars to the left of a blue circle",
-                           scale=5, elem_id="query")  # fmt: skip
+        placeholder = "e.g. two small striped red stars to the left of a blue circle"
+        query = gr.Textbox(label="Query", placeholder=placeholder, scale=5, elem_id="query")
         search_button = gr.Button("Search", variant="primary", scale=1, elem_id="search-button")
         build_button = gr.Button("Build (embed gallery)", scale=1)
-    examples = gr.Dataset(
-        components=[query],
-        samples=[],
-        label="Examples: the gallery's own captions (search to "
-        "load them); the trace then marks the image each one describes",
-        elem_id="query-examples",
-    )
+    examples = gr.Dataset(components=[query], samples=[], label=EXAMPLES_LABEL, elem_id="query-examples")
     trace = gr.Markdown(elem_id="stage-trace")
-    galleries = [StageGallery(label=f"Stage {i + 1}", visible=False, columns=10, height=250, object_fit="contain",
-                            fit_columns=False, elem_id=f"stage-{i + 1}") for i in range(MAX_STAGES)]  # fmt: skip
-    card = gr.Markdown(elem_id="cost-card")
-    with gr.Accordion("Result as data (the /search API's answer)", open=False):
-        raw = gr.JSON()
-    outputs = [status, *galleries, card, raw]
+    results = _Results(status, _stage_galleries(), gr.Markdown(elem_id="cost-card"), _raw_result())
+    run_search = _searcher(engine, results)
+    searched = search_button.click(
+        run_search,
+        [query, session],
+        results.outputs,
+        api_name="search",
+        concurrency_limit=SEARCH_CONCURRENCY,
+        concurrency_id="search",
+    )
+    submitted = query.submit(
+        run_search, [query, session], results.outputs, api_visibility="private", concurrency_id="search"
+    )
+    read_trace = _trace_reader(engine)
+    for event in (searched, submitted):
+        event.then(
+            read_trace, [results.raw, session], [trace, examples], api_visibility="private", show_progress="hidden"
+        )
+    built = build_button.click(
+        _builder(engine, status, examples),
+        session,
+        [status, examples],
+        api_visibility="private",
+        concurrency_id="search",
+    )
+    examples.click(lambda sample: sample[0], examples, query, queue=False, api_visibility="private")
+    return SearchTab(status, (searched, submitted, built))
 
-    @guarded(status)
-    def run_search(text: str, state: Session, progress: gr.Progress = PROGRESS):
+
+def _stage_galleries() -> tuple[StageGallery, ...]:
+    return tuple(
+        StageGallery(
+            label=f"Stage {i + 1}",
+            visible=False,
+            columns=10,
+            height=250,
+            object_fit="contain",
+            fit_columns=False,
+            elem_id=f"stage-{i + 1}",
+        )
+        for i in range(MAX_STAGES)
+    )
+
+
+def _raw_result() -> gr.JSON:
+    with gr.Accordion("Result as data (the /search API's answer)", open=False):
+        return gr.JSON()
+
+
+def _searcher(engine: Engine, results: _Results):
+    @guarded(results.status)
+    def run_search(text: str, state: Session, progress: gr.Progress = PROGRESS) -> dict:
         current = state.valid()
         outcome = engine.search(current, text, progress=progress_fn(progress))
         stages = [stage_gallery(t, outcome.corpus, n) for n, t in enumerate(outcome.result.levels, start=1)]
@@ -62,30 +128,29 @@ def search_tab(engine: Engine, session: gr.State) -> dict:
         cut = ks_cut_note(outcome.ks_asked, outcome.result.config.ks, len(outcome.corpus))
         note = f"Cascade: {describe_choice(current)}{skipped_note(outcome.corpus)}{cut}"
         data = search_json(outcome.result, outcome.corpus)
-        return dict(zip(outputs, [gr.Markdown(note), *stages, cost_card(outcome), data]))
+        return dict(zip(results.outputs, [gr.Markdown(note), *stages, cost_card(outcome), data]))
 
-    def read_trace(data: dict | None, state: Session):
+    return run_search
+
+
+def _trace_reader(engine: Engine):
+    def read_trace(data: dict | None, state: Session) -> tuple[str, gr.Dataset]:
         """After a search, from its JSON: the stage trace, and example captions of the gallery searched."""
         corpus = engine.galleries.loaded(state.choice.gallery)
         samples = [[text] for text in example_queries(corpus)] if corpus is not None else []
         story = trace_markdown(data["trace"]) if isinstance(data, dict) and "trace" in data else ""
         return story, gr.Dataset(samples=samples)
 
+    return read_trace
+
+
+def _builder(engine: Engine, status: gr.Markdown, examples: gr.Dataset):
     @guarded(status)
-    def run_build(state: Session, progress: gr.Progress = PROGRESS):
+    def run_build(state: Session, progress: gr.Progress = PROGRESS) -> dict:
         current = state.valid()
         searcher = engine.searcher(current, progress=progress_fn(progress))
         ready = f"({len(searcher.corpus):,} images ready){skipped_note(searcher.corpus)}"
         shown = gr.Dataset(samples=[[text] for text in example_queries(searcher.corpus)])
         return {status: gr.Markdown(f"Built: {describe_choice(current)} {ready}"), examples: shown}
 
-    searched = search_button.click(run_search, [query, session], outputs, api_name="search",
-                                   concurrency_limit=SEARCH_CONCURRENCY, concurrency_id="search")  # fmt: skip
-    submitted = query.submit(run_search, [query, session], outputs, api_visibility="private",
-                             concurrency_id="search")  # fmt: skip
-    for event in (searched, submitted):
-        event.then(read_trace, [raw, session], [trace, examples], api_visibility="private", show_progress="hidden")
-    built = build_button.click(run_build, session, [status, examples], api_visibility="private",
-                               concurrency_id="search")  # fmt: skip
-    examples.click(lambda sample: sample[0], examples, query, queue=False, api_visibility="private")
-    return {"done": [searched, submitted, built], "status": status}
+    return run_build

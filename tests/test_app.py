@@ -19,13 +19,13 @@ import numpy as np
 import pytest
 
 import app
-from analysis.engine import Choice, GallerySource, ReplayStopped
+from analysis.engine import Choice, GalleryKind, GallerySource, ReplayStopped
 from analysis.replay import workload
 from analysis.shared import SharedObjects
 from cascade import datasets
 from cascade.errors import ConfigError, CorpusError, WeightsUnavailable
 from cascade_ui.common import MAX_STAGES, Session, guarded
-from cascade_ui.controls import choice_from, validated
+from cascade_ui.controls import CascadeValues, choice_of, validated
 from cascade_ui.evaluate_tab import dataset_source
 from cascade_ui.formatting import describe_choice, skipped_note
 from tests.app_engine import LARGE_MACS, N_IMAGES, PRESET, ROOT, SMALL_MACS, expected_levels, make_engine
@@ -98,8 +98,9 @@ def test_search_api_reports_an_empty_query_in_the_page(client):
     assert status["visible"] is True and status["value"].startswith("**Error:** the query is empty")
 
 
-def _logged(engine) -> int:
-    view = engine.cost_view(engine.default_choice())
+def _logged(engine, choice=None) -> int:
+    """Queries in the cost view of ``choice`` (the default cascade): its rows but the build's."""
+    view = engine.cost_view(choice or engine.default_choice())
     return 0 if view is None else max(len(view.cumulative) - 1, 0)
 
 
@@ -157,7 +158,7 @@ def test_reset_clears_only_this_cascade(engine):
     for current in (choice, choice, other):
         engine.search(current, "a blue square")
     assert engine.reset_log(choice) == 2
-    assert engine.cost_view(choice).cumulative.empty
+    assert _logged(engine, choice) == 0
     assert len(engine.cost_view(other).cumulative) == 2  # build row + its one query
     # Embeddings are never reset: the first cascade's 20, which include the other's 10 (the same level 1 ranking).
     assert engine.store.count_features("fake:large") == 20
@@ -216,7 +217,7 @@ def test_evaluate_stores_recall_and_cost(engine):
     results = engine.evaluate(engine.comparisons(), GallerySource("world"), limit=20)
     frame = engine.evaluations(GallerySource("world"))
     assert frame["config_key"].tolist() == ["fake:small|10", "fake:small>fake:large|20,10"]
-    assert frame["n_queries"].tolist() == [20, 20] and frame["dataset"].unique().tolist() == ["test:test"]
+    assert frame["n_queries"].tolist() == [20, 20] and frame["dataset"].unique().tolist() == ["world:test"]
     assert results[0].image_macs == N_IMAGES * SMALL_MACS
     # Recall@10 by hand: the share of the first 20 captions whose own image the ranking by hand keeps in its top 10.
     corpus = engine.corpus(GallerySource("world"))
@@ -224,7 +225,7 @@ def test_evaluate_stores_recall_and_cost(engine):
     for row, levels in zip(frame.itertuples(), [[("fake:small", 10)], [("fake:small", 20), ("fake:large", 10)]]):
         hits = sum(image_id in expected_levels(text, corpus, levels)[-1][0] for text, image_id in queries)
         assert row.r10 == pytest.approx(100 * hits / 20)
-    assert engine.cost_view(engine.comparisons()[1]).cumulative.empty  # evaluations never fill the cost charts
+    assert _logged(engine, engine.comparisons()[1]) == 0  # evaluations never fill the cost charts
 
 
 def test_evaluate_on_a_karpathy_dataset_in_a_shared_folder(tmp_path):
@@ -271,35 +272,68 @@ def test_whatif_follows_the_cost_model(engine):
 # ---------------------------------------------------------------- bad input is a message
 
 
-def _controls(**changes) -> list:
-    """The Search tab's control values (gallery, folder, uploads, n_levels, 4 names, 4 ks, re-ranker)."""
-    values = {"gallery": "built-in world", "folder": "", "uploads": None, "n_levels": 2,
-              "names": ["fake:small", "fake:large", "fake:small", "fake:small"], "ks": [20, 5, 10, 10],
-              "rerank": False, "rerank_name": "fake:cross", "rerank_k": 3, "index": "exact"}  # fmt: skip
-    values.update(changes)
-    return [values["gallery"], values["folder"], values["uploads"], values["n_levels"], *values["names"],
-            *values["ks"], values["rerank"], values["rerank_name"], values["rerank_k"], values["index"]]  # fmt: skip
+def _controls(**changes) -> CascadeValues:
+    """The Search tab's control values: the preset's two levels on the built-in world, four level rows."""
+    values = {
+        "gallery": "built-in world",
+        "folder": "",
+        "uploads": None,
+        "n_levels": 2,
+        "names": ("fake:small", "fake:large", "fake:small", "fake:small"),
+        "ks": (20, 5, 10, 10),
+        "rerank": False,
+        "rerank_name": "fake:cross",
+        "rerank_k": 3,
+        "index": "exact",
+    }
+    return CascadeValues(**{**values, **changes})
 
 
 def test_level_one_on_a_faiss_index_is_a_choice_of_the_page(engine):
-    exact = engine.search(choice_from(*_controls()), "a red circle")
-    hnsw_choice = choice_from(*_controls(index="faiss:HNSW32"))
-    assert hnsw_choice.index == "faiss:HNSW32" and hnsw_choice.key != choice_from(*_controls()).key
+    exact = engine.search(choice_of(_controls()), "a red circle")
+    hnsw_choice = choice_of(_controls(index="faiss:HNSW32"))
+    assert hnsw_choice.index == "faiss:HNSW32" and hnsw_choice.key != choice_of(_controls()).key
     hnsw = engine.search(hnsw_choice, "a red circle")
     # 40 images: HNSW's search breadth covers the gallery, so its top 20 is exact's; later levels re-score exactly.
     assert [level.ids for level in hnsw.result.levels] == [level.ids for level in exact.result.levels]
     assert engine.store.path.with_name(engine.store.path.name + ".indexes").is_dir()  # saved beside the database
     with pytest.raises(ConfigError, match="faiss"):
-        engine.validate(choice_from(*_controls(index="faiss:")))
+        choice_of(_controls(index="faiss:")).config()
 
 
 def test_controls_make_the_sessions_choice():
-    choice = choice_from(*_controls(rerank=True))
+    choice = choice_of(_controls(rerank=True))
     assert choice == Choice(GallerySource("world"), ("fake:small", "fake:large", "fake:cross"), (20, 5, 3))
     with pytest.raises(ConfigError, match="must not grow"):
-        choice_from(*_controls(ks=[5, 20, 10, 10])).config()
+        choice_of(_controls(ks=[5, 20, 10, 10])).config()
     with pytest.raises(ConfigError, match="stage 2 has no k"):
-        choice_from(*_controls(ks=[5, None, 10, 10]))
+        choice_of(_controls(ks=[5, None, 10, 10]))
+
+
+def test_each_gallery_label_opens_its_own_source():
+    folder = choice_of(_controls(gallery="server folder", folder=" /srv/photos ", uploads=["/up/a.png"]))
+    assert folder.gallery == GallerySource(GalleryKind.FOLDER, path="/srv/photos")  # the uploads box is not read
+    upload = choice_of(_controls(gallery="uploaded images", folder="/srv/photos", uploads=["/up/a.png"]))
+    assert upload.gallery == GallerySource(GalleryKind.UPLOAD, uploads=("/up/a.png",))
+    coco = choice_of(_controls(gallery="COCO (hub)", folder="/srv/photos"))
+    assert coco.gallery == GallerySource(GalleryKind.DATASET, path="coco")
+    karpathy = dataset_source("Karpathy dataset on the server", " /d/k.json", "/d/images ")
+    assert karpathy == GallerySource(GalleryKind.KARPATHY, path="/d/k.json", image_root="/d/images")
+    assert dataset_source("built-in test gallery", "/d/k.json", "/d/images") == GallerySource(GalleryKind.WORLD)
+
+
+def test_a_per_query_chart_of_zeros_says_why_instead_of_an_empty_axis():
+    import pandas as pd
+
+    from cascade_ui.cost_tab import per_query_chart
+    from cascade_ui.formatting import NOTHING_HANDED_ON
+
+    level_2 = {"query_index": [1, 2], "level": [2, 2], "encoder_id": ["fake:large"] * 2, "misses": [0, 0]}
+    zeros = pd.DataFrame({**level_2, "image_macs": [0, 0]})  # a repeated query: nothing handed on is new
+    note = per_query_chart(zeros)
+    assert note.data == () and [a.text for a in note.layout.annotations] == [NOTHING_HANDED_ON]
+    bars = per_query_chart(zeros.assign(image_macs=[0, 20 * LARGE_MACS]))
+    assert [list(trace.y) for trace in bars.data] == [[0, 20 * LARGE_MACS]]
 
 
 def test_a_session_with_an_invalid_edit_refuses_to_run_the_old_cascade(engine):
@@ -311,18 +345,18 @@ def test_a_session_with_an_invalid_edit_refuses_to_run_the_old_cascade(engine):
 
 def test_an_edit_is_validated_as_it_is_made(engine):
     state = Session(engine.default_choice())
-    new, line = validated(engine, state, _controls(ks=[10, 4, 10, 10]))
+    new, line = validated(state, _controls(ks=[10, 4, 10, 10]))
     assert new == Session(Choice(GallerySource("world"), ("fake:small", "fake:large"), (10, 4)))
     assert line == "Cascade: fake:small (k=10) > fake:large (k=4) on the built-in world"
-    kept, line = validated(engine, new, _controls(ks=[10, 50, 10, 10]))
+    kept, line = validated(new, _controls(ks=[10, 50, 10, 10]))
     problem = "k must not grow from level to level (k_1 >= k_2 >= ...), got [10, 50]"
     assert kept == Session(new.choice, problem=problem)  # the last valid cascade stays, marked
     assert line == f"**Not valid:** {problem}"
 
 
 def test_ks_larger_than_a_small_gallery_are_cut_to_its_size(engine):
-    big = choice_from(*_controls(ks=[100, 50, 1, 1]))
-    engine.validate(big)  # no error as you type: the gallery's size decides at search time
+    big = choice_of(_controls(ks=[100, 50, 1, 1]))
+    big.config()  # no error as you type: the gallery's size decides at search time
     outcome = engine.search(big, "a red circle")
     assert outcome.ks_asked == (100, 50) and outcome.result.config.ks == (N_IMAGES, N_IMAGES)
     assert [len(level.ids) for level in outcome.result.levels] == [N_IMAGES, N_IMAGES]
@@ -395,15 +429,19 @@ def fresh_import(tmp_path_factory) -> dict:
     cache, stub = tmp_path_factory.mktemp("import") / "cache", ROOT / "cascade_ui" / "stage_gallery.pyi"
     before = stub.read_bytes()
     code = (
-        "import sys, app, cascade_ui.common, cascade_ui.controls, cascade_ui.formatting, cascade_ui.search_tab, "
-        "cascade_ui.cost_tab, cascade_ui.whatif_tab, cascade_ui.evaluate_tab, cascade_ui.stage_gallery; "
+        "import sys, app; print(sorted(m for m in ('gradio', 'huggingface_hub') if m in sys.modules)); "
+        "import cascade_ui.common, cascade_ui.controls, cascade_ui.formatting, cascade_ui.search_tab, "
+        "cascade_ui.cost_tab, cascade_ui.whatif_tab, cascade_ui.evaluate_tab, cascade_ui.stage_gallery, "
+        "cascade_ui.live_replay, cascade_ui.page; "
         "print(sorted(m for m in ('open_clip', 'transformers') if m in sys.modules))"
     )
     env = {**os.environ, "CASCADE_CACHE_DIR": str(cache)}
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
+    app_alone, modules = out.stdout.strip().splitlines()
     return {
-        "modules": out.stdout.strip(),
+        "app_alone": app_alone,
+        "modules": modules,
         "cache": cache.exists(),
         "stub_before": before,
         "stub_after": stub.read_bytes(),
@@ -413,6 +451,36 @@ def fresh_import(tmp_path_factory) -> dict:
 def test_importing_the_app_does_no_work(fresh_import):
     assert not fresh_import["cache"]  # no database, no gallery, no weights touched
     assert fresh_import["modules"] == "[]"  # no model library either
+
+
+def test_importing_the_app_leaves_huggingface_hub_for_main_to_import(fresh_import):
+    """huggingface_hub reads HF_HOME once, on import (gradio imports it): ``main()`` sets HF_HOME first."""
+    assert fresh_import["app_alone"] == "[]"
+
+
+def test_main_keeps_the_hub_cache_in_a_spaces_storage_before_huggingface_hub_reads_it(tmp_path):
+    code = (
+        f"import sys, pathlib, app; app.SPACE_STORAGE = pathlib.Path({str(tmp_path)!r}); "
+        "assert app.main(['--folder', '/no/such/folder']) == 2; "
+        "import huggingface_hub.constants as hub; print(hub.HF_HOME)"
+    )
+    env = {key: value for key, value in os.environ.items() if key != "HF_HOME"}
+    env.update(SPACE_ID="someone/cascade", CASCADE_CACHE_DIR=str(tmp_path / "cache"))
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str(tmp_path / ".huggingface")
+
+
+def test_an_explicit_hf_home_wins_and_off_a_space_nothing_changes(tmp_path):
+    mine = {"SPACE_ID": "someone/cascade", "HF_HOME": "/mine"}
+    app.use_space_storage(mine, tmp_path)
+    assert mine["HF_HOME"] == "/mine"
+    local: dict[str, str] = {}
+    app.use_space_storage(local, tmp_path)
+    assert local == {}
+    without_storage = {"SPACE_ID": "someone/cascade"}
+    app.use_space_storage(without_storage, tmp_path / "missing")
+    assert "HF_HOME" not in without_storage
 
 
 def test_importing_the_stage_gallery_leaves_its_committed_stub_as_it_is(fresh_import):
@@ -436,7 +504,7 @@ def test_main_refuses_a_missing_folder_before_opening_anything(tmp_path, capsys)
 
 
 def test_a_hub_dataset_is_a_gallery_of_the_page_and_offline_says_what_is_missing(engine):
-    choice = choice_from(*_controls(gallery="Flickr30k (hub)"))
+    choice = choice_of(_controls(gallery="Flickr30k (hub)"))
     assert choice.gallery == GallerySource("dataset", path="flickr30k")
     assert describe_choice(choice) == "fake:small (k=20) > fake:large (k=5) on flickr30k"
     with pytest.raises(WeightsUnavailable, match="clip-benchmark/wds_flickr30k"):  # offline, nothing cached

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.engine import Choice, CostView, GallerySource, SearchOutcome
+from analysis.engine import Choice, CostView, GalleryKind, GallerySource, SearchOutcome
 from analysis.replay import ReplayResult
 from analysis.whatif import WhatIf
 from cascade.corpus import Corpus
@@ -22,13 +22,15 @@ CORPUS = Corpus(ids=["a", "b", *map(str, range(998))], paths={"a": Path("/g/a.pn
 
 def test_the_cascade_is_named_with_its_ks_and_gallery():
     levels, ks = ("x:small", "x:large"), (20, 5)
-    assert fmt.describe_choice(Choice(GallerySource("world"), levels, ks)) == (
+    assert fmt.describe_choice(Choice(GallerySource(GalleryKind.WORLD), levels, ks)) == (
         "x:small (k=20) > x:large (k=5) on the built-in world"
     )
-    assert fmt.describe_choice(Choice(GallerySource("folder", path="/srv/photos"), levels, ks)).endswith(
+    assert fmt.describe_choice(Choice(GallerySource(GalleryKind.FOLDER, path="/srv/photos"), levels, ks)).endswith(
         " on /srv/photos"
     )
-    assert fmt.describe_choice(Choice(GallerySource("upload"), levels, ks)).endswith(" on your uploaded images")
+    assert fmt.describe_choice(Choice(GallerySource(GalleryKind.UPLOAD), levels, ks)).endswith(
+        " on your uploaded images"
+    )
 
 
 def test_skipped_files_are_named_up_to_three():
@@ -51,8 +53,8 @@ def test_the_cost_card_totals_the_stages_and_prices_the_top_encoder_alone():
     assert fmt.cost_card(outcome).split("\n") == [
         "| stage | encoder | scored | embedded now | image MACs | text MACs | wall time |",
         "|---|---|--:|--:|--:|--:|--:|",
-        "| 1 | x:small | 1,000 | 0 | 0  | 2.50 M | 1.5 ms |",
-        "| 2 | x:large | 50 | 30 | 120.00 G | 0  | 10.0 ms |",
+        "| 1 | x:small | 1,000 | 0 | 0 | 2.50 M | 1.5 ms |",
+        "| 2 | x:large | 50 | 30 | 120.00 G | 0 | 10.0 ms |",
         "| **total** | | | | **120.00 G** | **2.50 M** | **11.5 ms** |",
         "",
         "**Uncascaded, x:large alone** embeds all 1,000 images once: 4.00 TMACs at build, nothing per query. "
@@ -61,23 +63,49 @@ def test_the_cost_card_totals_the_stages_and_prices_the_top_encoder_alone():
     ]
 
 
-def _view(cumulative_macs: list[int]) -> CostView:
-    cumulative = pd.DataFrame({"query_index": range(len(cumulative_macs)), "cumulative_image_macs": cumulative_macs})
-    baselines = pd.DataFrame({"level": [1, 2, 3], "encoder_id": ["x:small", "x:mid@0123456789", "x:large"],
-                              "image_macs": [10**9, 50 * 10**9, 4 * 10**12]})  # fmt: skip
-    return CostView("x:small>x:mid>x:large|50,10,2", "c0", 1000, cumulative, pd.DataFrame(), baselines)
+def test_a_repeated_search_totals_zero_image_macs_in_bold():
+    # Every image already cached: no stage embedded anything, so the total is a bold 0, not "**0 **".
+    small = LevelTrace("x:small", 50, 1000, 1000, 0, 0, 2_500_000, 1.5, ("a", "b"), (0.5, 0.25), macs_per_image=10**6)
+    large = LevelTrace("x:large", 2, 50, 50, 0, 0, 0, 10.0, ("b", "a"), (0.75, 0.125), macs_per_image=4 * 10**9)
+    result = SearchResult("q", CascadeConfig(("x:small", "x:large"), (50, 2)), (small, large))
+    card = fmt.cost_card(SearchOutcome(result, CORPUS, queries_logged=5, lifetime_image_macs=121 * 10**9))
+    assert card.split("\n")[2:5] == [
+        "| 1 | x:small | 1,000 | 0 | 0 | 2.50 M | 1.5 ms |",
+        "| 2 | x:large | 50 | 0 | 0 | 0 | 10.0 ms |",
+        "| **total** | | | | **0** | **2.50 M** | **11.5 ms** |",
+    ]
 
 
-def test_the_cost_summary_gives_each_level_alone_its_verdict():
-    assert fmt.cost_summary(_view([10**9, 101 * 10**9, 121 * 10**9]), alpha=0.03).split("\n") == [
-        "**x:small > x:mid > x:large (k 50,10,2)** on 1,000 images: 2 queries logged, 121.00 GMACs spent "
-        "(build included). Measured alpha 0.030, from this cascade's logged queries (the paper assumes 0.1).",
+def _view(cumulative_macs: list[int], paid_macs: list[int] | None = None, alpha: float = 0.03) -> CostView:
+    def curve(macs: list[int]) -> pd.DataFrame:
+        return pd.DataFrame({"query_index": range(len(macs)), "cumulative_image_macs": macs})
+
+    baselines = pd.DataFrame(
+        {
+            "level": [1, 2, 3],
+            "encoder_id": ["x:small", "x:mid@0123456789", "x:large"],
+            "image_macs": [10**9, 50 * 10**9, 4 * 10**12],
+        }
+    )
+    paid = curve(cumulative_macs if paid_macs is None else paid_macs)
+    key = "x:small>x:mid>x:large|50,10,2"
+    return CostView(key, "c0", 1000, curve(cumulative_macs), pd.DataFrame(), baselines, paid, alpha)
+
+
+def test_the_cost_summary_gives_each_level_alone_its_verdict_and_says_what_searches_paid():
+    # Its own lifetime: 121 G; the searches paid 61 G, another cascade having embedded some of its images first.
+    assert fmt.cost_summary(_view([10**9, 101 * 10**9, 121 * 10**9], [10**9, 41 * 10**9, 61 * 10**9])).split("\n") == [
+        "**x:small > x:mid > x:large (k 50,10,2)** on 1,000 images: 2 queries logged, 121.00 GMACs over its own "
+        "lifetime (build included). Measured alpha 0.030, from this cascade's logged queries (the paper assumes 0.1).",
+        "- Searches paid 61.00 GMACs in the shared cache (build included): less than its own cost when evaluations "
+        "or other cascades had embedded the images first.",
         "- vs **x:small alone** (1.00 GMACs): costs more from the start (it is the cheapest level)",
         "- vs **x:mid alone** (50.00 GMACs): break-even at query 1",  # 101 G >= 50 G after the first query
         "- vs **x:large alone** (4.00 TMACs): not reached: 3.88 TMACs saved so far",  # 4 T - 121 G = 3.879 T
     ]
-    assert " 1 query logged, 1.00 GMACs spent " in fmt.cost_summary(_view([10**9, 10**9]), alpha=0.0)
-    assert fmt.cost_summary(_view([]), alpha=0.0) == "**x:small > x:mid > x:large (k 50,10,2)**: no queries logged yet."
+    assert " 1 query logged, 1.00 GMACs over its own " in fmt.cost_summary(_view([10**9, 10**9], alpha=0.0))
+    assert fmt.cost_summary(_view([])) == "**x:small > x:mid > x:large (k 50,10,2)**: no queries logged yet."
+    assert fmt.cost_summary(_view([10**9])).endswith(": no queries logged yet.")  # the build, and no query
 
 
 def _replay(alpha: float, distinct: int) -> ReplayResult:
