@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from analysis import plots
+from analysis import plots, recall_plots
 from analysis.evaluate import EvalResult
 from analysis.replay import ReplayResult
 from analysis.side_by_side import SideBySide
@@ -225,7 +225,7 @@ def evaluation_sections(rows: Sequence[EvalResult]) -> list[Section]:
     return [
         Section(
             "Recall against lifetime cost",
-            figures=(plots.pareto_figure(frame, "r10"),),
+            figures=(recall_plots.pareto_figure(frame, "r10"),),
             tables=(("Evaluations", table),),
         )
     ]
@@ -243,7 +243,7 @@ def sweep_sections(sweep: K1Sweep) -> list[Section]:
         Section(
             "The k_1 sweep",
             text,
-            figures=(plots.sweep_figure(frame, sweep.smallest_k1),),
+            figures=(recall_plots.sweep_figure(frame, sweep.smallest_k1),),
             tables=(("Rows (recall in percent)", frame),),
         )
     ]

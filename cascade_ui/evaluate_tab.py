@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from analysis import plots
+from analysis import recall_plots
 from analysis.engine import Engine, GalleryKind, GallerySource
 from cascade.errors import ConfigError
 from cascade_ui.common import LONG_CONCURRENCY, PROGRESS, guarded, progress_fn
@@ -77,7 +77,7 @@ def evaluate_tab(engine: Engine, session: gr.State) -> EvaluateTab:
     @guarded(status)
     def redraw(values: dict) -> dict:
         frame = engine.evaluations(dataset.source(values))
-        return {figure: plots.pareto_figure(frame, values[recall]), table: evaluation_table(frame)}
+        return {figure: recall_plots.pareto_figure(frame, values[recall]), table: evaluation_table(frame)}
 
     @guarded(status)
     def run_evaluation(values: dict, progress: gr.Progress = PROGRESS) -> dict:
@@ -123,7 +123,7 @@ def _sweep_panel(engine: Engine, dataset: DatasetInputs, limit: gr.Slider) -> No
             found = "no k_1 of the sweep is within 1 point of the last level alone"
         return {
             status: f"Swept {len(swept.rows)} k_1 values: {found}.",
-            figure: plots.sweep_figure(swept.frame(), swept.smallest_k1),
+            figure: recall_plots.sweep_figure(swept.frame(), swept.smallest_k1),
             table: gr.Dataframe(swept.frame().round(3), visible=True),
         }
 

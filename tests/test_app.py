@@ -29,7 +29,7 @@ from cascade_ui.controls import CascadeValues, choice_of, validated
 from cascade_ui.evaluate_tab import dataset_source
 from cascade_ui.formatting import describe_choice, skipped_note
 from tests.app_engine import LARGE_MACS, N_IMAGES, PRESET, ROOT, SMALL_MACS, expected_levels, make_engine
-from tests.fakes import make_gallery, make_karpathy
+from tests.fakes import count_features, make_gallery, make_karpathy
 
 WAIT_S = 60  # every wait below is bounded so a hang fails the test; none of them asserts a speed
 
@@ -161,7 +161,7 @@ def test_reset_clears_only_this_cascade(engine):
     assert _logged(engine, choice) == 0
     assert len(engine.cost_view(other).cumulative) == 2  # build row + its one query
     # Embeddings are never reset: the first cascade's 20, which include the other's 10 (the same level 1 ranking).
-    assert engine.store.count_features("fake:large") == 20
+    assert count_features(engine.store, "fake:large") == 20
 
 
 def test_replay_logs_every_query_and_measures_alpha(engine):
@@ -176,7 +176,7 @@ def test_replay_logs_every_query_and_measures_alpha(engine):
     assert result.distinct_queries == len(texts)
     assert result.alpha == pytest.approx(len(handed) / N_IMAGES)
     assert result.cascade_image_macs == N_IMAGES * SMALL_MACS + len(handed) * LARGE_MACS
-    assert engine.store.count_features("fake:large") == len(handed)  # a fresh cache: the replay filled it
+    assert count_features(engine.store, "fake:large") == len(handed)  # a fresh cache: the replay filled it
     assert engine.measured_alpha(choice) == pytest.approx(len(handed) / N_IMAGES)
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import plots
+from analysis import plots, recall_plots
 
 
 def test_short_names_drop_weight_digests_only():
@@ -30,7 +30,7 @@ def test_pareto_front_keeps_exactly_the_undominated_points():
     cost = [1.0, 2.0, 3.0, 2.5, 5.0, 1.0]
     quality = [50.0, 60.0, 70.0, 55.0, 70.0, 40.0]
     # (2.5, 55) loses to (2, 60); (5, 70) loses to (3, 70); (1, 40) loses to (1, 50).
-    assert plots.pareto_front(cost, quality).tolist() == [True, True, True, False, False, False]
+    assert recall_plots.pareto_front(cost, quality).tolist() == [True, True, True, False, False, False]
 
 
 def _cumulative(build: int, per_query: list[int]) -> pd.DataFrame:
@@ -81,7 +81,7 @@ def test_whatif_figure_marks_break_even_on_the_cascade_curve():
 def test_pareto_figure_uses_each_configs_latest_evaluation():
     frame = pd.DataFrame({"config_key": ["a|10", "b|10", "a|10", "c|10"], "image_macs": [1e9, 2e9, 1e9, 3e9],
                           "r1": [10.0, 30.0, 20.0, 25.0], "r5": [0.0] * 4, "r10": [0.0] * 4})  # fmt: skip
-    figure = plots.pareto_figure(frame, "r1")
+    figure = recall_plots.pareto_figure(frame, "r1")
     everything, front = figure.data
     assert list(everything.y) == [30.0, 20.0, 25.0]  # b, then a's latest (20, not 10), then c
     assert list(front.x) == [1e9, 2e9] and list(front.y) == [20.0, 30.0]  # c is dominated by b
