@@ -140,13 +140,7 @@ def compare(
     subset, every = spread(len(texts), n_queries), spread(len(texts), n_queries_all)
     total = len(subset) + len(every)
     paired = _interleaved(searcher, [texts[i] for i in subset], cascade_ks, alone_ks, counted, progress, total)
-    ranked_all = np.empty((len(every), TOP), dtype=np.int64)
-    for row, index in enumerate(every):
-        result = searcher.search(texts[index], cascade_ks)
-        counted.add_result(result)
-        ranked_all[row] = _positions(corpus, result.ids)
-        if progress is not None:
-            progress(len(subset) + row + 1, total)
+    ranked_all = _cascade_only(searcher, [texts[i] for i in every], cascade_ks, counted, progress, total)
     truth, truth_all = positives[subset], positives[every]
     return CrispResult(
         bi_encoder=bi.id,
@@ -166,6 +160,25 @@ def compare(
         build_image_macs_cascade=counted.image_macs,
         build_image_macs_alone=n_images * cross.image_macs,
     )
+
+
+def _cascade_only(
+    searcher: CascadeSearcher,
+    texts: Sequence[str],
+    ks: tuple[int, int],
+    counted: CostAccumulator,
+    progress: Callable[[int, int], None] | None,
+    total: int,
+) -> np.ndarray:
+    """``(len(texts), TOP)`` gallery positions the cascade returns for each text (recall on every caption)."""
+    ranked = np.empty((len(texts), TOP), dtype=np.int64)
+    for row, text in enumerate(texts):
+        result = searcher.search(text, ks)
+        counted.add_result(result)
+        ranked[row] = _positions(searcher.corpus, result.ids)
+        if progress is not None:
+            progress(total - len(texts) + row + 1, total)
+    return ranked
 
 
 @dataclass

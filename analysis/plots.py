@@ -77,6 +77,20 @@ def cumulative_cost_figure(cumulative: pd.DataFrame, baselines: pd.DataFrame, ti
             line={"color": CASCADE_COLOUR, "width": 3},
         )
     )
+    _add_baselines(figure, x, y, baselines)
+    figure.update_layout(
+        title=title,
+        height=_HEIGHT_PX,
+        xaxis_title="queries (0 = build)",
+        yaxis_title="cumulative image MACs",
+        yaxis_exponentformat="SI",
+        legend={"orientation": "h", "y": -0.25},
+    )
+    return figure
+
+
+def _add_baselines(figure: go.Figure, x: np.ndarray, y: np.ndarray, baselines: pd.DataFrame) -> None:
+    """Each level alone as a flat line, its break-even with the cascade marked, and the saving against the top."""
     for i, row in enumerate(baselines.itertuples()):
         colour, dash = BASELINE_COLOURS[i % len(BASELINE_COLOURS)], BASELINE_DASHES[i % len(BASELINE_DASHES)]
         figure.add_trace(
@@ -111,15 +125,6 @@ def cumulative_cost_figure(cumulative: pd.DataFrame, baselines: pd.DataFrame, ti
             showarrow=True,
             text=f"{'saving' if saving >= 0 else 'extra'} vs top: {format_si(abs(saving))}MACs ({top / y[-1]:.2f}x)",
         )
-    figure.update_layout(
-        title=title,
-        height=_HEIGHT_PX,
-        xaxis_title="queries (0 = build)",
-        yaxis_title="cumulative image MACs",
-        yaxis_exponentformat="SI",
-        legend={"orientation": "h", "y": -0.25},
-    )
-    return figure
 
 
 def per_query_figure(per_level: pd.DataFrame, title: str = "") -> go.Figure:

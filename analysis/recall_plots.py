@@ -102,26 +102,7 @@ def sweep_figure(sweep: pd.DataFrame, smallest_k1: int | None, title: str = "") 
     alone = sweep[sweep["series"] != "cascade"]
     figure = make_subplots(specs=[[{"secondary_y": True}]])
     k1 = rows["k1"].astype(int).to_numpy()
-    for i, recall in enumerate(("r1", "r5", "r10")):
-        colour = LEVEL_COLOURS[i]
-        figure.add_trace(
-            go.Scatter(
-                x=k1, y=rows[recall], mode="lines+markers", name=f"R@{recall[1:]} cascade", line={"color": colour}
-            ),
-            secondary_y=False,
-        )
-        if not alone.empty:
-            figure.add_trace(
-                go.Scatter(
-                    x=[k1[0], k1[-1]],
-                    y=[float(alone[recall].iloc[0])] * 2,
-                    mode="lines",
-                    name=f"R@{recall[1:]} last alone",
-                    line={"color": colour, "dash": "dot"},
-                    opacity=0.7,
-                ),
-                secondary_y=False,
-            )
+    _add_recalls(figure, k1, rows, alone)
     figure.add_trace(
         go.Scatter(
             x=k1,
@@ -160,3 +141,27 @@ def sweep_figure(sweep: pd.DataFrame, smallest_k1: int | None, title: str = "") 
 
 
 # ---------------------------------------------------------------- cascades side by side
+
+
+def _add_recalls(figure: go.Figure, k1: np.ndarray, rows: pd.DataFrame, alone: pd.DataFrame) -> None:
+    """R@1/5/10 of the cascade against k_1 and, dotted, of the last level alone."""
+    for i, recall in enumerate(("r1", "r5", "r10")):
+        colour = LEVEL_COLOURS[i]
+        figure.add_trace(
+            go.Scatter(
+                x=k1, y=rows[recall], mode="lines+markers", name=f"R@{recall[1:]} cascade", line={"color": colour}
+            ),
+            secondary_y=False,
+        )
+        if not alone.empty:
+            figure.add_trace(
+                go.Scatter(
+                    x=[k1[0], k1[-1]],
+                    y=[float(alone[recall].iloc[0])] * 2,
+                    mode="lines",
+                    name=f"R@{recall[1:]} last alone",
+                    line={"color": colour, "dash": "dot"},
+                    opacity=0.7,
+                ),
+                secondary_y=False,
+            )
