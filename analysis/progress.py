@@ -9,6 +9,7 @@ stderr (``Bars``), so ``--json`` on stdout stays clean.
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -54,27 +55,47 @@ def counter(progress: Progress | None, step: Step) -> Counter | None:
 _TQDM_UNITS = {Unit.IMAGES: "img", Unit.QUERIES: "q", Unit.SHARDS: "shard", Unit.FILES: "file"}
 
 
-def bar(step: Step, total: int | None = None, quiet: bool = False, stream: TextIO | None = None) -> tqdm:
-    """A tqdm bar for ``step`` on ``stream`` (stderr); hidden when ``quiet``.
+def bar(step: Step, total: int | None = None, quiet: bool = False, stream: TextIO | None = None) -> tqdm | LogLine:
+    """A progress bar for ``step`` on ``stream`` (stderr); hidden when ``quiet``.
 
-    On a terminal it redraws in place. Into a file or a pipe (``2>log``) carriage-return frames
-    would pile up (hundreds of KB a run), so it writes one line when the step ends instead.
+    On a terminal, a tqdm bar redrawn in place. Into a file or a pipe (``2>log``) carriage-return
+    frames would pile up (hundreds of KB a run), so the step writes one line when it ends instead.
     """
     stream = stream or sys.stderr
-    terminal = stream.isatty()
-    return tqdm(
-        total=total,
-        desc=step.what,
-        unit=_TQDM_UNITS[step.unit],
-        disable=quiet,
-        file=stream,
-        leave=not terminal,  # the closing frame stays in a log: one line per step
-        mininterval=0.1 if terminal else float("inf"),  # no intermediate frames into a file
-        delay=0.0,
-    )
+    if not stream.isatty():
+        return LogLine(step, total, stream, quiet)
+    return tqdm(total=total, desc=step.what, unit=_TQDM_UNITS[step.unit], disable=quiet, file=stream, leave=False)
 
 
-def callback(progress_bar: tqdm) -> Counter:
+class LogLine:
+    """A step's progress as one line written when it ends (``embedding: 5,000/5,000 images in 12.3 s``)."""
+
+    def __init__(self, step: Step, total: int | None, stream: TextIO, quiet: bool = False) -> None:
+        self.step, self.total, self.stream, self.quiet = step, total, stream, quiet
+        self.n = 0
+        self._started = time.perf_counter()
+        self._closed = False
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+
+    def close(self) -> None:
+        if self._closed or self.quiet:
+            return
+        self._closed = True
+        of = f"/{self.total:,}" if self.total else ""
+        seconds = time.perf_counter() - self._started
+        self.stream.write(f"{self.step.what}: {self.n:,}{of} {self.step.unit} in {seconds:.1f} s\n")
+        self.stream.flush()
+
+    def __enter__(self) -> LogLine:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def callback(progress_bar: tqdm | LogLine) -> Counter:
     """A ``(done, total)`` callback that moves ``progress_bar``."""
 
     def update(done: int, total: int) -> None:
@@ -94,7 +115,7 @@ class Bars:
     def __init__(self, quiet: bool = False, stream: TextIO | None = None) -> None:
         self.quiet = quiet
         self.stream = stream
-        self._bars: dict[Step, tqdm] = {}
+        self._bars: dict[Step, tqdm | LogLine] = {}
 
     def __call__(self, step: Step, done: int, total: int) -> None:
         if total <= 0:

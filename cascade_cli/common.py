@@ -9,8 +9,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from tqdm import tqdm
-
 from analysis import presets, progress
 from analysis.cascades import Cascades, Choice
 from analysis.galleries import GalleryKind, GallerySource
@@ -173,7 +171,7 @@ def bars(args: argparse.Namespace) -> progress.Bars:
     return progress.Bars(quiet=args.quiet)
 
 
-def bar(args: argparse.Namespace, what: str, total: int | None, unit: progress.Unit = progress.Unit.QUERIES) -> tqdm:
+def bar(args: argparse.Namespace, what: str, total: int | None, unit: progress.Unit = progress.Unit.QUERIES):
     return progress.bar(progress.Step(what, unit), total, quiet=args.quiet)
 
 
