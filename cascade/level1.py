@@ -11,6 +11,7 @@ of one; ``search_many`` hands blocks of ``block_size`` queries.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 import numpy as np
@@ -84,6 +85,16 @@ class FaissRanking:
 
     def rank(self, queries: np.ndarray, k: int) -> list[Ranked]:
         return [self.index.search(query, k) for query in np.asarray(queries, dtype=np.float32)]
+
+
+def stack_rows(rows: Mapping[str, np.ndarray], ids: Sequence[str], dtype: str) -> np.ndarray:
+    """``(len(ids), d)`` rows in ``ids`` order in ``dtype``; float16 is filled row by row (no float32 copy)."""
+    if dtype == "float32":
+        return np.stack([rows[image_id] for image_id in ids]).astype(np.float32, copy=False)
+    matrix = np.empty((len(ids), len(rows[ids[0]])), dtype=dtype)
+    for row, image_id in enumerate(ids):
+        matrix[row] = rows[image_id]
+    return matrix
 
 
 def exact_ranking(matrix: np.ndarray) -> ExactFloat32 | ExactFloat16:

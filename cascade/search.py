@@ -34,9 +34,8 @@ from cascade.index import (
     load_or_build,
     recall_of,
     sample_queries,
-    stack_rows,
 )
-from cascade.level1 import FaissRanking, Level1Ranking, exact_ranking
+from cascade.level1 import FaissRanking, Level1Ranking, exact_ranking, stack_rows
 from cascade.ranking import dot, top_k
 from cascade.types import BuildReport, CascadeConfig, LevelTrace, SearchResult, level_trace, validate_ks
 from cascade.types import check_query as _check_query
