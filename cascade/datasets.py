@@ -59,11 +59,13 @@ class HubDataset:
 
 
 DATASETS: dict[str, HubDataset] = {
-    "flickr30k": HubDataset("flickr30k", "clip-benchmark/wds_flickr30k", "test",
-                            "Flickr30k, Karpathy 1k test split", 1_000, 5_000),
-    "coco": HubDataset("coco", "clip-benchmark/wds_mscoco_captions", "test",
-                       "MS-COCO captions, Karpathy 5k test split", 5_000, 25_000),
-}  # fmt: skip
+    "flickr30k": HubDataset(
+        "flickr30k", "clip-benchmark/wds_flickr30k", "test", "Flickr30k, Karpathy 1k test split", 1_000, 5_000
+    ),
+    "coco": HubDataset(
+        "coco", "clip-benchmark/wds_mscoco_captions", "test", "MS-COCO captions, Karpathy 5k test split", 5_000, 25_000
+    ),
+}
 
 
 def names() -> list[str]:
@@ -99,8 +101,9 @@ def corpus(name: str, progress: ProgressFn | None = None) -> Corpus:
         captions.setdefault(image_id, []).extend(s["raw"] for s in entry["sentences"])
     missing = [p for p in paths.values() if not p.is_file()]
     if missing:
-        raise CorpusError(f"{len(missing)} image(s) of {name} are gone, e.g. {missing[0]}; "
-                          f"delete {root} to materialise it again")  # fmt: skip
+        raise CorpusError(
+            f"{len(missing)} image(s) of {name} are gone, e.g. {missing[0]}; delete {root} to materialise it again"
+        )
     return Corpus(ids=ids, paths=paths, captions=captions)
 
 
@@ -120,8 +123,10 @@ def materialise(name: str, progress: ProgressFn | None = None) -> tuple[Path, Pa
         return json_path, root
     from cascade.encoders import hub
 
-    how = (f"run once where the hub is reachable, or copy a Hugging Face cache holding "
-           f"datasets--{dataset.repo_id.replace('/', '--')} into $HF_HOME/hub")  # fmt: skip
+    how = (
+        f"run once where the hub is reachable, or copy a Hugging Face cache holding "
+        f"datasets--{dataset.repo_id.replace('/', '--')} into $HF_HOME/hub"
+    )
     nshards_file = hub.dataset_file(dataset.repo_id, f"{dataset.split}/nshards.txt", how)
     try:
         nshards = int(nshards_file.read_text().strip())
@@ -139,8 +144,10 @@ def materialise(name: str, progress: ProgressFn | None = None) -> tuple[Path, Pa
         _write_json(root / "COMPLETE.json", _marker(dataset, nshards))
     except OSError as err:
         if err.errno == errno.ENOSPC:
-            raise CorpusError(f"the disk filled while writing {name} into {root}; free some space and run "
-                              "again (finished shards are kept)") from None  # fmt: skip
+            raise CorpusError(
+                f"the disk filled while writing {name} into {root}; free some space and run "
+                "again (finished shards are kept)"
+            ) from None
         raise CorpusError(f"could not write {name} into {root}: {err}") from None
     return json_path, root
 
@@ -174,8 +181,10 @@ def _shard_entries(dataset: HubDataset, root: Path, shard: int, how: str) -> lis
             entries.append(_write_sample(dataset, root, f"{dataset.split}/{shard}.tar", key, files))
     except (tarfile.TarError, EOFError, zlib.error) as err:
         _forget(tar_path)
-        raise CorpusError(f"{dataset.repo_id}: shard {dataset.split}/{shard}.tar is truncated or corrupt ({err}); "
-                          "it was dropped from the cache: run again to download it anew") from None  # fmt: skip
+        raise CorpusError(
+            f"{dataset.repo_id}: shard {dataset.split}/{shard}.tar is truncated or corrupt ({err}); "
+            "it was dropped from the cache: run again to download it anew"
+        ) from None
     _write_json(marker, {"images": entries})
     return entries
 
@@ -236,8 +245,13 @@ def _write_sample(dataset: HubDataset, root: Path, shard: str, key: str, files: 
     partial = path.with_name(f".{filename}.part")
     partial.write_bytes(data)
     os.replace(partial, path)
-    return {"filename": filename, "filepath": "images", "split": "test", "cascade_id": content_id(path),
-            "sentences": [{"raw": c} for c in captions]}  # fmt: skip
+    return {
+        "filename": filename,
+        "filepath": "images",
+        "split": "test",
+        "cascade_id": content_id(path),
+        "sentences": [{"raw": c} for c in captions],
+    }
 
 
 def _write_json(path: Path, payload: dict) -> None:

@@ -22,7 +22,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -98,8 +98,9 @@ def parse_index(text: str) -> IndexSpec:
         raise ConfigError(f"unknown index {text!r}; use exact, exact:float16 or faiss:FACTORY (e.g. faiss:HNSW32)")
     factory, _, params = rest.partition("@")
     if not factory or not _FACTORY.match(factory):
-        raise ConfigError(f"malformed FAISS factory string {factory!r} in {text!r} (e.g. faiss:HNSW32, "
-                          "faiss:IVF4096,PQ64)")  # fmt: skip
+        raise ConfigError(
+            f"malformed FAISS factory string {factory!r} in {text!r} (e.g. faiss:HNSW32, faiss:IVF4096,PQ64)"
+        )
     if params and not all(_PARAM.match(p) for p in params.split(",")):
         raise ConfigError(f"malformed FAISS search parameters {params!r} in {text!r} (e.g. efSearch=128,nprobe=32)")
     if not params:
@@ -213,8 +214,15 @@ def save_faiss(built: FaissIndex, path: str | os.PathLike) -> None:
 
 def _write_sidecar(built: FaissIndex, path: Path) -> None:
     encoder, corpus, factory = built.key
-    sidecar = {"format": FORMAT_VERSION, "encoder": encoder, "corpus": corpus, "factory": factory,
-               "n_images": built.n_images, "build_s": built.build_s, "recalls": built.recalls}  # fmt: skip
+    sidecar = {
+        "format": FORMAT_VERSION,
+        "encoder": encoder,
+        "corpus": corpus,
+        "factory": factory,
+        "n_images": built.n_images,
+        "build_s": built.build_s,
+        "recalls": built.recalls,
+    }
     temporary = path.with_name(path.name + ".json.tmp")
     temporary.write_text(json.dumps(sidecar, indent=1))
     os.replace(temporary, path.with_suffix(".json"))
@@ -237,8 +245,10 @@ def load_faiss(spec: IndexSpec, path: str | os.PathLike, key: tuple[str, str, st
     except (OSError, ValueError, KeyError, TypeError):
         raise IndexFileError(f"index sidecar {sidecar_path} is corrupt; delete it and {path.name} to rebuild") from None
     if found != tuple(key):
-        raise IndexFileError(f"index file {path} belongs to another corpus or encoder (built for {found[1]} with "
-                             f"{found[0]}, {found[2]}); delete it to rebuild")  # fmt: skip
+        raise IndexFileError(
+            f"index file {path} belongs to another corpus or encoder (built for {found[1]} with "
+            f"{found[0]}, {found[2]}); delete it to rebuild"
+        )
     try:
         index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
     except RuntimeError:
@@ -374,16 +384,6 @@ def recall_of(
     if plan.folder is not None:
         _write_sidecar(built, index_file(plan.folder, built.key))
     return measured
-
-
-def stack_rows(rows: Mapping[str, np.ndarray], ids: Sequence[str], dtype: str) -> np.ndarray:
-    """``(len(ids), d)`` rows in ``ids`` order in ``dtype``; float16 is filled row by row (no float32 copy)."""
-    if dtype == "float32":
-        return np.stack([rows[image_id] for image_id in ids]).astype(np.float32, copy=False)
-    matrix = np.empty((len(ids), len(rows[ids[0]])), dtype=dtype)
-    for row, image_id in enumerate(ids):
-        matrix[row] = rows[image_id]
-    return matrix
 
 
 def sample_queries(corpus, level, matrix: np.ndarray, wanted: int) -> tuple[np.ndarray, np.ndarray | None, str]:

@@ -2,7 +2,7 @@
 
 Every strategy ranks a block of query embeddings ``(B, d)`` and returns, per query, the
 corpus positions of its k best images and their scores, best first. ``search`` is a block
-of one; ``search_many`` hands blocks of ``block_size`` queries.
+of one; ``search_many`` hands blocks of ``block_size`` queries (within the searcher's budget).
 
 - ``ExactFloat32``: one ``(B, d) @ (d, N)`` product per block, then the stable ``top_k``.
 - ``ExactFloat16``: float16 storage at half the memory, ranked exactly by ``half_top_k``.
@@ -11,6 +11,7 @@ of one; ``search_many`` hands blocks of ``block_size`` queries.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 import numpy as np
@@ -21,18 +22,16 @@ from cascade.ranking import dot_block, half_top_k, max_row_norm, top_k
 
 Ranked = tuple[np.ndarray, np.ndarray]  # (corpus positions (k,), float32 scores (k,)), best first
 
-BLOCK_QUERIES = 256  # queries ranked per level-1 matmul in search_many
-BLOCK_SCORES = 1 << 23  # at most this many (query, image) scores at once: 32 MiB of float32
-# ONE_AT_A_TIME: strategies that rank query by query take blocks of one, so each query's text is also
-# encoded alone, as ``search`` encodes it (a batched forward pass rounds differently). Batching the
-# text tower is worth that only where one matmul ranks the whole block: exact float32.
+# Strategies that rank query by query take blocks of one, so each query's text is also encoded alone,
+# as ``search`` encodes it (a batched forward pass rounds differently). Batching the text tower is
+# worth that only where one matmul ranks the whole block: exact float32.
 
 
 class Level1Ranking(Protocol):
     """Level 1's ranking of all N images for a block of queries."""
 
-    def block_size(self, n_images: int) -> int:
-        """How many queries ``rank`` should be handed at once."""
+    def block_size(self, max_queries: int, max_scores: int) -> int:
+        """How many queries ``rank`` takes at once, holding at most ``max_scores`` (query, image) scores."""
         ...
 
     def rank(self, queries: np.ndarray, k: int) -> list[Ranked]:
@@ -46,8 +45,8 @@ class ExactFloat32:
     def __init__(self, matrix: np.ndarray) -> None:
         self.matrix = matrix
 
-    def block_size(self, n_images: int) -> int:
-        return max(1, min(BLOCK_QUERIES, BLOCK_SCORES // n_images))
+    def block_size(self, max_queries: int, max_scores: int) -> int:
+        return max(1, min(max_queries, max_scores // len(self.matrix)))
 
     def rank(self, queries: np.ndarray, k: int) -> list[Ranked]:
         scores = dot_block(self.matrix, queries)  # (B, N); for B = 1 numpy runs the same GEMV as ``dot``
@@ -62,8 +61,8 @@ class ExactFloat16:
         self.matrix = matrix
         self.max_norm = max_row_norm(matrix)  # bounds the float16 rounding half_top_k allows for
 
-    def block_size(self, n_images: int) -> int:
-        return 1  # see ONE_AT_A_TIME
+    def block_size(self, max_queries: int, max_scores: int) -> int:
+        return 1  # see the note above Level1Ranking
 
     def rank(self, queries: np.ndarray, k: int) -> list[Ranked]:
         return [half_top_k(self.matrix, query, k, self.max_norm) for query in queries]
@@ -79,11 +78,21 @@ class FaissRanking:
     def __init__(self, index: FaissIndex) -> None:
         self.index = index
 
-    def block_size(self, n_images: int) -> int:
-        return 1  # see ONE_AT_A_TIME
+    def block_size(self, max_queries: int, max_scores: int) -> int:
+        return 1  # see the note above Level1Ranking
 
     def rank(self, queries: np.ndarray, k: int) -> list[Ranked]:
         return [self.index.search(query, k) for query in np.asarray(queries, dtype=np.float32)]
+
+
+def stack_rows(rows: Mapping[str, np.ndarray], ids: Sequence[str], dtype: str) -> np.ndarray:
+    """``(len(ids), d)`` rows in ``ids`` order in ``dtype``; float16 is filled row by row (no float32 copy)."""
+    if dtype == "float32":
+        return np.stack([rows[image_id] for image_id in ids]).astype(np.float32, copy=False)
+    matrix = np.empty((len(ids), len(rows[ids[0]])), dtype=dtype)
+    for row, image_id in enumerate(ids):
+        matrix[row] = rows[image_id]
+    return matrix
 
 
 def exact_ranking(matrix: np.ndarray) -> ExactFloat32 | ExactFloat16:

@@ -29,8 +29,10 @@ def max_row_norm(matrix: np.ndarray) -> float:
     import torch  # here, not at the top: importing the engine (and ``cascade --help``) stays torch-free
 
     rows = torch.from_numpy(matrix)
-    return max(float(torch.linalg.vector_norm(rows[s : s + _NORM_ROWS].float(), dim=1).max())
-               for s in range(0, len(matrix), _NORM_ROWS))  # fmt: skip
+    return max(
+        float(torch.linalg.vector_norm(rows[s : s + _NORM_ROWS].float(), dim=1).max())
+        for s in range(0, len(matrix), _NORM_ROWS)
+    )
 
 
 def half_top_k(matrix: np.ndarray, query: np.ndarray, k: int, max_norm: float) -> tuple[np.ndarray, np.ndarray]:

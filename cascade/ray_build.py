@@ -68,8 +68,10 @@ class EmbedBatch:
 
         # The file decoded as the local build decodes it (cascade.corpus.load_image): the same pixels.
         pixels = [self.encoder.preprocess(load_image(Path(path))) for path in batch["path"]]
-        parts = [self.encoder.encode_pixels(torch.stack(pixels[start : start + self.batch_size]))
-                 for start in range(0, len(pixels), self.batch_size)]  # fmt: skip
+        parts = [
+            self.encoder.encode_pixels(torch.stack(pixels[start : start + self.batch_size]))
+            for start in range(0, len(pixels), self.batch_size)
+        ]
         return {"image_id": batch["image_id"], "embedding": np.concatenate(parts).astype(np.float32, copy=False)}
 
 
@@ -164,8 +166,14 @@ def _start_ray(address: str | None, workers: int) -> tuple[object, bool]:
     paths = os.pathsep.join([str(PROJECT_ROOT), *[p for p in sys.path if p and os.path.isdir(p)]])
     options = {"runtime_env": {"env_vars": {"PYTHONPATH": paths}}} if not address else {}
     try:
-        ray.init(address=address, num_cpus=None if address else workers, include_dashboard=False,
-                 log_to_driver=False, logging_level="ERROR", **options)  # fmt: skip
+        ray.init(
+            address=address,
+            num_cpus=None if address else workers,
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level="ERROR",
+            **options,
+        )
     except Exception as err:  # Ray raises ConnectionError, RuntimeError, ValueError... for a bad cluster
         raise RayUnavailable(f"cannot start Ray at {address or 'this machine'}: {err}".splitlines()[0]) from None
     return ray, True

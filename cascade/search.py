@@ -34,9 +34,8 @@ from cascade.index import (
     load_or_build,
     recall_of,
     sample_queries,
-    stack_rows,
 )
-from cascade.level1 import FaissRanking, Level1Ranking, exact_ranking
+from cascade.level1 import FaissRanking, Level1Ranking, exact_ranking, stack_rows
 from cascade.ranking import dot, top_k
 from cascade.types import BuildReport, CascadeConfig, LevelTrace, SearchResult, level_trace, validate_ks
 from cascade.types import check_query as _check_query
@@ -191,7 +190,7 @@ class CascadeSearcher:
             ConfigError: empty query or invalid ks.
         """
         rows = {tower: np.asarray(embedding)[None] for tower, embedding in (text_embeddings or {}).items()}
-        return next(self.search_many([query], ks, rows))
+        return next(self._searches([query], ks, rows))
 
     def search_many(
         self, queries: Sequence[str], ks: Sequence[int], text_embeddings: Mapping[str, np.ndarray] | None = None
@@ -210,12 +209,18 @@ class CascadeSearcher:
         Yields:
             One SearchResult per query, in order.
         """
+        return self._searches(queries, ks, text_embeddings)
+
+    def _searches(
+        self, queries: Sequence[str], ks: Sequence[int], text_embeddings: Mapping[str, np.ndarray] | None
+    ) -> Iterator[SearchResult]:
+        """What ``search`` and ``search_many`` run (a caller may replace either on an instance, not this)."""
         for query in queries:
             _check_query(query)
         validate_ks(tuple(ks), n_levels=len(self.levels), n_images=len(self.corpus))
         ranking = self._level1_ready(ks[0])
         first, given = self.levels[0], dict(text_embeddings or {})
-        block = ranking.block_size(len(self.corpus))
+        block = ranking.block_size(_BLOCK_QUERIES, _BLOCK_SCORES)
         for start in range(0, len(queries), block):
             texts = list(queries[start : start + block])
             rows = given[first.text_tower_id][start : start + block] if first.text_tower_id in given else None
@@ -354,6 +359,10 @@ def _check_levels(levels: Sequence[ImageTower]) -> None:
     for level in levels[:-1]:
         if isinstance(level, CrossEncoder):
             raise ConfigError(f"a cross-encoder can only be the last stage, got {level.id} before the end")
+
+
+_BLOCK_QUERIES = 256  # queries ranked per level-1 matmul in search_many
+_BLOCK_SCORES = 1 << 23  # at most this many (query, image) scores at once: 32 MiB of float32
 
 
 def _encode_batches(

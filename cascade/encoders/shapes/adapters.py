@@ -138,8 +138,9 @@ class ShapesCrossEncoder(_WorldPixels, CrossEncoder):
         return self._model.image_features(pixels).float().numpy()
 
     @torch.inference_mode()
-    def score(self, text: str, image_features: np.ndarray, query_embedding: np.ndarray | None = None,
-              batch_size: int = 256) -> np.ndarray:  # fmt: skip
+    def score(
+        self, text: str, image_features: np.ndarray, query_embedding: np.ndarray | None = None, batch_size: int = 256
+    ) -> np.ndarray:
         features = torch.as_tensor(np.asarray(image_features, dtype=np.float32))
         if query_embedding is not None:  # the shared text tower's embedding: the same F.normalize(text(tokens))
             embedding = torch.as_tensor(np.asarray(query_embedding, dtype=np.float32))[None]
