@@ -269,7 +269,7 @@ class CrispMacs:
 
 def blip_config(variant: str):
     """A ``BlipConfig`` of the ``base`` or ``large`` ITM checkpoint's architecture (no weights)."""
-    from transformers import BlipConfig  # after ``import cascade`` (above): its torchvision shim comes first
+    from transformers import BlipConfig
 
     if variant not in BLIP_ARCHITECTURES:
         raise ConfigError(f"unknown BLIP variant {variant!r}; known: {', '.join(BLIP_ARCHITECTURES)}")

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import cascade  # noqa: F401  (the torchvision shim, before open_clip and transformers)
 from bench import build_path, crisp, evaluation, index_cascade, lifetime, load, query_log, query_path, ray_engine
 from bench import index as index_bench
 from bench import page as bench_page

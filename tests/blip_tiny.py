@@ -11,7 +11,9 @@ from pathlib import Path
 import torch
 import transformers
 
-import cascade  # noqa: F401  (torchvision shim before transformers' BLIP)
+from cascade._torchvision_compat import ensure_torchvision_compat  # noqa: E402  (before open_clip/transformers: see cascade/_torchvision_compat.py)
+
+ensure_torchvision_compat()
 
 HIDDEN = 32  # text and vision width
 EMBED = 16  # image_text_hidden_size

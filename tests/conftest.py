@@ -15,7 +15,9 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
 import pytest  # noqa: E402
 
-import cascade  # noqa: E402, F401  (arms the torchvision shim before a test imports transformers or open_clip)
+from cascade._torchvision_compat import ensure_torchvision_compat  # noqa: E402  (before open_clip/transformers: see cascade/_torchvision_compat.py)
+
+ensure_torchvision_compat()
 
 pytest_plugins = ["tests.ui_fixtures", "tests.ray_fixtures"]  # the app on a test engine; one shared local Ray
 

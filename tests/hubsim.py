@@ -30,7 +30,9 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-import cascade  # noqa: F401  (arms the torchvision shim before open_clip is imported)
+from cascade._torchvision_compat import ensure_torchvision_compat  # noqa: E402  (before open_clip/transformers: see cascade/_torchvision_compat.py)
+
+ensure_torchvision_compat()
 
 SHRUNK_DIR = Path(__file__).resolve().parent / "shrunk_configs"
 SHRUNK = ("ViT-L-14", "ViT-g-14")

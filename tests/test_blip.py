@@ -15,7 +15,6 @@ import torch
 import transformers
 from PIL import Image
 
-import cascade  # noqa: F401  (torchvision shim before transformers' BLIP)
 from cascade.cache import MemoryCache
 from cascade.corpus import Corpus
 from cascade.cost import count_macs

@@ -11,7 +11,6 @@ import pytest
 import torch
 import transformers
 
-import cascade  # noqa: F401  (torchvision shim before transformers' BLIP)
 import cascade_cli
 from cascade.encoders import create_encoder
 from cascade.encoders.blip_convert import convert_checkpoint

@@ -10,7 +10,6 @@ import pytest
 import torch
 import transformers
 
-import cascade  # noqa: F401  (torchvision shim before transformers' BLIP)
 from cascade.cache import MemoryCache
 from cascade.corpus import Corpus
 from cascade.encoders import create_encoder

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-import cascade  # noqa: F401  (torchvision shim before transformers' BLIP)
 from cascade.cache import MemoryCache
 from cascade.corpus import Corpus
 from cascade.encoders import blip, create_encoder, hub

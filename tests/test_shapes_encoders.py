@@ -21,6 +21,7 @@ from cascade.encoders.base import BiEncoder, CrossEncoder
 from cascade.encoders.shapes.adapters import _world_array
 from cascade.errors import EncoderNotFound, WeightsUnavailable
 from cascade.paths import ASSETS_DIR
+from tests.conftest import ROOT
 from tools import train_shapes
 
 BI_ENCODERS = ("small", "medium", "large")
@@ -296,7 +297,7 @@ def test_importing_the_world_the_encoders_and_the_trainer_does_nothing(tmp_path)
         "print(weights._read.cache_info().currsize, 'safetensors' in sys.modules)"
     )
     env = {**os.environ, "CASCADE_CACHE_DIR": str(tmp_path / "cache")}
-    out = subprocess.run([sys.executable, "-c", code], cwd=ASSETS_DIR.parent, env=env, capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["0", "False"]  # no weights read
     assert not (tmp_path / "cache").exists()  # nothing written
