@@ -1,8 +1,9 @@
 """The product's memory: one DuckDB file holding the feature cache, the query log and evaluations.
 
 It implements the engine's two protocols, ``FeatureCache`` (``get``/``put``)
-and ``QueryLog`` (``record``), so ``CascadeSearcher(levels, corpus, cache=store,
-log=store)`` persists everything. The cost charts are SQL over the log.
+and ``QueryLog`` (``record``): ``Cascades.on_store`` (``analysis.cascades``) hands it
+to every cascade as its cache, log and evaluation table, so everything persists.
+A configuration's own lifetime cost is a function of its log (``lifetime_cost``).
 
 Concurrency: one ``Store`` per process, shared by all threads. Reads use a
 per-thread cursor; writes are serialised by a lock and each is one transaction,
