@@ -92,7 +92,7 @@ def run(quick: bool = False) -> tuple[EvaluationRow, ...]:
         timed = {batched: _timed(levels, ks, corpus, caches[batched], limit, batched) for batched in order}
         (slow_s, slow), (fast_s, fast) = timed[False], timed[True]
         rows.append(EvaluationRow(levels=tuple(levels), ks=tuple(ks), n_queries=fast.n_queries, per_query_s=slow_s,
-                                  batched_s=fast_s, rows_equal=slow == fast, r10=fast.r10))  # fmt: skip
+                                  batched_s=fast_s, rows_equal=slow == fast, r10=fast.recall[10]))  # fmt: skip
     return tuple(rows)
 
 

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from analysis import presets
-from analysis.evaluate import CaptionEmbeddings, EvalResult, evaluate
+from analysis.evaluate import RECALL_KS, CaptionEmbeddings, EvalResult, evaluate
 from bench import section_main
 from bench.lifetime import shapes_gallery
 from cascade.cache import MemoryCache
@@ -53,8 +53,7 @@ class IndexCascadeReport:
     @property
     def worst_gap(self) -> float:
         """The largest of |R@k with the index - R@k exact| over k = 1, 5, 10, in points."""
-        pairs = ((self.with_index.r1, self.exact.r1), (self.with_index.r5, self.exact.r5),
-                 (self.with_index.r10, self.exact.r10))  # fmt: skip
+        pairs = [(self.with_index.recall[k], self.exact.recall[k]) for k in RECALL_KS]
         return max(abs(a - b) for a, b in pairs)
 
 
@@ -79,7 +78,7 @@ def run(quick: bool = False) -> IndexCascadeReport:
 
 
 def _recalls(result: EvalResult) -> str:
-    return f"{result.r1:.1f} / {result.r5:.1f} / {result.r10:.1f}"
+    return " / ".join(f"{result.recall[k]:.1f}" for k in RECALL_KS)
 
 
 def markdown(report: IndexCascadeReport) -> str:

@@ -34,7 +34,7 @@ from cascade.errors import ConfigError, CorpusError, WeightsUnavailable
 from cascade.search import CascadeSearcher
 from cascade.types import CascadeConfig, validate_ks
 from tests.app_engine import PRESET, make_engine
-from tests.fakes import make_gallery, small_and_large
+from tests.fakes import count_features, make_gallery, small_and_large
 
 N_IMAGES = 12
 KS = (6, 3)
@@ -99,12 +99,12 @@ def test_any_query_is_logged_verbatim_or_refused_as_empty(searched, query):
 
 def test_injection_attempts_leave_every_table_intact(searched):
     searcher, store = searched
-    features_before = store.count_features(searcher.levels[0].id)
+    features_before = count_features(store, searcher.levels[0].id)
     for query in HOSTILE_QUERIES:
         searcher.search(query, KS)
     tables = set(store.frame("SELECT table_name FROM information_schema.tables")["table_name"])
     assert {"meta", "features", "queries", "query_levels", "evaluations"} <= tables
-    assert store.count_features(searcher.levels[0].id) == features_before == N_IMAGES
+    assert count_features(store, searcher.levels[0].id) == features_before == N_IMAGES
     logged = store.frame("SELECT query FROM queries")["query"].tolist()
     assert all(query in logged for query in HOSTILE_QUERIES)
 

@@ -65,7 +65,7 @@ def test_sweep_rows_equal_brute_force(corpus):
 
 
 def _row(k1: int, r1: float, r5: float, r10: float) -> EvalResult:
-    return EvalResult(("a", "b"), (k1, 10), r1, r5, r10, 0, 0.0, 100, 100)
+    return EvalResult(("a", "b"), (k1, 10), {1: r1, 5: r5, 10: r10}, 0, 0.0, 100, 100)
 
 
 def test_the_smallest_k1_within_one_point_of_every_recall():
