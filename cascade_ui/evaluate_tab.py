@@ -72,7 +72,7 @@ def evaluate_tab(engine: Engine, session: gr.State) -> EvaluateTab:
     run = gr.Button("Evaluate", variant="primary")
     status = gr.Markdown()
     figure = gr.Plot(elem_id="pareto-plot")
-    table = gr.Dataframe(label="Evaluations on this dataset")
+    table = gr.Dataframe(label="Evaluations on this dataset", elem_id="eval-table")
 
     @guarded(status)
     def redraw(values: dict) -> dict:
