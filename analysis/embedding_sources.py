@@ -9,9 +9,12 @@
   (a list of floats): a pgvector or Immich table export.
 - A ``.npy`` matrix with a paths file, one UTF-8 path per line, row for row.
 
-Matrices are memory-mapped (``np.load(mmap_mode="r")``) and Parquet is decoded a record batch at a time, so an
-index larger than memory streams through. ``detect`` pairs the files and reads their headers; ``check`` reads
-every row once before anything is written; ``normalised_blocks`` hands an import writer unit rows.
+Matrices are memory-mapped and Parquet is decoded a batch at a time: an index larger than memory streams through.
+``detect`` pairs files and reads headers, ``check`` reads every row once, ``normalised_blocks`` gives unit rows.
+
+Why one module: it is one concern, an index read before it is imported; the three readers share the ``Shard``
+contract and the one-line errors. ``check`` and ``normalised_blocks`` are the seam to split along once the
+import writer joins them.
 """
 
 from __future__ import annotations
@@ -120,21 +123,16 @@ def _open_parquet(path: Path, name: str, columns: list[str]) -> pq.ParquetFile:
     return file
 
 
+def _captions(column: pa.Array | pa.ChunkedArray) -> list[str]:
+    return [caption or "" for caption in column.cast(pa.string()).to_pylist()]
+
+
 def _present(values: list[str], name: str, start: int, what: str) -> list[str]:
     """``values`` (ids or paths), refused with one line naming the first empty one."""
     for row, value in enumerate(values):
         if not value:
             raise CorpusError(f"{name} row {start + row} has no {what}")
     return values
-
-
-def _shape_of(matrices: dict[str, np.ndarray]) -> tuple[int, np.dtype]:
-    """The dimension every matrix shares, and the dtype rows are served in (float32 if any is float32)."""
-    (first, matrix), *_ = matrices.items()
-    for name, other in matrices.items():
-        if other.shape[1] != matrix.shape[1]:
-            raise CorpusError(f"{name} has {other.shape[1]} dimensions, {first} {matrix.shape[1]}")
-    return matrix.shape[1], np.result_type(*(m.dtype for m in matrices.values()))
 
 
 class _ClipFiles(NamedTuple):
@@ -171,7 +169,7 @@ class ClipRetrievalSource:
                 if len(text) != len(embeddings):
                     raise CorpusError(f"{name} has {len(embeddings)} rows but {text_name} has {len(text)}")
             paths = _present(table.column("image_path").cast(pa.string()).to_pylist(), meta_name, 0, "image_path")
-            captions = [c or "" for c in table.column("caption").to_pylist()] if self.has_captions else None
+            captions = _captions(table.column("caption")) if self.has_captions else None
             yield Shard(name, 0, paths, embeddings, captions, text)
 
 
@@ -204,12 +202,12 @@ def _clip_retrieval(root: Path) -> ClipRetrievalSource:
         if unpaired:
             raise CorpusError(f"{_name(ours[unpaired[0]], root)} has no matching {expected.format(unpaired[0])}")
     numbers = sorted(images)
-    matrices = {_name(images[n], root): _open_npy(images[n], _name(images[n], root)) for n in numbers}
-    dim, dtype = _shape_of(matrices)
+    matrices = [_open_npy(images[n], _name(images[n], root)) for n in numbers]  # headers; check compares dims
+    dim, dtype = matrices[0].shape[1], np.result_type(*(m.dtype for m in matrices))
     first_meta = metadata[numbers[0]]
     has_captions = "caption" in _open_parquet(first_meta, _name(first_meta, root), ["image_path"]).schema_arrow.names
     files = tuple(_ClipFiles(images[n], metadata[n], texts.get(n)) for n in numbers)
-    n_rows = sum(len(m) for m in matrices.values())
+    n_rows = sum(len(m) for m in matrices)
     return ClipRetrievalSource(root, files, dim, dtype, n_rows, has_captions)
 
 
@@ -241,9 +239,7 @@ class ParquetSource:
                 embeddings = self._matrix(batch.column(self.embedding_column), name, start)
                 ids = batch.column(self.id_column).cast(pa.string()).to_pylist()  # a bigint id is an id too
                 paths = _present(ids, name, start, repr(self.id_column))
-                captions = None
-                if self.caption_column is not None:
-                    captions = [c or "" for c in batch.column(self.caption_column).cast(pa.string()).to_pylist()]
+                captions = _captions(batch.column(self.caption_column)) if self.caption_column else None
                 yield Shard(name, start, paths, embeddings, captions)
                 start += batch.num_rows
 
@@ -268,18 +264,15 @@ def _parquet(src: Path, id_column: str, embedding_column: str, caption_column: s
     opened = {path: _open_parquet(path, _name(path, root), columns) for path in files}
     kinds = {_name(path, root): file.schema_arrow.field(embedding_column).type for path, file in opened.items()}
     for name, kind in kinds.items():
-        if not _is_float_list(kind):
+        if not isinstance(kind, pa.ListType | pa.LargeListType | pa.FixedSizeListType) or (
+            kind.value_type not in _ARROW_FLOATS
+        ):
             raise CorpusError(f"{name}: column {embedding_column!r} holds {kind}; expected a list of floats")
     kind = kinds[_name(files[0], root)]
     n_rows = sum(file.metadata.num_rows for file in opened.values())
     dim = kind.list_size if pa.types.is_fixed_size_list(kind) else _first_length(opened.values(), embedding_column)
     dtype = np.result_type(*(_ARROW_FLOATS[k.value_type] for k in kinds.values()))
     return ParquetSource(root, files, id_column, embedding_column, caption_column, dim, dtype, n_rows)
-
-
-def _is_float_list(kind: pa.DataType) -> bool:
-    lists = pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)
-    return lists and kind.value_type in _ARROW_FLOATS
 
 
 def _first_length(files: Iterable[pq.ParquetFile], column: str) -> int:
@@ -321,13 +314,6 @@ class NpySource:
             raise CorpusError(f"{paths_name} has {len(matrix) + extra} lines, {name} {len(matrix)} rows")
 
 
-def _npy(src: Path, paths: Path) -> NpySource:
-    if not paths.is_file():
-        raise CorpusError(f"paths file not found: {paths}")
-    matrix = _open_npy(src, src.name)
-    return NpySource(src, paths, matrix.shape[1], matrix.dtype, len(matrix))
-
-
 def detect(
     src: str | Path,
     id_column: str | None = None,
@@ -359,7 +345,10 @@ def detect(
     if src.suffix == ".npy" and src.is_file():
         if paths is None:
             raise ConfigError(f"{src} is a .npy matrix: give its paths file (one path per row)")
-        return _npy(src, Path(paths).expanduser())
+        if not Path(paths).expanduser().is_file():
+            raise CorpusError(f"paths file not found: {paths}")
+        matrix = _open_npy(src, src.name)
+        return NpySource(src, Path(paths).expanduser(), matrix.shape[1], matrix.dtype, len(matrix))
     raise ConfigError(
         f"{src} is not an embedding index: expected a clip-retrieval folder (img_emb/, metadata/), "
         "a Parquet file or folder with id and embedding columns, or a .npy matrix with a paths file"

@@ -151,6 +151,8 @@ def test_normalised_blocks_keep_the_source_dtype_and_refuse_others(tmp_path):
 def test_wrong_dimension(tmp_path):
     write_clip_retrieval(tmp_path)
     refused(CorpusError, "32 dimensions, the encoder's 512", lambda: checked(tmp_path, dim=512))
+    np.save(tmp_path / "img_emb" / "img_emb_1.npy", np.ones((50, DIM - 1), np.float16))
+    refused(CorpusError, "img_emb/img_emb_1.npy has 31 dimensions, the encoder's 32", lambda: checked(tmp_path))
 
 
 @pytest.mark.parametrize(("value", "what"), [(np.nan, "not finite"), (np.inf, "not finite"), (0.0, "all zeros")])
