@@ -8,7 +8,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from analysis import embedding_sources
-from analysis.embedding_sources import Layout, check, detect, normalised_blocks
+from analysis.embedding_sources import Layout, detect
+from analysis.index_check import check, normalised_blocks
 from cascade.errors import ConfigError, CorpusError
 from tests.index_layouts import DIM, Written, truncate, write_clip_retrieval, write_npy, write_parquet
 
