@@ -41,14 +41,7 @@ _DESCRIPTIVE_FILES = (
     "special_tokens_map.json",
     "vocab.txt",
 )
-_HUB_COMMON = [
-    "config.json",
-    "preprocessor_config.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "vocab.txt",
-]
+_HUB_COMMON = list(_DESCRIPTIVE_FILES)
 # Safetensors first; the pickled weights are fetched only for a repository that has no safetensors.
 _HUB_SAFETENSORS = [*_HUB_COMMON, "model.safetensors", "model.safetensors.index.json", "model-*.safetensors"]
 _HUB_PICKLED = [*_HUB_COMMON, "pytorch_model.bin", "pytorch_model.bin.index.json", "pytorch_model-*.bin"]
