@@ -4,10 +4,13 @@ The Gradio page (``app.py``) is a thin layer over one ``Engine``; tests build an
 Engine on a temporary database and a small gallery and drive it directly or
 through the page. Everything here is shared by all sessions of a running app:
 
-- galleries and searchers are created once per (gallery, levels) and reused by
-  every session (an LRU bounds them), so a second user of the same cascade
-  pays nothing for the build and each level's cache serves everyone;
-- every search is logged in the one ``Store``; the cost charts are SQL over it;
+- cascades are opened by the one composition root, ``analysis.cascades.Cascades``
+  (the command line's too): galleries and searchers are created once per
+  (gallery, levels, index) and reused by every session (an LRU bounds them), so a
+  second user of the same cascade pays nothing for the build and each level's
+  cache serves everyone;
+- every search is logged in the one ``Store``; the Cost tab's curve is the
+  configuration's own lifetime cost, counted from its log (``analysis.accounting``);
 - a session's own choices (its ``Choice``) are passed in, never kept here.
 
 Galleries and what may be served: ``analysis.galleries``; objects made once and
@@ -29,7 +32,7 @@ from analysis.evaluate import EvalResult
 from analysis.galleries import GalleryKind, GallerySource
 from analysis.hardware import RealCosts
 from analysis.presets import Preset
-from analysis.progress import Progress, Step, Unit
+from analysis.progress import Counter, Progress, Step, Unit, counter
 from analysis.replay import ReplayResult, workload
 from analysis.side_by_side import SideBySide, eq1_k2, side_by_side
 from analysis.store import Store
@@ -347,9 +350,10 @@ class Engine:
         """``analysis.sweep.sweep_k1`` of ``[first, last]`` on ``dataset``; the shared cache serves every row."""
         self.dataset_name(dataset)  # captions needed: refuses a folder gallery with one line
         searcher = self.searcher(Choice(dataset, (first, last), (len(self.corpus(dataset)), 1)))
-        rows = None
-        if progress is not None:
-            rows = lambda name: lambda done, total: progress(Step(f"queries of {name}", Unit.QUERIES), done, total)  # noqa: E731
+
+        def rows(name: str) -> Counter | None:
+            return counter(progress, Step(f"queries of {name}", Unit.QUERIES))
+
         return sweep_k1(*searcher.levels, searcher.corpus, k1s, 10, cache=searcher.cache, limit=limit, progress=rows)
 
     def evaluations(self, dataset: GallerySource) -> pd.DataFrame:
