@@ -127,6 +127,12 @@ def _add_baselines(figure: go.Figure, x: np.ndarray, y: np.ndarray, baselines: p
         )
 
 
+NOTHING_HANDED_ON = (
+    "Every query so far cost 0 image MACs: level 1 embedded the gallery at build, and no query handed a later "
+    "level an image it had not been handed before."
+)
+
+
 def per_query_figure(per_level: pd.DataFrame, title: str = "") -> go.Figure:
     """Image MACs each of the first queries paid, stacked by level: the early-query penalty.
 
@@ -136,6 +142,8 @@ def per_query_figure(per_level: pd.DataFrame, title: str = "") -> go.Figure:
     title = title or "Per-query image MACs (first queries)"
     if per_level.empty:
         return _empty(title, "No queries yet.")
+    if not per_level["image_macs"].any():  # an empty axis would say nothing; the reason does
+        return _empty(title, NOTHING_HANDED_ON)
     figure = go.Figure()
     for level, rows in per_level.groupby("level", sort=True):
         figure.add_trace(

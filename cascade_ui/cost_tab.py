@@ -14,10 +14,9 @@ from analysis.query_logs import MAX_FILE_BYTES, read_query_log
 from analysis.report import Section, build_report, side_by_side_sections
 from cascade_ui import side_by_side
 from cascade_ui.common import LONG_CONCURRENCY, PROGRESS, Session, describe, guarded, report_file
-from cascade_ui.formatting import NOTHING_HANDED_ON, cost_summary, describe_choice, real_units_summary
+from cascade_ui.formatting import cost_summary, describe_choice, real_units_summary
 from cascade_ui.live_replay import Replay, replay_updates
 
-PER_QUERY_TITLE = "Per-query image MACs (first queries)"
 NOT_BUILT = "Search (or press Build) with this cascade first: the charts read its query log."
 REPORT_LABEL = "Report (one HTML file: inputs, charts, tables; opens offline)"
 LONG = {"concurrency_limit": LONG_CONCURRENCY, "concurrency_id": "long"}
@@ -34,17 +33,7 @@ def view_outputs(view: CostView | None) -> tuple[str, go.Figure, go.Figure]:
         empty = pd.DataFrame()
         return NOT_BUILT, plots.cumulative_cost_figure(empty, empty), plots.per_query_figure(empty)
     cumulative = plots.cumulative_cost_figure(view.cumulative, view.baselines, plots.short_config(view.config_key))
-    return cost_summary(view), cumulative, per_query_chart(view.per_level)
-
-
-def per_query_chart(per_level: pd.DataFrame) -> go.Figure:
-    """The per-query bars; when every bar is zero, the sentence saying why instead of an empty axis."""
-    if per_level.empty or per_level["image_macs"].any():
-        return plots.per_query_figure(per_level)
-    figure = go.Figure()
-    figure.add_annotation(text=NOTHING_HANDED_ON, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
-    figure.update_layout(title=PER_QUERY_TITLE, height=380, xaxis_visible=False, yaxis_visible=False)
-    return figure
+    return cost_summary(view), cumulative, plots.per_query_figure(view.per_level)
 
 
 def cost_report(engine: Engine, choice: Choice, units_text: str = "", compared=None) -> str:

@@ -20,10 +20,6 @@ PAPER_ALPHA = 0.1
 MAX_SHOWN = 100  # images shown per stage: a k_1 of 1,000 would flood the page (and Gradio's file cache)
 MAX_TRACE_MOVES = 20  # moves listed per stage in the trace
 _GALLERY_WHERE = {GalleryKind.WORLD: "the built-in world", GalleryKind.UPLOAD: "your uploaded images"}
-NOTHING_HANDED_ON = (
-    "Every query so far cost 0 image MACs: level 1 embedded the gallery at build, and no query handed a later "
-    "level an image it had not been handed before."
-)
 
 
 def describe_choice(choice: Choice) -> str:

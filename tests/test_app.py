@@ -325,14 +325,13 @@ def test_each_gallery_label_opens_its_own_source():
 def test_a_per_query_chart_of_zeros_says_why_instead_of_an_empty_axis():
     import pandas as pd
 
-    from cascade_ui.cost_tab import per_query_chart
-    from cascade_ui.formatting import NOTHING_HANDED_ON
+    from analysis.plots import NOTHING_HANDED_ON, per_query_figure
 
     level_2 = {"query_index": [1, 2], "level": [2, 2], "encoder_id": ["fake:large"] * 2, "misses": [0, 0]}
     zeros = pd.DataFrame({**level_2, "image_macs": [0, 0]})  # a repeated query: nothing handed on is new
-    note = per_query_chart(zeros)
+    note = per_query_figure(zeros)
     assert note.data == () and [a.text for a in note.layout.annotations] == [NOTHING_HANDED_ON]
-    bars = per_query_chart(zeros.assign(image_macs=[0, 20 * LARGE_MACS]))
+    bars = per_query_figure(zeros.assign(image_macs=[0, 20 * LARGE_MACS]))
     assert [list(trace.y) for trace in bars.data] == [[0, 20 * LARGE_MACS]]
 
 
