@@ -54,13 +54,17 @@ def break_even_index(cumulative_macs: Sequence[float], baseline_macs: float) -> 
     return int(reached[0]) if len(reached) else None
 
 
-def cumulative_cost_figure(cumulative: pd.DataFrame, baselines: pd.DataFrame, title: str = "") -> go.Figure:
+def cumulative_cost_figure(
+    cumulative: pd.DataFrame, baselines: pd.DataFrame, title: str = "", paid: pd.DataFrame | None = None
+) -> go.Figure:
     """Cumulative image MACs of a cascade against query count, with each level alone as a flat baseline.
 
     Args:
         cumulative: columns ``query_index`` (0 = build), ``cumulative_image_macs``; one row per query.
         baselines: columns ``encoder_id``, ``image_macs`` (corpus size x MACs per image: a single encoder
             embeds everything at build and nothing after); cheapest first.
+        paid: what the searches actually paid in a shared feature cache (same columns), drawn dashed when it
+            differs from the cascade's own cost (an evaluation or another cascade had embedded images first).
     """
     title = title or "Cumulative image-encoding cost"
     if cumulative.empty:
@@ -77,6 +81,16 @@ def cumulative_cost_figure(cumulative: pd.DataFrame, baselines: pd.DataFrame, ti
             line={"color": CASCADE_COLOUR, "width": 3},
         )
     )
+    if paid is not None and not paid.empty and not np.array_equal(paid["cumulative_image_macs"].to_numpy(), y):
+        figure.add_trace(
+            go.Scatter(
+                x=paid["query_index"],
+                y=paid["cumulative_image_macs"],
+                mode="lines",
+                name="paid in the shared cache",
+                line={"color": CASCADE_COLOUR, "dash": "dot", "width": 1.5},
+            )
+        )
     _add_baselines(figure, x, y, baselines)
     figure.update_layout(
         title=title,

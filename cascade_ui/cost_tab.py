@@ -32,7 +32,8 @@ def view_outputs(view: CostView | None) -> tuple[str, go.Figure, go.Figure]:
     if view is None:
         empty = pd.DataFrame()
         return NOT_BUILT, plots.cumulative_cost_figure(empty, empty), plots.per_query_figure(empty)
-    cumulative = plots.cumulative_cost_figure(view.cumulative, view.baselines, plots.short_config(view.config_key))
+    title = plots.short_config(view.config_key)
+    cumulative = plots.cumulative_cost_figure(view.cumulative, view.baselines, title, paid=view.paid)
     return cost_summary(view), cumulative, plots.per_query_figure(view.per_level)
 
 

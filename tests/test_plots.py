@@ -53,6 +53,17 @@ def test_cumulative_figure_draws_the_log_and_flat_baselines_with_break_even_mark
     assert "saving vs top: 800 MACs (5.00x)" in figure.layout.annotations[0].text
 
 
+def test_what_searches_paid_in_a_shared_cache_is_drawn_beside_the_cascades_own_cost():
+    own = _cumulative(100, [50, 30, 20])  # 100, 150, 180, 200
+    baselines = pd.DataFrame({"encoder_id": ["s"], "image_macs": [100]})
+    paid = _cumulative(100, [0, 30, 0])  # an evaluation had embedded the first query's images: 100, 100, 130, 130
+    lines = {t.name: t for t in plots.cumulative_cost_figure(own, baselines, paid=paid).data if t.name}
+    assert list(lines["paid in the shared cache"].y) == [100, 100, 130, 130]
+    assert list(lines["cascade"].y) == [100, 150, 180, 200]
+    same = {t.name for t in plots.cumulative_cost_figure(own, baselines, paid=own).data}
+    assert "paid in the shared cache" not in same  # nothing to tell apart: one line
+
+
 def test_cost_figures_say_when_there_is_nothing_logged():
     figure = plots.cumulative_cost_figure(pd.DataFrame(), pd.DataFrame())
     assert not figure.data and "No queries logged" in figure.layout.annotations[0].text
