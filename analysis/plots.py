@@ -173,7 +173,7 @@ def per_query_figure(per_level: pd.DataFrame, title: str = "") -> go.Figure:
         barmode="stack",
         height=_HEIGHT_PX,
         xaxis_title="query",
-        yaxis_title="image MACs (cache misses)",
+        yaxis_title="image MACs (images new to the level)",
         yaxis_exponentformat="SI",
         legend={"orientation": "h", "y": -0.25, "traceorder": "normal"},
     )
