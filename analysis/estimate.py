@@ -27,7 +27,6 @@ import numpy as np
 from analysis import embedding_sources, hardware, query_logs
 from analysis.embedding_sources import EmbeddingSource
 from analysis.progress import Progress, Step, Unit
-from cascade import cost
 from cascade.encoders import BiEncoder, backend_of, count_image_macs, create_encoder, is_cross_encoder
 from cascade.errors import ConfigError, CorpusError
 
@@ -206,6 +205,8 @@ def upper_image_macs(name: str) -> int:
     """MACs per image of encoder ``name`` at its native resolution, counted on its architecture (no weights)."""
     backend, model = backend_of(name), name.strip().partition(":")[2].partition("@")[0]
     if backend == "openclip":
+        from cascade import cost  # torch loads when a count runs, not when the command line parses
+
         return cost.openclip_image_macs(model, "full")
     if backend == "shapes":
         from cascade.encoders.shapes import CROSS_TOWER, IMAGE_TOWERS  # the built-in family's architectures
