@@ -257,6 +257,8 @@ def _csv_rows(path: Path, name: str) -> Iterator[tuple[str, int]]:
             for frame in chunks:
                 yield from _table_rows(frame, _table_columns(list(frame.columns), name), name, first_row)
                 first_row += len(frame)
+    except QueryLogError:  # a row of ours, already one line
+        raise
     except UnicodeDecodeError:
         raise QueryLogError(f"the query log {name} is not UTF-8 text") from None
     except (ValueError, pd.errors.ParserError) as err:
@@ -267,15 +269,17 @@ def _parquet_rows(path: Path, name: str) -> Iterator[tuple[str, int]]:
     with open(path, "rb") as head:
         if head.read(4) != b"PAR1":
             raise QueryLogError(f"the query log {name} is not a Parquet file (no PAR1 header)")
+    first_row = 1  # Parquet has no header row
     try:
         file = pq.ParquetFile(path)
-    except Exception as err:  # noqa: BLE001  (pyarrow raises many kinds on a damaged file)
+        columns = _table_columns(file.schema_arrow.names, name)
+        for batch in file.iter_batches(STREAM_ROWS, columns=list(columns.values())):
+            frame = batch.to_pandas()
+            yield from _table_rows(frame, columns, name, first_row)
+            first_row += len(frame)
+    except QueryLogError:  # a row of ours, already one line
+        raise
+    except Exception as err:  # noqa: BLE001  (pyarrow raises many kinds on a damaged file, also mid-way)
         raise QueryLogError(
             f"the query log {name} is not a readable Parquet file: {str(err).splitlines()[0]}"
         ) from None
-    columns = _table_columns(file.schema_arrow.names, name)
-    first_row = 1  # Parquet has no header row
-    for batch in file.iter_batches(STREAM_ROWS, columns=list(columns.values())):
-        frame = batch.to_pandas()
-        yield from _table_rows(frame, columns, name, first_row)
-        first_row += len(frame)

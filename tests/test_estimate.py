@@ -102,7 +102,7 @@ def test_lifetime_macs_are_the_build_plus_the_union_at_level_two(index, log):
     assert three.as_json()["upper_bound"] and "T4" in three.hardware
 
 
-def test_the_index_streams_in_blocks_smaller_than_n(index, log, monkeypatch):
+def test_the_index_streams_in_blocks_smaller_than_n(index, log, tmp_path, monkeypatch):
     blocks = []
     normalised = embedding_sources.normalised_blocks
 
@@ -113,14 +113,19 @@ def test_the_index_streams_in_blocks_smaller_than_n(index, log, monkeypatch):
 
     monkeypatch.setattr(embedding_sources, "normalised_blocks", recorded)
     encoder, source = create_encoder(ENC), detect(index)
-    whole = estimate.estimate(source, encoder, [MEDIUM], [10], [(q, 1) for q in LOG], estimate.hardware_named())
-    assert blocks == [ROWS] * 3  # the default block holds a whole shard
-    blocks.clear()
-    small = estimate.estimate(
-        source, encoder, [MEDIUM], [10], [(q, 1) for q in LOG], estimate.hardware_named(), batch=3, block_rows=7
+    whole = tmp_path / "whole"  # the same N rows as one .npy matrix: one block
+    whole.mkdir()
+    np.save(whole / "all.npy", np.concatenate([shard.embeddings for shard in source.shards()]))
+    (whole / "paths.txt").write_text("".join(f"{row}\n" for row in range(N)), encoding="utf-8")
+    queries, profile = [(q, 1) for q in LOG], estimate.hardware_named()
+    one = estimate.estimate(
+        detect(whole / "all.npy", paths=whole / "paths.txt"), encoder, [MEDIUM], [10], queries, profile
     )
+    assert blocks == [N]
+    blocks.clear()
+    small = estimate.estimate(source, encoder, [MEDIUM], [10], queries, profile, batch=3, block_rows=7)
     assert max(blocks) == 7 and sum(blocks) == 2 * N  # two batches of queries, each streaming the index
-    assert small.handed == whole.handed == len(by_hand(index, DISTINCT, 10))
+    assert small.handed == one.handed == len(by_hand(index, DISTINCT, 10))
 
 
 def test_a_log_over_the_upload_limits_streams(tmp_path, monkeypatch):
@@ -133,6 +138,15 @@ def test_a_log_over_the_upload_limits_streams(tmp_path, monkeypatch):
     assert list(stream_query_log(table)) == [("one", 2), ("one", 1)]
     with pytest.raises(query_logs.QueryLogError, match="the limit is"):
         read_query_log(text)
+    monkeypatch.setattr(query_logs, "STREAM_ROWS", 2)  # a CSV read two rows at a time
+    csv = tmp_path / "big.csv"
+    csv.write_text("query,count\none,1\ntwo,2\nthree,3\nfour,4\nfive,x\n", encoding="utf-8")
+    with pytest.raises(
+        query_logs.QueryLogError, match="^the query log big.csv has a count that is not a whole number in row 6$"
+    ):
+        list(stream_query_log(csv))
+    csv.write_text("query,count\none,1\ntwo,2\nthree,3\nfour,4\nfive,5\n", encoding="utf-8")
+    assert list(stream_query_log(csv)) == list(zip(["one", "two", "three", "four", "five"], range(1, 6)))
 
 
 OPTIONS = {"--embeddings": "INDEX", "--levels": ENC, "--ks": "5", "--queries-file": "LOG"}
@@ -142,10 +156,11 @@ BAD = [  # what differs from OPTIONS, the log's name and bytes, what the one lin
     ("no --levels", {"--levels": None}, "q.txt", b"a\n", "--levels"),
     ("ks grow", {"--levels": f"{ENC},{MEDIUM}", "--ks": "5,9"}, "q.txt", b"a\n", "must not grow"),
     ("not an index", {"--embeddings": "TMP"}, "q.txt", b"a\n", "not an embedding index"),
-    ("blank log", {}, "q.txt", b"\n  \n", "no queries"),
-    ("counts of 0", {}, "q.csv", b"query,count\na,0\n", "no queries"),
+    ("blank log", {}, "q.txt", b"\n  \n", "q.txt holds no queries"),
+    ("counts of 0", {}, "q.csv", b"query,count\na,0\n", "q.csv holds no queries"),
     ("no query column", {}, "q.csv", b"text\na\n", "no 'query' column"),
     ("binary log", {}, "q.txt", b"a\x00b\n", "binary"),
+    ("damaged Parquet", {}, "q.parquet", b"PAR1 and nothing after", "q.parquet is not a readable Parquet file"),
     ("not UTF-8", {}, "q.txt", "caf\xe9\n".encode("latin-1"), "not UTF-8"),
 ]
 
