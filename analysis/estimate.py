@@ -31,7 +31,7 @@ from cascade.encoders import BiEncoder, backend_of, count_image_macs, create_enc
 from cascade.errors import ConfigError, CorpusError
 
 QUERY_BATCH = 512  # distinct queries encoded and ranked together: (B, block) float32 scores in memory
-RANK_BLOCK_ROWS = 1 << 14  # index rows scored at a time; with B = 512 about 50 MB of scores and row numbers
+RANK_BLOCK_ROWS = 1 << 14  # index rows scored at a time; B = 512: about 200 MB at the peak (scores, rows, argpartition)
 BLIP_IMAGE_PX = 384  # the BLIP presets' resolution, as Table 1 counts them
 RANKING = Step("ranking the log's distinct queries with level 1", Unit.QUERIES)
 
