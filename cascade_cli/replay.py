@@ -2,18 +2,22 @@
 
 It was ``python -m analysis.replay``. The default gallery is the preset's lifetime
 gallery (see ``analysis.replay`` for why).
+
+``--estimate --embeddings SRC`` instead ranks your log's distinct queries with level 1 alone on an index you
+already have, read in place: your alpha at your size with no image encoded (``analysis.estimate``).
 """
 
 from __future__ import annotations
 
 import argparse
 
-from analysis import presets, report
+from analysis import estimate, presets, report
 from analysis.cascades import Cascades, Choice
 from analysis.galleries import GalleryKind, GallerySource
 from analysis.query_logs import MAX_FILE_BYTES, read_query_log
 from analysis.replay import WORKLOADS, workload
 from cascade import datasets, units
+from cascade.errors import ConfigError
 from cascade_cli import common
 
 
@@ -44,9 +48,36 @@ def register(sub) -> None:
         f"with a 'query' column (optional count, timestamp); at most {MAX_FILE_BYTES // 2**20} MiB",
     )
     common.index_args(p)
+    estimate_args(p)
+
+
+def estimate_args(p: argparse.ArgumentParser) -> None:
+    """``--estimate`` and what it reads: an existing index (``--embeddings``) and the cascade to cost on it."""
+    group = p.add_argument_group("estimate on an existing index (no image encoded, nothing written)")
+    group.add_argument(
+        "--estimate",
+        action="store_true",
+        help="rank --queries-file's distinct queries with level 1 on --embeddings: alpha and the cascade's cost",
+    )
+    group.add_argument("--embeddings", metavar="SRC", help="a clip-retrieval folder, Parquet file/folder or .npy")
+    group.add_argument("--levels", type=common.comma_list, help="ENC[,UPPER...]: the index's encoder first")
+    group.add_argument("--ks", type=common.comma_ints, help="K1[,K2...]: what each level hands on")
+    group.add_argument("--hardware", type=hardware_name, help="a hardware profile (default: the What-if tab's)")
+    group.add_argument("--id-column", help="Parquet: the column of ids or paths")
+    group.add_argument("--embedding-column", help="Parquet: the column of embeddings")
+    group.add_argument("--paths", help=".npy: its paths file, one path per row")
+
+
+def hardware_name(text: str) -> str:
+    try:
+        return estimate.hardware_named(text).name
+    except ConfigError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.estimate or args.embeddings:
+        return run_estimate(args)
     preset = presets.get(args.preset)
     kind = GalleryKind.WORLD if args.gallery == "test" else GalleryKind.LIFETIME
     gallery = GallerySource(GalleryKind.DATASET, path=args.dataset) if args.dataset else GallerySource(kind)
@@ -89,3 +120,54 @@ def run(args: argparse.Namespace) -> int:
         document = report.build_report("Replay: measured cost", inputs, report.replay_sections(result))
         common.write_report(args.report, document)
     return 0
+
+
+def run_estimate(args: argparse.Namespace) -> int:
+    if not args.estimate:
+        raise ConfigError("--embeddings is read by --estimate only")
+    if not args.embeddings:
+        raise ConfigError("--estimate needs --embeddings SRC: the index level 1 ranks")
+    if not args.queries_file:
+        raise ConfigError("--estimate needs --queries-file LOG: the queries whose alpha it measures")
+    if not args.levels or not args.ks:
+        raise ConfigError("--estimate needs --levels ENC[,UPPER...] and --ks K1[,K2...]")
+    layout = {"id_column": args.id_column, "embedding_column": args.embedding_column, "paths": args.paths}
+    with common.bars(args) as bars:
+        result = estimate.estimate_log(
+            args.embeddings, args.levels, args.ks, args.queries_file, args.hardware, bars, **layout
+        )
+    common.emit(args, result.as_json(), summary(result))
+    return 0
+
+
+def _cost(cost: estimate.Cost) -> str:
+    gmacs = units.gmacs(cost.macs)
+    shown = f"{gmacs:,.1f}" if gmacs >= 10 else f"{gmacs:.3g}"
+    return f"{shown} GMACs, {cost.seconds:,.3g} s, ${cost.dollars:,.3g}, {cost.kwh:,.3g} kWh"
+
+
+def _times(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def summary(result: estimate.LogEstimate) -> str:
+    """A short readable account of an estimate (``--json`` prints every field)."""
+    bound = " (levels 3+: an upper bound)" if result.upper_bound else ""
+    break_even = [_alpha(result.break_even_alpha(paid)) for paid in (True, False)]
+    lines = [
+        f"alpha {result.alpha:.4f}: {result.queries:,} queries ({result.distinct_queries:,} distinct) hand "
+        f"{result.handed:,} of {result.images:,} images to level 2 (ks {list(result.ks)})",
+        f"level 1 {result.levels[0]}: text encoding {result.text_encoding_s:.1f} s, ranking {result.level1_s:.1f} s",
+        f"on {result.hardware}, {result.hardware_label}:",
+        f"  lifetime, level 1 already paid: {_cost(result.lifetime_level1_paid)}{bound}",
+        f"  lifetime, from scratch:         {_cost(result.lifetime_from_scratch)}{bound}",
+        f"  first query:                    {_cost(result.first_query)}",
+        f"  {result.levels[-1]} alone over every image: {_cost(result.top_alone)}",
+        f"  saving {_times(result.reduction(True))} with level 1 paid, {_times(result.reduction(False))} from "
+        f"scratch; break-even alpha {break_even[0]} and {break_even[1]}",
+    ]
+    return "\n".join(lines)
+
+
+def _alpha(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
