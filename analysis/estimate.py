@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from analysis import embedding_sources, hardware, query_logs
+from analysis import embedding_sources, hardware, index_check, query_logs
 from analysis.embedding_sources import EmbeddingSource
 from analysis.progress import Progress, Step, Unit
 from cascade.encoders import BiEncoder, backend_of, count_image_macs, create_encoder, is_cross_encoder
@@ -153,7 +153,7 @@ def top_k_rows(source: EmbeddingSource, embedded: np.ndarray, k: int, block_rows
     best_scores = np.empty((len(embedded), 0), np.float32)
     best_rows = np.empty((len(embedded), 0), np.int64)
     offset = 0
-    for block in embedding_sources.normalised_blocks(source, np.float32, block_rows):
+    for block in index_check.normalised_blocks(source, np.float32, block_rows):
         scores = embedded @ block.embeddings.T  # (B, n)
         rows = np.broadcast_to(np.arange(offset, offset + len(block)), scores.shape)
         best_scores, best_rows = _top(np.hstack([best_scores, scores]), np.hstack([best_rows, rows]), k)

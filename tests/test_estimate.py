@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import embedding_sources, estimate, query_logs
+from analysis import embedding_sources, estimate, index_check, query_logs
 from analysis.embedding_sources import detect
 from analysis.query_logs import read_query_log, stream_query_log
 from cascade.encoders import count_image_macs, create_encoder
@@ -104,14 +104,14 @@ def test_lifetime_macs_are_the_build_plus_the_union_at_level_two(index, log):
 
 def test_the_index_streams_in_blocks_smaller_than_n(index, log, tmp_path, monkeypatch):
     blocks = []
-    normalised = embedding_sources.normalised_blocks
+    normalised = index_check.normalised_blocks
 
     def recorded(source, dtype=None, block_rows=embedding_sources.SHARD_ROWS):
         for block in normalised(source, dtype, block_rows):
             blocks.append(len(block))
             yield block
 
-    monkeypatch.setattr(embedding_sources, "normalised_blocks", recorded)
+    monkeypatch.setattr(index_check, "normalised_blocks", recorded)
     encoder, source = create_encoder(ENC), detect(index)
     whole = tmp_path / "whole"  # the same N rows as one .npy matrix: one block
     whole.mkdir()
