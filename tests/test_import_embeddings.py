@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from analysis import imported
 from analysis.imported import CURRENT, PATH_ID_PREFIX, TEMPORARY, encoder_folder, imported_folder
 from analysis.store import Store
 from cascade.corpus import Corpus
@@ -259,7 +260,7 @@ main(sys.argv[1:])
 """
 
 
-def test_a_killed_import_leaves_the_previous_one_and_the_next_cleans_up(tmp_path, gallery, capsys):
+def test_a_killed_import_leaves_the_previous_one_and_the_next_cleans_up(tmp_path, gallery, capsys, monkeypatch):
     db = tmp_path / "db.duckdb"
     import_gallery(capsys, gallery_index(tmp_path / "first", gallery), db, gallery)
     before = current(db, gallery.encoder_id)
@@ -283,7 +284,10 @@ def test_a_killed_import_leaves_the_previous_one_and_the_next_cleans_up(tmp_path
         served = store.get(gallery.encoder_id, gallery.corpus.ids)
     np.testing.assert_array_equal(np.stack([served[i] for i in gallery.corpus.ids]), matrix.astype(np.float32))
 
+    seen = []  # whether the stale folder was there when the next import wrote its first block
+    monkeypatch.setattr(imported, "_after_block", lambda rows: seen.append(stale.exists()))
     assert import_gallery(capsys, second, db, gallery)["dtype"] == "float32"
+    assert seen == [False]  # removed first: a killed import's leftovers can be as large as the index
     after = current(db, gallery.encoder_id)
     assert after != before and not stale.exists() and {p.name for p in folder.iterdir()} == {CURRENT, after.name}
 
