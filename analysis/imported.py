@@ -133,6 +133,8 @@ def prepare(
     if progress is not None:
         progress(CHECKING, 0, source.n_rows)  # the bar shows from the start: a large index's first shard takes a while
     report = check(source, encoder.dim, counter(progress, CHECKING))
+    if not report.rows:
+        raise CorpusError(f"the index at {request.src} holds no embeddings")
     return Prepared(request, encoder.id, source, report)
 
 

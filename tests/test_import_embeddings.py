@@ -190,6 +190,9 @@ def _break(kind: str, src: Path) -> list[str]:
         pq.write_table(pa.table({"image_path": paths[:-1]}), meta)
     elif kind == "metadata":
         meta.unlink()
+    elif kind == "empty":
+        np.save(emb, matrix[:0])
+        pq.write_table(pa.table({"image_path": pa.array([], pa.string())}), meta)
     elif kind == "truncated":
         truncate(emb)
     elif kind == "column":
@@ -210,6 +213,7 @@ FAULTS = {
     "duplicate": "appears twice",
     "rows": "has 12 rows but metadata/metadata_0.parquet has 11",
     "metadata": "has no matching metadata/metadata_0.parquet",
+    "empty": "holds no embeddings",
     "truncated": "truncated",
     "column": "no column 'image_path'",
     "parquet": "no column 'embedding'",
