@@ -18,6 +18,7 @@ from pathlib import Path
 from analysis.accounting import CostAccumulator
 from analysis.evaluate import CaptionEmbeddings, EvalResult, evaluate
 from analysis.galleries import Galleries, GalleryKind, GallerySource, dataset_label, resolved
+from analysis.imported import ImportResult, Prepared, imported_folder, write
 from analysis.presets import Preset
 from analysis.progress import Progress, Step, Unit, counter
 from analysis.replay import ReplayResult, replay
@@ -214,6 +215,16 @@ class Cascades:
         levels = [self._create(name) for name in choice.levels]
         searcher = assemble(levels, corpus, self.cache, self.index_plan(choice.index))
         return searcher, searcher.build(progress=counter(progress, Step("embedding", Unit.IMAGES)))
+
+    def import_embeddings(self, prepared: Prepared, progress: Progress | None = None) -> ImportResult:
+        """Import an index checked by ``analysis.imported.prepare`` as level 1 of its encoder, beside the store.
+
+        Its reachable files' ids are remembered in the store as a folder scan remembers them, so a later
+        build on that folder finds every imported image cached (``Store.get`` serves the import).
+        """
+        if self.store is None:
+            raise ConfigError("an import is kept beside a database: these cascades have none")
+        return write(prepared, imported_folder(self.store.path), known=self.store, progress=progress)
 
     # -- running -------------------------------------------------------------------------------
 

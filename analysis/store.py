@@ -29,7 +29,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from analysis.store_schema import INSERT_QUERY, LEVEL_NAMES, SCHEMA, SCHEMA_VERSION, migration
+from analysis.imported import ImportedEmbeddings, imported_folder
+from analysis.store_schema import INSERT_QUERY, SCHEMA, SCHEMA_VERSION, level_row, migration
 from cascade.corpus import FileKey
 from cascade.errors import CascadeError
 from cascade.types import SearchResult
@@ -88,6 +89,7 @@ class Store:
         elif not self.path.is_file():
             raise StoreError(f"database not found: {self.path}")
         self._con = _connect(self.path, read_only)
+        self.imported = ImportedEmbeddings(imported_folder(self.path))  # level 1 of existing indexes, mapped
         self._write_lock = threading.Lock()
         self._local = threading.local()
         try:
@@ -166,7 +168,8 @@ class Store:
     # -- FeatureCache --------------------------------------------------------------------------
 
     def get(self, encoder_id: str, image_ids: Sequence[str]) -> dict[str, np.ndarray]:
-        """Cached features of ``image_ids`` for ``encoder_id``; absent ids are left out."""
+        """Cached features of ``image_ids`` for ``encoder_id``, the features table's, else imported; absent ids are
+        left out."""
         if not image_ids:
             return {}
         rows = (
@@ -178,7 +181,10 @@ class Store:
             )
             .fetchall()
         )
-        return {image_id: np.frombuffer(data, dtype=np.float32).reshape(shape) for image_id, shape, data in rows}
+        found = {image_id: np.frombuffer(data, dtype=np.float32).reshape(shape) for image_id, shape, data in rows}
+        if len(found) < len(image_ids):
+            found |= self.imported.get(encoder_id, [image_id for image_id in image_ids if image_id not in found])
+        return found
 
     def put(self, encoder_id: str, features: Mapping[str, np.ndarray]) -> None:
         """Store features in one transaction; rows already present keep their first value."""
@@ -232,7 +238,7 @@ class Store:
     def record(self, result: SearchResult, corpus_id: str, corpus_size: int) -> None:
         """Log one search: one queries row holding its per-level rows, in one single-row INSERT (atomic)."""
         first = result.levels[0]
-        level_rows = json.dumps([_level_row(number, trace) for number, trace in enumerate(result.levels, start=1)])
+        level_rows = json.dumps([level_row(number, trace) for number, trace in enumerate(result.levels, start=1)])
         handed_ids = json.dumps([list(trace.ids) for trace in result.levels[:-1]])
         ts = datetime.now(UTC).replace(tzinfo=None)
         values = [
@@ -387,9 +393,3 @@ def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
         raise StoreError(f"cannot open database {path}: {message.splitlines()[0]}") from err
     except duckdb.Error as err:
         raise StoreError(f"cannot open database {path}: {str(err).splitlines()[0]}") from err
-
-
-def _level_row(number: int, trace) -> dict:
-    """One level of a logged query, as the ``query_levels`` view reads it."""
-    values = (number, trace.encoder, trace.k, trace.candidates, trace.hits, trace.misses, trace.macs_per_image)
-    return dict(zip(LEVEL_NAMES, (*values, trace.image_macs, trace.text_macs, trace.latency_ms)))

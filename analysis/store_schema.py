@@ -142,3 +142,9 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {1: MIGRATE_V1, 2: MIGRATE_V2}  # from 
 def migration(found: int) -> list[str]:
     """Every statement from version ``found`` to SCHEMA_VERSION, in order."""
     return [statement for version in range(found, SCHEMA_VERSION) for statement in MIGRATIONS[version]]
+
+
+def level_row(number: int, trace) -> dict:
+    """One level of a logged query (a ``cascade.types.LevelTrace``), as the ``query_levels`` view reads it."""
+    values = (number, trace.encoder, trace.k, trace.candidates, trace.hits, trace.misses, trace.macs_per_image)
+    return dict(zip(LEVEL_NAMES, (*values, trace.image_macs, trace.text_macs, trace.latency_ms)))

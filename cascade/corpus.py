@@ -74,6 +74,33 @@ def _is_readable_image(path: Path) -> bool:
         return False
 
 
+def identify(
+    paths: Sequence[Path], progress: ProgressFn | None = None, known: FileIdCache | None = None
+) -> list[str | None]:
+    """Each file's image id (``content_id``), or None for a file that is not a readable image.
+
+    The one place a file becomes an id: a folder scan and an imported index agree on every id.
+
+    Args:
+        known: ids by (path, size, mtime): a file seen before and unchanged is neither re-read nor
+            re-checked; the ids computed here are remembered in it.
+    """
+    stats = [_stat_key(path) for path in paths]
+    remembered = known.lookup(stats) if known is not None else {}
+    found: list[str | None] = []
+    fresh: dict[FileKey, str] = {}
+    for done, (path, key) in enumerate(zip(paths, stats), start=1):
+        image_id = remembered.get(key)
+        if image_id is None and _is_readable_image(path):
+            image_id = fresh[key] = content_id(path)
+        found.append(image_id)
+        if progress is not None:
+            progress(done, len(paths))
+    if known is not None and fresh:
+        known.remember(fresh)
+    return found
+
+
 @runtime_checkable
 class TakesPixelArrays(Protocol):
     """An encoder that preprocesses a batch of decoded pixels at once (faster than image by image).
@@ -164,25 +191,15 @@ class Corpus:
                 neither re-read nor re-checked (a folder of photos is hashed once, not at every start).
         """
         paths = list(paths)
-        stats = {path: _stat_key(path) for path in paths}
-        remembered = known.lookup(list(stats.values())) if known is not None else {}
         ids: list[str] = []
         by_id: dict[str, Path] = {}
         skipped: list[Path] = []
-        fresh: dict[tuple[str, int, int], str] = {}
-        for done, path in enumerate(paths, start=1):
-            image_id = remembered.get(stats[path])
-            if image_id is None and _is_readable_image(path):
-                image_id = fresh[stats[path]] = content_id(path)
+        for path, image_id in zip(paths, identify(paths, progress, known)):
             if image_id is None:
                 skipped.append(path)
             elif image_id not in by_id:
                 by_id[image_id] = path
                 ids.append(image_id)
-            if progress is not None:
-                progress(done, len(paths))
-        if known is not None and fresh:
-            known.remember(fresh)
         return cls(ids=ids, paths=by_id, skipped=skipped, pixel_rows=_pixel_rows(by_id))
 
     @classmethod

@@ -11,10 +11,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from cascade_cli import common, compare, convert_blip, evaluate, index, log, replay, reproduce, search, table1
+from cascade_cli import (
+    common,
+    compare,
+    convert_blip,
+    evaluate,
+    import_embeddings,
+    index,
+    log,
+    replay,
+    reproduce,
+    search,
+    table1,
+)
 from cascade_cli.guard import guarded
 
-COMMANDS = (index, search, evaluate, log, compare, replay, table1, reproduce, convert_blip)
+COMMANDS = (index, import_embeddings, search, evaluate, log, compare, replay, table1, reproduce, convert_blip)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
