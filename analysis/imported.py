@@ -38,7 +38,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from analysis.embedding_sources import CheckReport, EmbeddingSource, Shard, check, detect, normalised_blocks
+from analysis.embedding_sources import EmbeddingSource, Shard, detect
+from analysis.index_check import CheckReport, check, normalised_blocks
 from analysis.progress import Progress, Step, Unit, counter
 from cascade.corpus import FileIdCache, identify
 from cascade.encoders import create_encoder
