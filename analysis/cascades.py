@@ -15,9 +15,11 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
+
 from analysis.accounting import CostAccumulator
 from analysis.evaluate import CaptionEmbeddings, EvalResult, evaluate
-from analysis.galleries import Galleries, GalleryKind, GallerySource, dataset_label, resolved
+from analysis.galleries import Galleries, GalleryKind, GallerySource, ImportedGallery, dataset_label
 from analysis.imported import ImportResult, Prepared, imported_folder, write
 from analysis.presets import Preset
 from analysis.progress import Progress, Step, Unit, counter
@@ -147,13 +149,17 @@ class Cascades:
         ``any_path``: the command line (any folder its user names); the page reads shared ``folders`` only.
         """
         root = world_root or cache_dir() / "shapes-world"
-        galleries = Galleries(preset, world, root, folders, any_path=any_path, known=store)
+        imports = imported_folder(store.path)
+        galleries = Galleries(preset, world, root, folders, any_path=any_path, known=store, imports=imports)
         return cls(galleries, store, store, index_folder=index_folder(store.path), **options)
 
     @classmethod
-    def in_memory(cls, preset: Preset, **options) -> Cascades:
-        """A measurement's cascades: a fresh cache in memory, nothing logged or stored, any path readable."""
-        galleries = Galleries(preset, None, cache_dir() / "shapes-world", any_path=True)
+    def in_memory(cls, preset: Preset, imports: Path | None = None, **options) -> Cascades:
+        """A measurement's cascades: a fresh cache in memory, nothing logged or stored, any path readable.
+
+        ``imports``: a database's imports (``analysis.imported.imported_folder``), read as galleries, never written.
+        """
+        galleries = Galleries(preset, None, cache_dir() / "shapes-world", any_path=True, imports=imports)
         return cls(galleries, MemoryCache(), **options)
 
     @property
@@ -172,6 +178,9 @@ class Cascades:
 
     def label(self, source: GallerySource) -> str:
         """The dataset label evaluations on ``source`` are stored under (see ``galleries.dataset_label``)."""
+        source = self.galleries.resolve(source)
+        if source.kind is GalleryKind.IMPORTED and not self.galleries.imported(source).captioned:
+            raise ConfigError(f"evaluation needs captions: the index imported for {source.path} has none")
         return dataset_label(source, self.preset)
 
     def fitted(self, choice: Choice, progress: Progress | None = None) -> Choice:
@@ -204,17 +213,39 @@ class Cascades:
         return built[0] if isinstance(built, tuple) else None
 
     def _key(self, choice: Choice) -> tuple:
-        return resolved(choice.gallery, self.preset), choice.levels, choice.index
+        return self.galleries.resolve(choice.gallery), choice.levels, choice.index
 
     def index_plan(self, spec: str) -> IndexPlan:
         return IndexPlan(spec=spec, folder=self._index_folder, min_recall=self._min_index_recall)
 
     def _built(self, choice: Choice, corpus: Corpus, progress: Progress | None) -> tuple[CascadeSearcher, BuildReport]:
+        imported = self._imported(choice)
         if progress is not None:
             progress(Step("loading the encoders"), 0, 0)
-        levels = [self._create(name) for name in choice.levels]
+        first = self._create(choice.levels[0])
+        if imported is not None and first.id != imported.encoder_id:
+            raise ConfigError(
+                f"level 1 must be the encoder that made the imported rows, {imported.name}; got {choice.levels[0]}"
+            )
+        levels = [first, *(self._create(name) for name in choice.levels[1:])]
         searcher = assemble(levels, corpus, self.cache, self.index_plan(choice.index))
+        if imported is not None:
+            return searcher, _use_import(searcher, imported)
         return searcher, searcher.build(progress=counter(progress, Step("embedding", Unit.IMAGES)))
+
+    def _imported(self, choice: Choice) -> ImportedGallery | None:
+        """The import ``choice`` searches, checked against its levels and index before a model loads; else None."""
+        if choice.gallery.kind is not GalleryKind.IMPORTED:
+            return None
+        imported = self.galleries.imported(choice.gallery)
+        if len(choice.levels) > 1 and imported.missing:
+            raise ConfigError(
+                f"level 2 ({choice.levels[1]}) embeds images, but {imported.missing:,} imported row(s) have no file: "
+                "import the index with --images ROOT so its rows have files, or search with level 1 alone"
+            )
+        if parse_index(choice.index).approximate:
+            raise ConfigError("an imported index is ranked exactly from its mapped matrix: use exact or exact:float16")
+        return imported
 
     def import_embeddings(self, prepared: Prepared, progress: Progress | None = None) -> ImportResult:
         """Import an index checked by ``analysis.imported.prepare`` as level 1 of its encoder, beside the store.
@@ -304,6 +335,16 @@ def compare(
         step = progress(number, levels) if progress is not None else None
         choice = Choice(source, tuple(levels), tuple(ks))
         yield cascades.evaluate(choice, limit, bars if step is not None else None, captions, step or Step("queries"))
+
+
+def _use_import(searcher: CascadeSearcher, imported: ImportedGallery) -> BuildReport:
+    """Install the import's mapped matrix as level 1 (no image embedded, no row read through the cache)."""
+    matrix = imported.matrix(searcher.corpus)
+    if searcher.index.spec.dtype == "float16" and matrix.dtype != np.float16:
+        matrix = matrix.astype(np.float16)  # exact:float16 asked of a float32 import: half the memory, not mapped
+    searcher.use_level1_matrix(matrix)  # float16 when the index was: ranked as stored, exactly
+    n_images = len(searcher.corpus)
+    return BuildReport(encoder=imported.encoder_id, images=n_images, embedded=0, reused=n_images, image_macs=0)
 
 
 def lifetime(searcher: CascadeSearcher, handed: Sequence[Sequence[Sequence[str]]]) -> CostAccumulator:

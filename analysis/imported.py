@@ -6,7 +6,7 @@ matrix file, mapped, and a Parquet file of its rows' ids. On disk, beside ``DB``
     DB.imported/<safe encoder id>/CURRENT                  the version served (its folder's name), one line
     DB.imported/<safe encoder id>/<version>/embeddings.npy (n, d) L2-normalised; float16 if the source is, else float32
     DB.imported/<safe encoder id>/<version>/rows.parquet   id, path, [caption], missing: row for row
-    DB.imported/<safe encoder id>/<version>/manifest.json  encoder id and name, source, layout, dtype, n, dim, created
+    DB.imported/<safe encoder id>/<version>/manifest.json  encoder id and name, source, images root, layout, dtype, ...
     DB.imported/<safe encoder id>/.tmp-<version>/          an import being written, or killed: the next one removes it
 
 An import is atomic: its version is written under a temporary name, synced, renamed into place, and
@@ -183,6 +183,9 @@ def write(
         "name": prepared.request.encoder,
         "architecture": architecture(prepared.request.encoder),
         "source": str(Path(prepared.request.src).expanduser().resolve()),
+        "images": str(Path(prepared.request.images).expanduser().resolve()) if prepared.request.images else None,
+        "strip_prefix": prepared.request.strip_prefix,
+        "captions": prepared.source.has_captions,
         "layout": str(prepared.source.layout),
         "dtype": str(_stored_dtype(prepared)),
         "n": report.rows,
@@ -304,19 +307,23 @@ def _current(folder: Path) -> str | None:
         return None
 
 
-def latest_import(root: Path, arch: str) -> dict | None:
-    """The manifest of the most recent current import of architecture ``arch`` under ``root``, if any."""
-    manifests = []
-    for folder in root.iterdir() if root.is_dir() else ():
+def current_versions(root: Path) -> list[tuple[Path, dict]]:
+    """Each encoder's current import under ``root`` (``DB.imported``): its version folder and its manifest."""
+    found = []
+    for folder in sorted(root.iterdir()) if root.is_dir() else ():
         version = _current(folder) if folder.is_dir() else None
         if version is None:
             continue
         try:
-            manifest = json.loads((folder / version / "manifest.json").read_text())
+            found.append((folder / version, json.loads((folder / version / "manifest.json").read_text())))
         except (OSError, ValueError):
             continue
-        if manifest.get("architecture") == arch:
-            manifests.append(manifest)
+    return found
+
+
+def latest_import(root: Path, arch: str) -> dict | None:
+    """The manifest of the most recent current import of architecture ``arch`` under ``root``, if any."""
+    manifests = [manifest for _, manifest in current_versions(root) if manifest.get("architecture") == arch]
     return max(manifests, key=lambda m: m.get("created", ""), default=None)
 
 

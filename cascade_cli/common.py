@@ -11,7 +11,8 @@ from typing import NoReturn
 
 from analysis import presets, progress
 from analysis.cascades import Cascades, Choice
-from analysis.galleries import GalleryKind, GallerySource
+from analysis.galleries import GalleryKind, GallerySource, find_import
+from analysis.imported import imported_folder
 from analysis.store import Store
 from cascade import datasets
 from cascade.corpus import Corpus
@@ -110,8 +111,25 @@ def comma_ints(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected whole numbers like 100,10, got {text!r}") from None
 
 
+def embeddings_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--embeddings",
+        metavar="ENC",
+        help="the gallery is the index imported into --db for encoder ENC (its name as imported, or its id; "
+        "see import-embeddings); --levels defaults to ENC alone",
+    )
+
+
+def asked_levels(args: argparse.Namespace) -> list[str] | None:
+    """``--levels``, else the imported index's encoder alone (``--embeddings ENC``, by the name it was imported
+    with), else None (the preset's)."""
+    if args.levels or not getattr(args, "embeddings", None):
+        return args.levels
+    return [find_import(imported_folder(args.db), args.embeddings).name]
+
+
 def level_names(args: argparse.Namespace) -> list[str]:
-    return args.levels or list(presets.get(args.preset).levels)
+    return asked_levels(args) or list(presets.get(args.preset).levels)
 
 
 def config(args: argparse.Namespace) -> CascadeConfig:
@@ -121,9 +139,10 @@ def config(args: argparse.Namespace) -> CascadeConfig:
 def ks(args: argparse.Namespace) -> tuple[int, ...]:
     if getattr(args, "ks", None):
         return args.ks
-    if args.levels and len(args.levels) == 1:
+    levels = asked_levels(args)
+    if levels and len(levels) == 1:
         return (SINGLE_LEVEL_K,)  # one level: its k is just how many results to show
-    if args.levels:
+    if levels:
         raise ConfigError("--levels with several levels needs --ks (one k per level)")
     return presets.get(args.preset).ks
 
@@ -133,8 +152,13 @@ SINGLE_LEVEL_K = 10
 
 def source(args: argparse.Namespace) -> GallerySource:
     """The gallery the command names: ``--images FOLDER``, ``--dataset NAME`` (or ``karpathy:PATH.json`` with
-    ``--images ROOT``), else the preset's own."""
+    ``--images ROOT``), ``--embeddings ENC`` (an index imported into ``--db``), else the preset's own."""
     dataset, images = getattr(args, "dataset", None), getattr(args, "images", None)
+    embeddings = getattr(args, "embeddings", None)
+    if embeddings:
+        if dataset or images:
+            raise ConfigError("give --embeddings ENC or --images/--dataset, not both: an imported index is a gallery")
+        return GallerySource(GalleryKind.IMPORTED, path=embeddings)
     if not dataset or dataset == args.preset:
         return GallerySource(GalleryKind.FOLDER, path=images) if images else GallerySource(GalleryKind.WORLD)
     if dataset in datasets.DATASETS:

@@ -21,6 +21,7 @@ def register(sub) -> None:
     p.add_argument("--images", help="image root of the dataset")
     p.add_argument("--split", default="test")
     p.add_argument("--limit", type=common.positive_int, help="only the first N captions")
+    common.embeddings_arg(p)
     common.cascade_args(p)
     common.index_args(p)
 

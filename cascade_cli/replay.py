@@ -5,6 +5,8 @@ gallery (see ``analysis.replay`` for why).
 
 ``--estimate --embeddings SRC`` instead ranks your log's distinct queries with level 1 alone on an index you
 already have, read in place: your alpha at your size with no image encoded (``analysis.estimate``).
+Without ``--estimate``, ``--embeddings ENC`` names an index imported into ``--db`` (``cascade
+import-embeddings``) and replays on it as a gallery (``--levels`` ENC first, default ENC alone), in memory.
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ import argparse
 from analysis import estimate, presets, report
 from analysis.cascades import Cascades, Choice
 from analysis.galleries import GalleryKind, GallerySource
+from analysis.imported import imported_folder
 from analysis.query_logs import MAX_FILE_BYTES, read_query_log
 from analysis.replay import WORKLOADS, workload
 from cascade import datasets, units
 from cascade.errors import ConfigError
+from cascade.paths import default_db_path
 from cascade_cli import common
 
 
@@ -48,6 +52,12 @@ def register(sub) -> None:
         f"with a 'query' column (optional count, timestamp); at most {MAX_FILE_BYTES // 2**20} MiB",
     )
     common.index_args(p)
+    p.add_argument(
+        "--db",
+        default=str(default_db_path()),
+        help="with --embeddings ENC and no --estimate: the database ENC's index was imported into "
+        "(read, never written; default: %(default)s)",
+    )
     estimate_args(p)
 
 
@@ -59,7 +69,12 @@ def estimate_args(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="rank --queries-file's distinct queries with level 1 on --embeddings: alpha and the cascade's cost",
     )
-    group.add_argument("--embeddings", metavar="SRC", help="a clip-retrieval folder, Parquet file/folder or .npy")
+    group.add_argument(
+        "--embeddings",
+        metavar="SRC",
+        help="with --estimate: a clip-retrieval folder, Parquet file/folder or .npy, read in place; without: "
+        "ENC, an index imported into --db, replayed as the gallery",
+    )
     group.add_argument("--levels", type=common.comma_list, help="ENC[,UPPER...]: the index's encoder first")
     group.add_argument("--ks", type=common.comma_ints, help="K1[,K2...]: what each level hands on")
     group.add_argument("--hardware", type=hardware_name, help="a hardware profile (default: the What-if tab's)")
@@ -76,19 +91,20 @@ def hardware_name(text: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.estimate or args.embeddings:
+    if args.estimate:
         return run_estimate(args)
     preset = presets.get(args.preset)
-    kind = GalleryKind.WORLD if args.gallery == "test" else GalleryKind.LIFETIME
-    gallery = GallerySource(GalleryKind.DATASET, path=args.dataset) if args.dataset else GallerySource(kind)
-    where = args.dataset or args.gallery
-    choice = Choice(gallery, preset.levels, preset.ks, args.index.name)
+    gallery, where = _gallery(args)
+    imported = gallery.kind is GalleryKind.IMPORTED
+    levels, ks = (tuple(common.level_names(args)), common.ks(args)) if imported else (preset.levels, preset.ks)
+    choice = Choice(gallery, levels, ks, args.index.name)
     choice.config()
     extra = {}
     if args.queries_file:  # read and checked whole before anything runs: a bad file replays nothing
         log = read_query_log(args.queries_file)
         queries, name, extra = list(log.queries), f"file:{log.name}", {"skipped_empty": log.skipped_empty}
-    cascades = Cascades.in_memory(preset, min_index_recall=args.min_index_recall)
+    imports = imported_folder(args.db) if imported else None
+    cascades = Cascades.in_memory(preset, imports=imports, min_index_recall=args.min_index_recall)
     with common.bars(args) as bars:
         corpus = cascades.corpus(gallery, bars)
         if not args.queries_file:
@@ -96,21 +112,21 @@ def run(args: argparse.Namespace) -> int:
         cascades.open(choice, bars)
         with common.bar(args, "queries", len(queries)) as bar:
             result = cascades.replay(choice, queries, name, on_query=lambda done, *_: bar.update(), progress=bars)
-    row = {**result.as_json(), **extra, "gallery": where, "images": len(corpus), "ks": list(preset.ks)}
-    alone = f"{units.gmacs(result.baseline_image_macs):,.1f} GMACs for {preset.levels[-1]} alone"
+    row = {**result.as_json(), **extra, "gallery": where, "images": len(corpus), "ks": list(ks)}
+    alone = f"{units.gmacs(result.baseline_image_macs):,.1f} GMACs for {levels[-1]} alone"
     cascade = units.gmacs(result.cascade_image_macs)
     common.emit(
         args,
         row,
         f"{row['workload']}: {row['queries']} queries on the {where} gallery ({len(corpus):,} images, "
-        f"ks {preset.ks}): alpha {row['alpha']:.3f}, cascade {cascade:,.1f} GMACs vs {alone}: {row['reduction']:.2f}x",
+        f"ks {ks}): alpha {row['alpha']:.3f}, cascade {cascade:,.1f} GMACs vs {alone}: {row['reduction']:.2f}x",
     )
     if args.report:
         inputs = {
             "command": "cascade replay",
             "preset": args.preset,
-            "cascade": " > ".join(preset.levels),
-            "ks": preset.ks,
+            "cascade": " > ".join(levels),
+            "ks": ks,
             "gallery": f"{where} ({len(corpus):,} images)",
             "workload": name,
             "queries": len(queries),
@@ -122,9 +138,19 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _gallery(args: argparse.Namespace) -> tuple[GallerySource, str]:
+    """The gallery replayed on and how the summary names it: ``--embeddings ENC``, ``--dataset`` or ``--gallery``."""
+    if args.embeddings:
+        if args.dataset:
+            raise ConfigError("give --embeddings ENC or --dataset NAME, not both: an imported index is a gallery")
+        return GallerySource(GalleryKind.IMPORTED, path=args.embeddings), f"imported:{args.embeddings}"
+    if args.dataset:
+        return GallerySource(GalleryKind.DATASET, path=args.dataset), args.dataset
+    kind = GalleryKind.WORLD if args.gallery == "test" else GalleryKind.LIFETIME
+    return GallerySource(kind), args.gallery
+
+
 def run_estimate(args: argparse.Namespace) -> int:
-    if not args.estimate:
-        raise ConfigError("--embeddings is read by --estimate only")
     if not args.embeddings:
         raise ConfigError("--estimate needs --embeddings SRC: the index level 1 ranks")
     if not args.queries_file:

@@ -16,6 +16,7 @@ def register(sub) -> None:
     p.add_argument("query", help="the text query")
     p.add_argument("--images", help="image folder (default: the preset's gallery)")
     p.add_argument("--dataset", choices=datasets.names(), help="a hub gallery by name instead of --images")
+    common.embeddings_arg(p)
     common.cascade_args(p)
     common.index_args(p)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import gradio as gr
@@ -21,6 +21,17 @@ GALLERIES = {
     "uploaded images": GallerySource(GalleryKind.UPLOAD),
 }
 DEFAULT_GALLERY = "built-in world"
+IMPORTED_GALLERY = "imported index ({})"  # one radio entry per index imported into the database, by its encoder
+
+
+def gallery_table(engine: Engine) -> dict[str, GallerySource]:
+    """The radio's table: ``GALLERIES``, then each index imported into the engine's database (as the page is built)."""
+    imports = engine.galleries.imports()
+    return GALLERIES | {
+        IMPORTED_GALLERY.format(i.name): GallerySource(GalleryKind.IMPORTED, path=i.name) for i in imports
+    }
+
+
 # Level 1's index (cascade.index): the exact reference, half the memory, or FAISS for large galleries
 # (an approximate index is measured against exact first and refused below 0.95 recall@k_1).
 INDEX_CHOICES = ("exact", "exact:float16", "faiss:HNSW32", "faiss:IVF256,Flat")
@@ -55,9 +66,9 @@ class CascadeValues:
     index: str | None
 
 
-def choice_of(values: CascadeValues) -> Choice:
-    """The session's Choice from the builder's values: the one place it is made."""
-    source = filled(GALLERIES[values.gallery], path=values.folder, uploads=values.uploads)
+def choice_of(values: CascadeValues, galleries: Mapping[str, GallerySource] = GALLERIES) -> Choice:
+    """The session's Choice from the builder's values: the one place it is made (``galleries``: the radio's table)."""
+    source = filled(galleries[values.gallery], path=values.folder, uploads=values.uploads)
     n_levels = int(values.n_levels)
     levels, ks = list(values.names[:n_levels]), list(values.ks[:n_levels])
     if values.rerank:
@@ -94,20 +105,22 @@ class CascadeInputs:
 
 @dataclass(frozen=True)
 class CascadeControls:
-    """The Search tab's cascade builder: the preset box, the inputs, and one row per level (hidden past n_levels)."""
+    """The Search tab's cascade builder: the preset box, the inputs, one row per level (hidden past n_levels), and
+    the gallery radio's table (``gallery_table``)."""
 
     preset: gr.Dropdown
     inputs: CascadeInputs
     rows: tuple[gr.Row, ...]
+    galleries: Mapping[str, GallerySource]
 
 
 def cascade_controls(engine: Engine) -> CascadeControls:
     """Lay out the builder, set to the engine's preset; ``MAX_LEVELS`` rows exist, those past the preset hidden."""
     bi_names, cross_names = engine.encoder_names()
-    preset = engine.preset
+    preset, galleries = engine.preset, gallery_table(engine)
     with gr.Row():
         preset_box = gr.Dropdown([preset.name, "custom"], value=preset.name, label="Preset", scale=1)
-        gallery = gr.Radio(list(GALLERIES), value=DEFAULT_GALLERY, label="Gallery", scale=2)
+        gallery = gr.Radio(list(galleries), value=DEFAULT_GALLERY, label="Gallery", scale=2)
         shared = ", ".join(map(str, engine.folders)) or "no folder shared (start the app with --folder)"
         folder = gr.Textbox(label="Folder on the server", visible=False, scale=2, placeholder=shared)
         uploads = gr.File(file_count="multiple", file_types=["image"], label="Images", visible=False, scale=2)
@@ -134,7 +147,7 @@ def cascade_controls(engine: Engine) -> CascadeControls:
             elem_id="level1-index",
         )
     inputs = CascadeInputs(gallery, folder, uploads, n_levels, names, ks, rerank, rerank_name, rerank_k, index)
-    return CascadeControls(preset_box, inputs, rows)
+    return CascadeControls(preset_box, inputs, rows, galleries)
 
 
 def _level_rows(
@@ -154,10 +167,12 @@ def _level_rows(
     return tuple(rows), tuple(names), tuple(ks)
 
 
-def validated(state: Session, values: CascadeValues) -> tuple[Session, str]:
+def validated(
+    state: Session, values: CascadeValues, galleries: Mapping[str, GallerySource] = GALLERIES
+) -> tuple[Session, str]:
     """The session after an edit and the status line saying so; an invalid edit keeps the last valid choice."""
     try:
-        new = choice_of(values)
+        new = choice_of(values, galleries)
         new.config()  # the cheap checks: names and ks (a gallery smaller than the ks is cut at search time)
     except Exception as err:  # noqa: BLE001  (an invalid edit is a message; the last valid choice stays)
         message = describe(err)
@@ -173,7 +188,7 @@ def wire_controls(engine: Engine, c: CascadeControls, session: gr.State, status:
     inputs = c.inputs
 
     def update_choice(values: dict) -> dict:
-        new, line = validated(values[session], inputs.read(values))
+        new, line = validated(values[session], inputs.read(values), c.galleries)
         return {session: new, status: gr.Markdown(line)}
 
     watched = components(inputs)
@@ -182,11 +197,14 @@ def wire_controls(engine: Engine, c: CascadeControls, session: gr.State, status:
         lambda n: [gr.Row(visible=i < n) for i in range(MAX_LEVELS)], inputs.n_levels, c.rows, **QUICK
     )
 
-    def gallery_boxes(label: str) -> tuple[gr.Textbox, gr.File]:
-        kind = GALLERIES[label].kind
-        return gr.Textbox(visible=kind is GalleryKind.FOLDER), gr.File(visible=kind is GalleryKind.UPLOAD)
+    def gallery_boxes(label: str) -> tuple[gr.Textbox, gr.File, gr.Dropdown]:
+        source = c.galleries[label]
+        kind = source.kind
+        first = gr.Dropdown(value=source.path) if kind is GalleryKind.IMPORTED else gr.Dropdown()  # its encoder
+        return gr.Textbox(visible=kind is GalleryKind.FOLDER), gr.File(visible=kind is GalleryKind.UPLOAD), first
 
-    inputs.gallery.change(gallery_boxes, inputs.gallery, [inputs.folder, inputs.uploads], **QUICK)
+    boxes = [inputs.folder, inputs.uploads, inputs.names[0]]
+    inputs.gallery.change(gallery_boxes, inputs.gallery, boxes, **QUICK)
     reranker = [inputs.rerank_name, inputs.rerank_k]
     inputs.rerank.change(lambda on: (gr.Dropdown(visible=on), gr.Number(visible=on)), inputs.rerank, reranker, **QUICK)
     _wire_preset(engine, c)
