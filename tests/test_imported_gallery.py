@@ -65,6 +65,20 @@ def embedded(monkeypatch) -> list[int]:
     return calls
 
 
+@pytest.fixture
+def cache_reads(monkeypatch) -> list[str]:
+    """The encoder id of each ``Store.get`` (the feature cache, which also serves imported rows one by one)."""
+    reads: list[str] = []
+    original = Store.get
+
+    def counted(self, encoder_id, image_ids):
+        reads.append(encoder_id)
+        return original(self, encoder_id, image_ids)
+
+    monkeypatch.setattr(Store, "get", counted)
+    return reads
+
+
 def cli(capsys, *args: str) -> tuple[int, str, str]:
     code = main([*args, "--quiet"])
     out, err = capsys.readouterr()
@@ -113,12 +127,13 @@ def ranked(payload: dict, level: int = 0) -> list[tuple[str, float]]:
 
 @pytest.mark.parametrize("query", ["a red square", "two blue circles"])
 def test_level_1_ranks_the_mapped_import_as_a_build_from_the_files_and_embeds_nothing(
-    tmp_path, gallery, capsys, embedded, query
+    tmp_path, gallery, capsys, embedded, cache_reads, query
 ):
     db, k = imported_db(capsys, tmp_path, gallery), 5
     embedded.clear()
     payload = search(capsys, query, "--embeddings", TINY, "--levels", TINY, "--ks", str(k), "--db", str(db))
     assert embedded == [] and payload["levels"][0]["misses"] == 0  # no image embedded: the import is level 1
+    assert cache_reads == []  # its mapped matrix, not its rows one by one through the cache
     alone = search(capsys, query, "--embeddings", gallery.encoder_id, "--ks", str(k), "--db", str(db))
     assert ranked(alone) == ranked(payload)  # named by its id, and --levels defaults to the import's encoder alone
     imported = [(str(Path(path).resolve()), score) for path, score in ranked(payload)]
