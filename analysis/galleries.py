@@ -244,7 +244,10 @@ class Galleries:
 
     def loaded(self, source: GallerySource) -> Corpus | None:
         """The corpus of ``source`` if it is loaded already (no loading, no checks)."""
-        corpus = self._loaded.peek(self.resolve(source))
+        try:
+            corpus = self._loaded.peek(self.resolve(source))
+        except ConfigError:  # an import no longer in the database: not loaded
+            return None
         return corpus if isinstance(corpus, Corpus) else None
 
     def corpus(self, source: GallerySource, progress: Progress | None = None) -> Corpus:

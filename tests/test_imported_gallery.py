@@ -185,6 +185,8 @@ def test_level_1_must_be_the_encoder_that_made_the_rows(tmp_path, gallery, capsy
     assert f"no index imported for {UPPER!r}; imported: {TINY}" in err
     err = one_line_exit_1(capsys, "search", "q", "--embeddings", TINY, "--images", str(gallery.folder), "--db", str(db))
     assert "not both" in err
+    err = one_line_exit_1(capsys, "search", "q", "--embeddings", TINY, "--index", "faiss:HNSW32", "--db", str(db))
+    assert "ranked exactly from its mapped matrix" in err
     assert logged(db) == 0
 
 
