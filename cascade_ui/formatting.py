@@ -39,9 +39,14 @@ def skipped_note(corpus: Corpus, shown: int = 3) -> str:
 
 
 def stage_items(trace: LevelTrace, corpus: Corpus, shown: int = MAX_SHOWN) -> list[tuple[str, str]]:
-    """(image path, caption) of one stage's first ``shown`` kept images, best first; cache misses marked."""
+    """(image path, caption) of one stage's first ``shown`` kept images, best first; cache misses marked.
+
+    An imported row whose file was not found (a ``path:`` id) has nothing to show: it keeps its rank, unseen.
+    """
     items = []
     for rank, (image_id, score) in enumerate(zip(trace.ids[:shown], trace.scores), start=1):
+        if image_id not in corpus.paths:
+            continue
         mark = " · embedded now" if image_id in trace.missed_ids else ""
         items.append((str(corpus.paths[image_id]), f"#{rank} · {score:.4f}{mark}"))
     return items

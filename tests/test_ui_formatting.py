@@ -42,6 +42,10 @@ def test_skipped_files_are_named_up_to_three():
 def test_a_stage_shows_rank_score_and_what_it_embedded_now():
     assert fmt.stage_items(LARGE, CORPUS) == [("/g/b.png", "#1 · 0.7500"), ("/g/a.png", "#2 · 0.1250 · embedded now")]
     assert fmt.stage_items(LARGE, CORPUS, shown=1) == [("/g/b.png", "#1 · 0.7500")]
+    # An imported row without a file (no path) keeps its rank but has no image to show.
+    fileless = Corpus(ids=["a", "path:/gone/b.jpg"], paths={"a": Path("/g/a.png")})
+    ranked = LevelTrace("x:large", 2, 2, 2, 0, 0, 0, 1.0, ("path:/gone/b.jpg", "a"), (0.75, 0.125))
+    assert fmt.stage_items(ranked, fileless) == [("/g/a.png", "#2 · 0.1250")]
     assert fmt.stage_label(LARGE, 2) == "Stage 2: x:large kept 2 of 50 · 30 embedded now"
     assert fmt.stage_label(LARGE, 2, shown=1) == "Stage 2: x:large kept 2 of 50, showing 1 · 30 embedded now"
 
