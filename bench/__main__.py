@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import build_path, crisp, evaluation, index_cascade, lifetime, load, query_log, query_path, ray_engine
+from bench import imports as imports_bench
 from bench import index as index_bench
 from bench import page as bench_page
 
@@ -120,6 +121,8 @@ SECTIONS: tuple[Section, ...] = (
     Section("ray", "Ray build", ray_engine.__doc__.split("\n\n")[1], ray_engine.run, ray_engine.markdown,
             ray_engine.summary),
     Section("load", "Load", load.__doc__.split("\n\n")[1], load.run, load.markdown, _load_summary),
+    Section("imports", "Existing CLIP index", imports_bench.__doc__.split("\n\n")[1], imports_bench.run,
+            imports_bench.markdown, imports_bench.summary),
 )  # fmt: skip
 
 

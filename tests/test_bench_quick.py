@@ -14,7 +14,7 @@ from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
 
-KEYS = ("query", "log", "build", "lifetime", "crisp", "evaluation", "index", "index-cascade", "ray", "load")
+KEYS = ("query", "log", "build", "lifetime", "crisp", "evaluation", "index", "index-cascade", "ray", "load", "imports")
 
 
 def _section(key: str):
@@ -181,9 +181,31 @@ def _check_load(result, tables) -> None:
     assert _close(_num(row["queries/s"]), raw.answered / raw.duration_s, 1)
 
 
+def _check_imports(result, tables) -> None:
+    from bench.imports import QUICK
+
+    (table,) = tables
+    measured = result.comparisons()
+    assert [r["comparison"] for r in table] == [what for what, *_ in measured] and len(table) == 4
+    for row, (_, ours, reference, target) in zip(table, measured):  # each cell is the report's figure, rounded
+        assert _close(_num(row["ours"]), ours, 2) and _close(_num(row["reference"]), reference, 2), row
+        assert _num(row["ratio"]) == pytest.approx(round(ours / reference, 2)) and row["target"] == f"<= {target:g}x"
+        assert row["met"] == ("yes" if ours / reference <= target else "NO")
+    assert [_num(r["reference"]) for r in table[2:]] == [round(QUICK.n_rows * QUICK.dim * 2 / 2**20, 2)] * 2
+    runs = (*result.reads, *result.imports)
+    assert len(result.reads) == len(result.imports) == QUICK.repeats and all(r.rows == QUICK.n_rows for r in runs)
+    assert all(r.check_s + r.write_s == pytest.approx(r.seconds, rel=0.05) for r in result.imports)
+    e = result.estimate  # the quick log: every distinct query ranked, so every line
+    assert (e.distinct_queries, e.queries) == (QUICK.ranked, QUICK.log_lines)
+    assert len(e.level1_s) == len(e.bare_s) == QUICK.repeats
+    assert e.alpha == pytest.approx(e.handed / QUICK.n_rows) and QUICK.k <= e.handed <= QUICK.ranked * QUICK.k
+    assert abs(e.handed - e.bare_handed) <= 0.01 * e.handed  # the same top k, up to ties the renormalising moves
+
+
 CHECKS = {"query": _check_query, "log": _check_log, "build": _check_build, "lifetime": _check_lifetime,
           "crisp": _check_crisp, "evaluation": _check_evaluation, "index": _check_index,
-          "index-cascade": _check_index_cascade, "ray": _check_ray, "load": _check_load}  # fmt: skip
+          "index-cascade": _check_index_cascade, "ray": _check_ray, "load": _check_load,
+          "imports": _check_imports}  # fmt: skip
 
 
 @pytest.mark.parametrize("key", [pytest.param(key, marks=pytest.mark.xdist_group(f"bench-{key}")) for key in KEYS])
