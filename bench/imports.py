@@ -29,7 +29,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
@@ -38,14 +37,12 @@ from analysis.estimate import QUERY_BATCH, RANK_BLOCK_ROWS, distinct_queries, es
 from analysis.imported import ImportRequest, imported_folder, prepare, write
 from analysis.query_logs import stream_query_log
 from analysis.store import Store
+from bench.imports_workload import read_through, write_index, write_log
 from cascade.encoders import create_encoder
 from cascade.encoders.base import BiEncoder
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_IMPORT, TARGET_LEVEL1, TARGET_RSS = 3.0, 1.5, 1.5  # ours / reference, at most
-_GEN_ROWS = 1 << 16  # rows generated at a time: no float32 copy of the whole matrix ever exists
-_ADJECTIVES = ("red", "small", "old", "striped", "wooden", "happy", "dark", "tiny", "bright", "broken")
-_THINGS = ("dog", "bicycle", "house", "beach", "car", "cat", "mountain", "cup", "tree", "boat", "bridge", "chair")
 
 
 @dataclass(frozen=True)
@@ -116,52 +113,6 @@ class EstimateRun:
 
 
 # ---------------------------------------------------------------- the workload, written
-
-
-def write_index(root: Path, n_rows: int, dim: int, shards: int, seed: int = 0) -> None:
-    """clip-retrieval's layout under ``root``: float16 random unit rows, ``image_path`` webdataset keys.
-
-    Shard numbers are zero-padded to the width of the shard count, as clip-retrieval writes them.
-    """
-    rng = np.random.default_rng(seed)
-    per_shard, width = -(-n_rows // shards), len(str(shards - 1))
-    for folder in ("img_emb", "metadata"):
-        (root / folder).mkdir(parents=True, exist_ok=True)
-    for number, first in enumerate(range(0, n_rows, per_shard)):
-        rows = min(per_shard, n_rows - first)
-        matrix = np.lib.format.open_memmap(
-            root / "img_emb" / f"img_emb_{number:0{width}d}.npy", mode="w+", dtype=np.float16, shape=(rows, dim)
-        )
-        for start in range(0, rows, _GEN_ROWS):
-            block = rng.standard_normal((min(_GEN_ROWS, rows - start), dim), dtype=np.float32)
-            block /= np.linalg.norm(block, axis=1, keepdims=True)
-            matrix[start : start + len(block)] = block
-        matrix.flush()
-        del matrix
-        keys = pa.array([f"{first + row:09d}" for row in range(rows)])  # a webdataset's keys: ids, not files
-        pq.write_table(pa.table({"image_path": keys}), root / "metadata" / f"metadata_{number:0{width}d}.parquet")
-
-
-def write_log(path: Path, lines: int, distinct: int, seed: int = 1) -> None:
-    """A plain-text log: every one of ``distinct`` queries once, the other lines drawn Zipf-like (p ~ 1/rank^1.1)."""
-    rng = np.random.default_rng(seed)
-    texts = [f"a {_ADJECTIVES[i % 10]} {_THINGS[(i // 10) % 12]} in photo {i}" for i in range(distinct)]
-    weights = 1.0 / np.arange(1, distinct + 1) ** 1.1
-    drawn = rng.choice(distinct, size=lines - distinct, p=weights / weights.sum())
-    order = rng.permutation(np.concatenate([np.arange(distinct), drawn]))
-    path.write_text("".join(texts[i] + "\n" for i in order))
-
-
-def _read_through(root: Path) -> None:
-    """Every file of the index read once, so every run starts from the same page cache (nothing is dropped)."""
-    for path in sorted(root.rglob("*")):
-        if path.is_file():
-            with open(path, "rb") as handle:
-                while handle.read(1 << 24):
-                    pass
-
-
-# ---------------------------------------------------------------- the workers, one process each
 
 
 def _peak_mib() -> float:
@@ -328,7 +279,7 @@ def run(quick: bool = False) -> ImportsReport:
         write_index(src, workload.n_rows, workload.dim, workload.shards)
         write_log(log, workload.log_lines, workload.distinct)
         write_s = time.perf_counter() - started
-        _read_through(src)
+        read_through(src)
         reads, imports = [], []
         for _ in range(workload.repeats):  # interleaved, so a slow moment of the machine hits both sides
             reads.append(ProcessRun(**_in_subprocess("read", workload, src, log, scratch)))
