@@ -66,10 +66,7 @@ def read_query_log(path: str | Path, name: str | None = None) -> QueryLog:
     """
     path = Path(path)
     name = name or path.name
-    try:
-        size = path.stat().st_size
-    except OSError as err:
-        raise QueryLogError(f"cannot read the query log {name}: {err.strerror or err}") from None
+    size = _size(path, name)
     if size > MAX_FILE_BYTES:
         raise QueryLogError(
             f"the query log {name} is {size / 2**20:.1f} MiB; the limit is {MAX_FILE_BYTES // 2**20} MiB"
@@ -195,10 +192,7 @@ def stream_query_log(path: str | Path, name: str | None = None) -> Iterator[tupl
     """
     path = Path(path)
     name = name or path.name
-    try:
-        size = path.stat().st_size
-    except OSError as err:
-        raise QueryLogError(f"cannot read the query log {name}: {err.strerror or err}") from None
+    size = _size(path, name)
     if size == 0:
         raise QueryLogError(f"the query log {name} is empty")
     kind = TABLE_SUFFIXES.get(Path(name).suffix.lower(), "text")
@@ -283,3 +277,11 @@ def _parquet_rows(path: Path, name: str) -> Iterator[tuple[str, int]]:
         raise QueryLogError(
             f"the query log {name} is not a readable Parquet file: {str(err).splitlines()[0]}"
         ) from None
+
+
+def _size(path: Path, name: str) -> int:
+    """The log file's size in bytes, or one line saying why it cannot be read."""
+    try:
+        return path.stat().st_size
+    except OSError as err:
+        raise QueryLogError(f"cannot read the query log {name}: {err.strerror or err}") from None

@@ -13,6 +13,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from cascade.corpus import Corpus
+
 DIM = 32
 
 
@@ -112,3 +114,29 @@ def truncate(path: Path, n_bytes: int = 100) -> None:
     """Cut the last ``n_bytes`` off a file, as an interrupted copy leaves it."""
     with open(path, "r+b") as handle:
         handle.truncate(path.stat().st_size - n_bytes)
+
+
+N_IMAGES = 12
+PREFIX = "/data/photos/"  # where the index's author kept the images; here they are under the gallery folder
+FLOAT16_ROUNDING = 5e-4  # a unit row of 32 float16 values scores within this of its float32 self
+
+
+@dataclass(frozen=True)
+class Gallery:
+    """Images on disk and what the tiny model makes of them: ``(n, d)`` float32 unit rows in corpus order."""
+
+    folder: Path
+    corpus: Corpus
+    embeddings: np.ndarray
+    encoder_id: str
+
+
+def embedded_gallery(folder: Path, encoder_name: str, n_images: int = N_IMAGES) -> Gallery:
+    """A generated gallery in ``folder`` and its images embedded by ``encoder_name`` (the index to import)."""
+    from cascade.encoders import create_encoder
+    from tests.fakes import make_gallery
+
+    folder = make_gallery(folder, n_images)[0].parent
+    corpus = Corpus.from_folder(folder)
+    encoder = create_encoder(encoder_name)
+    return Gallery(folder, corpus, encoder.encode_pixels(corpus.preprocessed(encoder, corpus.ids)), encoder.id)

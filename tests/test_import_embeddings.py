@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,35 +21,27 @@ import pytest
 from analysis import imported
 from analysis.imported import CURRENT, PATH_ID_PREFIX, TEMPORARY, encoder_folder, imported_folder
 from analysis.store import Store
-from cascade.corpus import Corpus
 from cascade.encoders import create_encoder
 from cascade_cli import main
 from tests.conftest import ROOT
-from tests.fakes import make_gallery
-from tests.index_layouts import truncate, unit_rows, write_npy, write_parquet
+from tests.index_layouts import (
+    FLOAT16_ROUNDING,
+    N_IMAGES,
+    PREFIX,
+    Gallery,
+    embedded_gallery,
+    truncate,
+    unit_rows,
+    write_npy,
+    write_parquet,
+)
 
 TINY = "openclip:tiny-vit-s@random"
-N_IMAGES = 12
-PREFIX = "/data/photos/"  # where the index's author kept the images; here they are under the gallery folder
-FLOAT16_ROUNDING = 5e-4  # a unit row of 32 float16 values scores within this of its float32 self
-
-
-@dataclass(frozen=True)
-class Gallery:
-    """Images on disk and what the tiny model makes of them: ``(n, d)`` float32 unit rows in corpus order."""
-
-    folder: Path
-    corpus: Corpus
-    embeddings: np.ndarray
-    encoder_id: str
 
 
 @pytest.fixture(scope="module")
 def gallery(tmp_path_factory) -> Gallery:
-    folder = make_gallery(tmp_path_factory.mktemp("import") / "photos", N_IMAGES)[0].parent
-    corpus = Corpus.from_folder(folder)
-    encoder = create_encoder(TINY)
-    return Gallery(folder, corpus, encoder.encode_pixels(corpus.preprocessed(encoder, corpus.ids)), encoder.id)
+    return embedded_gallery(tmp_path_factory.mktemp("import") / "photos", TINY)
 
 
 def write_index(root: Path, matrix: np.ndarray, paths: list[str]) -> Path:

@@ -7,7 +7,6 @@ clip-retrieval folder, so what level 1 ranks from the import can be compared wit
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,34 +19,17 @@ from analysis.cascades import Cascades
 from analysis.engine import Engine
 from analysis.galleries import GalleryKind, GallerySource
 from analysis.store import Store
-from cascade.corpus import Corpus
 from cascade.encoders import create_encoder
 from cascade_cli import main
 from cascade_ui.controls import CascadeValues, choice_of, gallery_table
-from tests.fakes import make_gallery
+from tests.index_layouts import FLOAT16_ROUNDING, N_IMAGES, PREFIX, Gallery, embedded_gallery
 
 TINY, UPPER = "openclip:tiny-vit-s@random", "openclip:tiny-vit-m@random"
-N_IMAGES = 12
-PREFIX = "/data/photos/"  # where the index's author kept the images; here they are under the gallery folder
-FLOAT16_ROUNDING = 5e-4  # a unit row of 32 float16 values scores within this of its float32 self
-
-
-@dataclass(frozen=True)
-class Gallery:
-    """Images on disk and what the tiny model makes of them: ``(n, d)`` float32 unit rows in corpus order."""
-
-    folder: Path
-    corpus: Corpus
-    embeddings: np.ndarray
-    encoder_id: str
 
 
 @pytest.fixture(scope="module")
 def gallery(tmp_path_factory) -> Gallery:
-    folder = make_gallery(tmp_path_factory.mktemp("gallery") / "photos", N_IMAGES)[0].parent
-    corpus = Corpus.from_folder(folder)
-    encoder = create_encoder(TINY)
-    return Gallery(folder, corpus, encoder.encode_pixels(corpus.preprocessed(encoder, corpus.ids)), encoder.id)
+    return embedded_gallery(tmp_path_factory.mktemp("gallery") / "photos", TINY)
 
 
 @pytest.fixture
