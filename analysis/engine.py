@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from analysis import hardware, presets, table1
@@ -196,13 +197,15 @@ class Engine:
             return None
         key, corpus_id = searcher.config(choice.ks).key, searcher.corpus.fingerprint
         counted = lifetime(searcher, self.store.handed_log(key, corpus_id))
-        cumulative = pd.DataFrame({"query_index": range(len(counted.curve)), "cumulative_image_macs": counted.curve})
-        cumulative["image_macs"] = cumulative["cumulative_image_macs"].diff().fillna(cumulative.iloc[0, 1]).astype(int)
+        curve = np.asarray(counted.curve, dtype=np.int64)  # index 0: the build
+        cumulative = pd.DataFrame(
+            {"query_index": range(len(curve)), "image_macs": np.diff(curve, prepend=0), "cumulative_image_macs": curve}
+        )
         return CostView(
             key,
             corpus_id,
             len(searcher.corpus),
-            cumulative[["query_index", "image_macs", "cumulative_image_macs"]],
+            cumulative,
             _per_level(searcher, counted.per_query[:first_queries]),
             _baselines(searcher),
             self.store.cumulative_cost(key, corpus_id),
