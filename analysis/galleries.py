@@ -159,7 +159,7 @@ class ImportedGallery:
             first = image_id not in ids
             ids[image_id] = None
             if first and not rows["missing"][row]:
-                paths[image_id] = where.locate(rows["path"][row])
+                paths[image_id] = Path(where.locate(rows["path"][row]))
             if self.captioned and rows["caption"][row]:
                 captions.setdefault(image_id, []).append(rows["caption"][row])
         return Corpus(ids=list(ids), paths=paths, captions=captions)

@@ -18,7 +18,8 @@ file is reachable; the file is remembered in the store as a scan remembers it, s
 folder neither re-hashes it nor embeds it. A row whose file is not reachable keeps ``path:`` + its stored
 path (a digest is hex, never holds a colon): it is counted ``missing``.
 
-``ImportedEmbeddings`` is what ``Store.get`` consults for the ids its features table lacks.
+``analysis.imported_rows.ImportedEmbeddings`` serves them: what ``Store.get`` consults for the ids its features table
+lacks.
 """
 
 from __future__ import annotations
@@ -27,19 +28,18 @@ import hashlib
 import json
 import os
 import shutil
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from analysis.embedding_sources import EmbeddingSource, Shard, detect
-from analysis.index_check import CheckReport, check, normalised_blocks
+from analysis.embedding_sources import EmbeddingSource, detect
+from analysis.index_check import CheckReport, check, stored_blocks
 from analysis.progress import Progress, Step, Unit, counter
 from cascade.corpus import FileIdCache, identify
 from cascade.encoders import create_encoder
@@ -93,13 +93,13 @@ class ImportRequest:
     caption_column: str | None = None
     paths: str | None = None
 
-    def locate(self, stored: str) -> Path:
+    def locate(self, stored: str) -> str:
         """Where the file of a stored path would be."""
         if self.images is None:
-            return Path(stored)
+            return stored
         if self.strip_prefix and stored.startswith(self.strip_prefix):
             stored = stored[len(self.strip_prefix) :]
-        return Path(self.images).expanduser() / stored.lstrip("/")
+        return os.path.join(os.path.expanduser(self.images), stored.lstrip("/"))
 
 
 @dataclass(frozen=True)
@@ -217,11 +217,9 @@ def _stored_dtype(prepared: Prepared) -> np.dtype:
 
 
 def _write_version(prepared: Prepared, folder: Path, known: FileIdCache | None, progress: Progress | None) -> tuple:
-    """Fill ``folder`` block by block: the mapped matrix and the rows' Parquet. Returns (distinct ids, missing)."""
-    n_rows, dim = prepared.report.rows, prepared.report.dim
-    matrix = np.lib.format.open_memmap(
-        folder / "embeddings.npy", mode="w+", dtype=_stored_dtype(prepared), shape=(n_rows, dim)
-    )
+    """Fill ``folder`` block by block: the matrix (written, not mapped: its pages are not this process's memory)
+    and the rows' Parquet. Returns (distinct ids, missing)."""
+    n_rows, dim, dtype = prepared.report.rows, prepared.report.dim, _stored_dtype(prepared)
     captions = prepared.source.has_captions
     schema = pa.schema(
         [("id", pa.string()), ("path", pa.string())]
@@ -229,38 +227,74 @@ def _write_version(prepared: Prepared, folder: Path, known: FileIdCache | None, 
         + [("missing", pa.bool_())]
     )
     done = missing = 0
-    ids: set[str] = set()
+    files, remembered = _Files(prepared.request), _Deferred(known)
     if progress is not None:
         progress(IMPORTING, 0, n_rows)
-    with pq.ParquetWriter(folder / "rows.parquet", schema) as rows:
-        for block in normalised_blocks(prepared.source, _stored_dtype(prepared)):
-            block_ids, absent = _row_ids(block, prepared.request, known)
-            matrix[done : done + len(block)] = block.embeddings
+    header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": (n_rows, dim)}
+    with open(folder / "embeddings.npy", "wb") as matrix, pq.ParquetWriter(folder / "rows.parquet", schema) as rows:
+        np.lib.format.write_array_header_1_0(matrix, header)
+        for block in stored_blocks(prepared.source, prepared.report, dtype):
+            block_ids, absent = files.ids(block.paths, remembered)
+            matrix.write(np.ascontiguousarray(block.embeddings).data)
             columns = {"id": block_ids, "path": block.paths} | ({"caption": block.captions} if captions else {})
             rows.write_table(pa.table(columns | {"missing": absent}, schema=schema))
             done, missing = done + len(block), missing + int(np.count_nonzero(absent))
-            ids.update(block_ids)
             if progress is not None:
                 progress(IMPORTING, done, n_rows)
             if _after_block is not None:
                 _after_block(done)
-    if done != n_rows:  # the index changed between the check and the import
-        raise CorpusError(f"the index had {n_rows} rows when checked and {done} when imported; import it again")
-    matrix.flush()
-    del matrix
-    for name in ("embeddings.npy", "rows.parquet"):
-        _fsync(folder / name)
-    return len(ids), missing
+        os.fsync(matrix.fileno())
+    _fsync(folder / "rows.parquet")
+    remembered.flush()
+    distinct = pc.count_distinct(pq.read_table(folder / "rows.parquet", columns=["id"]).column("id")).as_py()
+    return distinct, missing
 
 
-def _row_ids(block: Shard, request: ImportRequest, known: FileIdCache | None) -> tuple[list[str], np.ndarray]:
-    """Each row's id: its file's content digest where the file is reachable, else ``path:`` + the stored path."""
-    files = [request.locate(stored) for stored in block.paths]
-    reachable = [row for row, path in enumerate(files) if path.is_file()]
-    digests = dict(zip(reachable, identify([files[row] for row in reachable], known=known)))
-    ids = [digests.get(row) or PATH_ID_PREFIX + stored for row, stored in enumerate(block.paths)]
-    absent = np.array([digests.get(row) is None for row in range(len(block))], dtype=bool)
-    return ids, absent
+class _Files:
+    """Which stored paths have a file, and their ids: each folder is listed once (a stat per row costs seconds at a
+    million rows), and only the files found are opened (``identify``, as a folder scan)."""
+
+    def __init__(self, request: ImportRequest) -> None:
+        self.request = request
+        self._listed: dict[str, frozenset[str]] = {}
+
+    def exists(self, path: str) -> bool:
+        folder, name = os.path.split(path)
+        names = self._listed.get(folder)
+        if names is None:
+            try:
+                with os.scandir(folder or os.curdir) as entries:
+                    names = frozenset(entry.name for entry in entries if entry.is_file())
+            except OSError:  # no such folder, or not one: nothing under it is reachable
+                names = frozenset()
+            self._listed[folder] = names
+        return name in names
+
+    def ids(self, stored: Sequence[str], known: FileIdCache | None) -> tuple[list[str], np.ndarray]:
+        """Each row's id: its file's content digest where the file is reachable, else ``path:`` + the stored path."""
+        files = [self.request.locate(path) for path in stored]
+        reachable = [row for row, path in enumerate(files) if self.exists(path)]
+        digests = dict(zip(reachable, identify([Path(files[row]) for row in reachable], known=known)))
+        ids = [digests.get(row) or PATH_ID_PREFIX + path for row, path in enumerate(stored)]
+        return ids, np.array([digests.get(row) is None for row in range(len(stored))], dtype=bool)
+
+
+class _Deferred:
+    """The store's file-id cache, its new entries held back until the import has written everything: a fault
+    found while writing leaves the database as it was."""
+
+    def __init__(self, known: FileIdCache | None) -> None:
+        self.known, self.fresh = known, {}
+
+    def lookup(self, keys: Sequence) -> dict:
+        return self.known.lookup(keys) if self.known is not None else {}
+
+    def remember(self, ids: dict) -> None:
+        self.fresh.update(ids)
+
+    def flush(self) -> None:
+        if self.known is not None and self.fresh:
+            self.known.remember(self.fresh)
 
 
 def _publish(temporary: Path, version: Path) -> None:
@@ -300,7 +334,7 @@ def _remove(folder: Path, doomed: Callable[[Path], bool]) -> None:
             path.unlink(missing_ok=True)
 
 
-def _current(folder: Path) -> str | None:
+def current_name(folder: Path) -> str | None:
     try:
         return (folder / CURRENT).read_text().strip() or None
     except FileNotFoundError:
@@ -311,7 +345,7 @@ def current_versions(root: Path) -> list[tuple[Path, dict]]:
     """Each encoder's current import under ``root`` (``DB.imported``): its version folder and its manifest."""
     found = []
     for folder in sorted(root.iterdir()) if root.is_dir() else ():
-        version = _current(folder) if folder.is_dir() else None
+        version = current_name(folder) if folder.is_dir() else None
         if version is None:
             continue
         try:
@@ -325,60 +359,3 @@ def latest_import(root: Path, arch: str) -> dict | None:
     """The manifest of the most recent current import of architecture ``arch`` under ``root``, if any."""
     manifests = [manifest for _, manifest in current_versions(root) if manifest.get("architecture") == arch]
     return max(manifests, key=lambda m: m.get("created", ""), default=None)
-
-
-class _Version:
-    """One published import: its matrix, mapped, and an id -> row index built on first use."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.matrix = np.load(folder / "embeddings.npy", mmap_mode="r")
-        self._index: tuple[pd.Index, np.ndarray] | None = None
-        self._lock = threading.Lock()
-
-    def index(self) -> tuple[pd.Index, np.ndarray]:
-        """(distinct ids, the row of each): a picture in two rows is served from its first."""
-        with self._lock:
-            if self._index is None:
-                ids = pd.Index(pq.read_table(self.folder / "rows.parquet", columns=["id"]).column("id").to_pylist())
-                first = ~ids.duplicated()
-                self._index = ids[first], np.flatnonzero(first)
-            return self._index
-
-    def rows(self, image_ids: Sequence[str]) -> dict[str, np.ndarray]:
-        ids, rows_of = self.index()
-        positions = ids.get_indexer(list(image_ids))
-        wanted = np.flatnonzero(positions >= 0)
-        if not wanted.size:
-            return {}
-        rows = rows_of[positions[wanted]]
-        order = np.argsort(rows)  # read the mapped file front to back
-        block = np.asarray(self.matrix[rows[order]], dtype=np.float32)
-        return {image_ids[wanted[o]]: block[j] for j, o in enumerate(order)}
-
-
-class ImportedEmbeddings:
-    """The imports under ``root`` (``DB.imported``), read as a feature cache: ``get`` only.
-
-    Each call reads the encoder's ``CURRENT`` (one small file), so an import made since is served at once;
-    a version is mapped and indexed once. Thread-safe.
-    """
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self._versions: dict[str, _Version] = {}
-        self._lock = threading.Lock()
-
-    def get(self, encoder_id: str, image_ids: Sequence[str]) -> dict[str, np.ndarray]:
-        """Imported ``(d,)`` float32 rows of ``image_ids`` for ``encoder_id``; absent ids are left out."""
-        if not image_ids:
-            return {}
-        folder = encoder_folder(self.root, encoder_id)
-        name = _current(folder)
-        if name is None:
-            return {}
-        with self._lock:
-            version = self._versions.get(encoder_id)
-            if version is None or version.folder.name != name:
-                version = self._versions[encoder_id] = _Version(folder / name)
-        return version.rows(image_ids)

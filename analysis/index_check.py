@@ -1,14 +1,16 @@
 """An existing index checked before it is imported: every row read once, one line for the first fault.
 
 ``check`` verifies an index read by ``analysis.embedding_sources`` can be level 1 for an encoder (its
-dimension, finite non-zero rows, no path twice, files that agree on their rows); ``normalised_blocks``
-gives its rows L2-normalised, block by block, for the import writer.
+dimension, finite non-zero rows, no path twice, files that agree on their rows) and notes which rows are not
+unit vectors; ``stored_blocks`` gives the rows as the import stores them, only those rows renormalised (a
+well-formed index is copied as it is: converting a million float16 rows to float32 and back costs seconds
+and changes nothing); ``normalised_blocks`` gives every row normalised in float32 (the estimate ranks them).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -17,17 +19,24 @@ from analysis.embedding_sources import _FLOATS, NORM_TOLERANCE, SHARD_ROWS, Embe
 from analysis.progress import Counter
 from cascade.errors import ConfigError, CorpusError
 
+# |norm - 1| below which a row stored in this dtype is left as it is: renormalising it and rounding it back
+# to the dtype would not bring it closer to 1 (float16 keeps 11 significant bits).
+ROUNDING = {np.dtype(np.float16): 2e-3, np.dtype(np.float32): 1e-5}
+
 
 @dataclass(frozen=True)
 class CheckReport:
     """What ``check`` read: ``rows`` embeddings of ``dim`` values in ``shards`` shards, served as ``dtype``;
-    ``to_normalise`` of them have a norm off 1 by more than ``NORM_TOLERANCE`` (the import renormalises them)."""
+    ``to_normalise`` of them have a norm off 1 by more than ``NORM_TOLERANCE`` (the import renormalises them,
+    and says how many); ``off_unit``: ``(rows,)`` True where a row's norm is off 1 by more than the rounding of
+    ``dtype`` (those ``stored_blocks`` renormalises: a superset of the ``to_normalise`` rows)."""
 
     rows: int
     dim: int
     dtype: np.dtype
     to_normalise: int
     shards: int
+    off_unit: np.ndarray = field(default_factory=lambda: np.zeros(0, bool), repr=False)
 
 
 def _norms(shard: Shard) -> np.ndarray:
@@ -56,12 +65,16 @@ def check(source: EmbeddingSource, dim: int, progress: Counter | None = None) ->
         raise CorpusError(f"the index's embeddings have {source.dim} dimensions, the encoder's {dim}")
     done = to_normalise = n_shards = 0
     hashes: list[np.ndarray] = []
+    off_unit: list[np.ndarray] = []
+    rounding = ROUNDING.get(np.dtype(source.dtype), ROUNDING[np.dtype(np.float32)])
     for shard in source.shards():
         if shard.embeddings.shape[1] != dim:
             raise CorpusError(f"{shard.name} has {shard.embeddings.shape[1]} dimensions, the encoder's {dim}")
         norms = _norms(shard)
         _refuse_faulty(shard, norms)
-        to_normalise += int(np.count_nonzero(np.abs(norms - 1) > NORM_TOLERANCE))
+        off = np.abs(norms - 1)
+        to_normalise += int(np.count_nonzero(off > NORM_TOLERANCE))
+        off_unit.append(off > rounding)
         # Python's str hash: 8 bytes a row instead of a set of strings; a repeated hash is confirmed below.
         hashes.append(np.fromiter(map(hash, shard.paths), dtype=np.int64, count=len(shard)))
         done, n_shards = done + len(shard), n_shards + 1
@@ -69,7 +82,8 @@ def check(source: EmbeddingSource, dim: int, progress: Counter | None = None) ->
             progress(done, source.n_rows)
     if hashes:
         _refuse_duplicates(source, np.concatenate(hashes))
-    return CheckReport(rows=done, dim=dim, dtype=source.dtype, to_normalise=to_normalise, shards=n_shards)
+    mask = np.concatenate(off_unit) if off_unit else np.zeros(0, bool)
+    return CheckReport(done, dim, source.dtype, to_normalise, n_shards, off_unit=mask)
 
 
 def _refuse_duplicates(source: EmbeddingSource, hashes: np.ndarray) -> None:
@@ -106,3 +120,33 @@ def normalised_blocks(
             _refuse_faulty(block, norms)
             unit = np.asarray(block.embeddings, dtype=np.float32) / norms[:, None]
             yield replace(block, embeddings=unit.astype(dtype, copy=False))
+
+
+def stored_blocks(source: EmbeddingSource, report: CheckReport, dtype: npt.DTypeLike) -> Iterator[Shard]:
+    """The index in blocks as the import stores them: ``dtype`` (float16 or float32), each row a unit vector to
+    that dtype's rounding. Only the rows ``report.off_unit`` marks are renormalised; the others are copied.
+
+    Raises:
+        CorpusError: the index no longer has the rows ``check`` read (it changed in between).
+    """
+    dtype = np.dtype(dtype)
+    if dtype not in _FLOATS:
+        raise ConfigError(f"stored blocks are float16 or float32, got {dtype}")
+    done = 0
+    for shard in source.shards():
+        for block in shard.blocks():
+            off = report.off_unit[done : done + len(block)]
+            if len(off) != len(block):
+                raise CorpusError(f"{shard.name} has more rows than when it was checked; import it again")
+            stored = np.asarray(block.embeddings, dtype=dtype)
+            if off.any():
+                stored = np.array(block.embeddings, dtype=dtype)  # a copy: the source's own rows stay as they are
+                rows = np.asarray(block.embeddings[off], dtype=np.float32)
+                norms = np.linalg.norm(rows, axis=1, keepdims=True)
+                if not (np.isfinite(norms).all() and norms.all()):
+                    raise CorpusError(f"{shard.name} changed since it was checked; import it again")
+                stored[off] = (rows / norms).astype(dtype)
+            done += len(block)
+            yield replace(block, embeddings=stored)
+    if done != report.rows:
+        raise CorpusError(f"the index had {report.rows} rows when checked and {done} when imported; import it again")

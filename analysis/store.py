@@ -29,7 +29,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from analysis.imported import ImportedEmbeddings, imported_folder
+from analysis.imported import imported_folder
+from analysis.imported_rows import ImportedEmbeddings
 from analysis.store_schema import INSERT_QUERY, SCHEMA, SCHEMA_VERSION, level_row, migration
 from cascade.corpus import FileKey
 from cascade.errors import CascadeError

@@ -2,13 +2,13 @@
 
 A clip-retrieval index (float16 ``img_emb/img_emb_N.npy`` shards and ``metadata/metadata_N.parquet`` with
 ``image_path``; random unit rows written here block by block) is imported with ``analysis.imported`` (every row
-checked, then written atomically as one memory-mapped matrix beside a database), against NumPy reading the same
-files into memory (``np.load`` of every shard, pyarrow reading the metadata). A query log's alpha is estimated with
-level 1 only (``analysis.estimate``, its ``level1_s``) against a bare batched matmul and ``np.argpartition`` over
-the same memory-mapped shards for the same query embeddings; text encoding is reported apart. Each side runs in a
-fresh process, so its peak resident memory is its own: measured above that process's baseline (torch imported,
-the text tower built), against the matrix's bytes. Targets: the import within 3x NumPy's read, level 1 within
-1.5x the bare ranking, peak memory within 1.5x the matrix.
+checked, then written atomically as one matrix file beside a database, mapped when served), against NumPy reading
+the same files into memory (``np.load`` of every shard, pyarrow reading the metadata). A query log's alpha is
+estimated with level 1 only (``analysis.estimate``, its ``level1_s``) against a bare batched matmul and
+``np.argpartition`` over the same memory-mapped shards for the same query embeddings; text encoding is reported
+apart. Each side runs in a fresh process, so its peak resident memory is its own: measured above that process's
+baseline (torch imported, the text tower built), against the matrix's bytes. Targets: the import within 3x NumPy's
+read, level 1 within 1.5x the bare ranking, peak memory within 1.5x the matrix.
 
     python -m bench.imports [--quick]     # the section; each side runs as `--worker KIND`, a process of its own
 """
@@ -316,8 +316,10 @@ def _import_note(report: ImportsReport) -> str:
         f"every file of the index read once before the first run, nothing dropped). Import runs "
         f"{_seconds(r.seconds for r in imports)} s (median check {check_s:.2f} s + write {write_s:.2f} s); NumPy "
         f"runs {_seconds(r.seconds for r in reads)} s, its peak RSS above baseline "
-        f"{statistics.median(r.above_base_mib for r in reads):,.0f} MiB. The import writes its matrix through a "
-        f"memory map, so its peak includes the written matrix's pages."
+        f"{statistics.median(r.above_base_mib for r in reads):,.0f} MiB. The import reads each block twice (the check, "
+        f"then the write: nothing is written before every row passed), copies rows that are unit vectors as they "
+        f"are, and writes the matrix with plain writes and one fsync (its pages are the page cache's, not the "
+        f"process's)."
     )
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-from analysis import estimate, presets, report
+from analysis import estimate, estimate_report, presets, report
 from analysis.cascades import Cascades, Choice
 from analysis.galleries import GalleryKind, GallerySource
 from analysis.imported import imported_folder
@@ -162,38 +162,5 @@ def run_estimate(args: argparse.Namespace) -> int:
         result = estimate.estimate_log(
             args.embeddings, args.levels, args.ks, args.queries_file, args.hardware, bars, **layout
         )
-    common.emit(args, result.as_json(), summary(result))
+    common.emit(args, result.as_json(), estimate_report.summary(result))
     return 0
-
-
-def _cost(cost: estimate.Cost) -> str:
-    gmacs = units.gmacs(cost.macs)
-    shown = f"{gmacs:,.1f}" if gmacs >= 10 else f"{gmacs:.3g}"
-    return f"{shown} GMACs, {cost.seconds:,.3g} s, ${cost.dollars:,.3g}, {cost.kwh:,.3g} kWh"
-
-
-def _times(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}x"
-
-
-def summary(result: estimate.LogEstimate) -> str:
-    """A short readable account of an estimate (``--json`` prints every field)."""
-    bound = " (levels 3+: an upper bound)" if result.upper_bound else ""
-    break_even = [_alpha(result.break_even_alpha(paid)) for paid in (True, False)]
-    lines = [
-        f"alpha {result.alpha:.4f}: {result.queries:,} queries ({result.distinct_queries:,} distinct) hand "
-        f"{result.handed:,} of {result.images:,} images to level 2 (ks {list(result.ks)})",
-        f"level 1 {result.levels[0]}: text encoding {result.text_encoding_s:.1f} s, ranking {result.level1_s:.1f} s",
-        f"on {result.hardware}, {result.hardware_label}:",
-        f"  lifetime, level 1 already paid: {_cost(result.lifetime_level1_paid)}{bound}",
-        f"  lifetime, from scratch:         {_cost(result.lifetime_from_scratch)}{bound}",
-        f"  first query:                    {_cost(result.first_query)}",
-        f"  {result.levels[-1]} alone over every image: {_cost(result.top_alone)}",
-        f"  saving {_times(result.reduction(True))} with level 1 paid, {_times(result.reduction(False))} from "
-        f"scratch; break-even alpha {break_even[0]} and {break_even[1]}",
-    ]
-    return "\n".join(lines)
-
-
-def _alpha(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f}"

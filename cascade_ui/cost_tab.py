@@ -12,7 +12,7 @@ from analysis import hardware, plots
 from analysis.engine import Choice, CostView, Engine
 from analysis.query_logs import MAX_FILE_BYTES, read_query_log
 from analysis.report import Section, build_report, side_by_side_sections
-from cascade_ui import side_by_side
+from cascade_ui import estimate_input, side_by_side
 from cascade_ui.common import LONG_CONCURRENCY, PROGRESS, Session, describe, guarded, report_file
 from cascade_ui.formatting import cost_summary, describe_choice, real_units_summary
 from cascade_ui.live_replay import Replay, replay_updates
@@ -112,6 +112,7 @@ def cost_tab(engine: Engine, session: gr.State) -> CostTab:
     replays, confirm = _replay_controls()
     units = _unit_controls()
     compared = side_by_side.panel(engine, session, replays.workload, replays.n_queries, replays.seed)
+    estimate_input.cost_panel()
     with gr.Row():
         report_button = gr.Button("Download report", elem_id="cost-report-button")
         report = gr.File(label=REPORT_LABEL, visible=False, elem_id="cost-report")

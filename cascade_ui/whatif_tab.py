@@ -12,6 +12,7 @@ from analysis import hardware, plots, whatif
 from analysis.engine import Engine
 from analysis.report import Section, build_report
 from analysis.table1 import NOTES
+from cascade_ui import estimate_input
 from cascade_ui.common import PROGRESS, components, guarded, named_values, report_file
 from cascade_ui.formatting import PAPER_ALPHA, real_units_summary, whatif_summary
 
@@ -126,6 +127,7 @@ def whatif_tab(engine: Engine) -> WhatIfTab:
         trigger_mode="always_last",
     )
     _wire_defaults(inputs)
+    _estimate(inputs)
     _table1(engine)
     return WhatIfTab(inputs, outputs, redraw)
 
@@ -138,8 +140,10 @@ def _inputs() -> WhatIfInputs:
         labels = gr.CheckboxGroup(encoders, value=encoders, label="Cascade (cheapest first)")
         mode = gr.Radio(["paper", "full"], value="paper", label="MAC counting")
     with gr.Row():
-        log_n = gr.Slider(3, 9, value=6, step=0.1, label="Gallery size N = 10^x images")
-        alpha = gr.Slider(0.001, 1, value=PAPER_ALPHA, step=0.001, label="alpha (share ever reaching level 2)")
+        log_n = gr.Slider(3, 9, value=6, step=0.1, label="Gallery size N = 10^x images", elem_id="whatif-n")
+        alpha = gr.Slider(
+            0.001, 1, value=PAPER_ALPHA, step=0.001, label="alpha (share ever reaching level 2)", elem_id="whatif-alpha"
+        )
         log_q = gr.Slider(1, 9, value=6, step=0.1, label="Queries Q = 10^x")
     with gr.Row():
         k1 = gr.Slider(1, 1000, value=50, step=1, label="k1 (handed to level 2)")
@@ -202,6 +206,28 @@ def _wire_defaults(inputs: WhatIfInputs) -> None:
         return gr.CheckboxGroup(choices=whatif.family_labels(title), value=whatif.family_labels(title))
 
     inputs.family.change(family_encoders, inputs.family, inputs.labels, **quick)
+
+
+def _estimate(inputs: WhatIfInputs) -> None:
+    """Your own alpha: an estimate's JSON sets alpha, N and the ks (the sliders' change redraws the model)."""
+    with gr.Accordion("Your own index: take the alpha your log measured", open=False):
+        gr.Markdown(estimate_input.HOW)
+        file = gr.File(label="estimate.json", file_types=[".json"], elem_id="whatif-estimate-file")
+        text = gr.Markdown(elem_id="whatif-estimate-card")
+
+    def slider(component: gr.Slider) -> estimate_input.SliderRange:
+        return estimate_input.SliderRange(component.minimum, component.maximum)
+
+    @guarded(text)
+    def take(path: str | None) -> dict:
+        result = estimate_input.load(path)
+        ranges = slider(inputs.alpha), slider(inputs.log_n), slider(inputs.k1)
+        values, note = estimate_input.whatif_values(result, *ranges)
+        sliders = {getattr(inputs, name): value for name, value in values.items()}
+        return {**sliders, text: estimate_input.card(result, note)}
+
+    outputs = [inputs.alpha, inputs.log_n, inputs.k1, inputs.k2, text]
+    file.upload(take, file, outputs, api_visibility="private")
 
 
 def _table1(engine: Engine) -> None:

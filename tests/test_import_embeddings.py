@@ -1,7 +1,8 @@
 """``cascade import-embeddings``: an existing CLIP index becomes level 1, checked first, written atomically.
 
-The index is built here from a generated gallery embedded by a tiny random OpenCLIP model, so the ids,
-the rows and the rankings an import gives can be compared with those a fresh build computes.
+The index is built here from a generated gallery embedded by OpenCLIP's ViT-B-32 (its real architecture,
+random weights: the model most existing indexes were made with), so the ids, the rows and the rankings an
+import gives can be compared with those a fresh build computes. The layouts' own options use a tiny model.
 """
 
 from __future__ import annotations
@@ -36,12 +37,13 @@ from tests.index_layouts import (
     write_parquet,
 )
 
-TINY = "openclip:tiny-vit-s@random"
+ENCODER = "openclip:ViT-B-32@random"
+TINY = "openclip:tiny-vit-s@random"  # the layouts written by tests.index_layouts have its 32 dimensions
 
 
 @pytest.fixture(scope="module")
 def gallery(tmp_path_factory) -> Gallery:
-    return embedded_gallery(tmp_path_factory.mktemp("import") / "photos", TINY)
+    return embedded_gallery(tmp_path_factory.mktemp("import") / "photos", ENCODER)
 
 
 def write_index(root: Path, matrix: np.ndarray, paths: list[str]) -> Path:
@@ -66,7 +68,7 @@ def cli(capsys, *args: str) -> tuple[int, str, str]:
 
 
 def import_gallery(capsys, src: Path, db: Path, gallery: Gallery, *extra: str) -> dict:
-    args = ["import-embeddings", str(src), "--encoder", TINY, "--images", str(gallery.folder)]
+    args = ["import-embeddings", str(src), "--encoder", ENCODER, "--images", str(gallery.folder)]
     code, out, err = cli(capsys, *args, "--strip-prefix", PREFIX, "--db", str(db), "--json", *extra)
     assert code == 0, err
     return json.loads(out)
@@ -88,7 +90,7 @@ def test_an_import_is_every_image_a_later_build_needs(tmp_path, gallery, capsys)
         "imported": N_IMAGES,
         "normalised": 3,
         "missing": 0,
-        "dim": 32,
+        "dim": 512,
         "dtype": "float16",
         "encoder": gallery.encoder_id,
     }
@@ -102,14 +104,16 @@ def test_an_import_is_every_image_a_later_build_needs(tmp_path, gallery, capsys)
     assert [remembered[key] for key in keys] == gallery.corpus.ids
     np.testing.assert_allclose(np.stack([served[i] for i in gallery.corpus.ids]), gallery.embeddings, atol=1e-3)
 
-    code, out, err = cli(capsys, "index", "--images", str(gallery.folder), "--levels", TINY, "--db", str(db), "--json")
+    code, out, err = cli(
+        capsys, "index", "--images", str(gallery.folder), "--levels", ENCODER, "--db", str(db), "--json"
+    )
     assert code == 0, err
     assert json.loads(out) == {"images": N_IMAGES, "embedded": 0, "reused": N_IMAGES, "skipped": 0}
     assert "scanning" not in err and "note:" not in err
 
 
 def top(capsys, db: Path, gallery: Gallery, query: str, k: int) -> list[tuple[str, float]]:
-    args = ["search", query, "--images", str(gallery.folder), "--levels", TINY, "--ks", str(k), "--db", str(db)]
+    args = ["search", query, "--images", str(gallery.folder), "--levels", ENCODER, "--ks", str(k), "--db", str(db)]
     code, out, err = cli(capsys, *args, "--json")
     assert code == 0, err
     return [(result["path"], result["score"]) for result in json.loads(out)["levels"][0]["results"]]
@@ -133,10 +137,10 @@ def test_imported_level_1_ranks_as_a_level_1_built_from_the_images(tmp_path, gal
 def test_rows_without_files_are_missing_and_keep_path_ids(tmp_path, gallery, capsys):
     gone = [f"/elsewhere/gone_{i}.jpg" for i in range(3)]
     paths = [str(gallery.corpus.paths[i]) for i in gallery.corpus.ids] + gone  # as written: absolute, reachable
-    extra = unit_rows(3, dtype=np.float32, seed=7)
+    extra = unit_rows(3, dim=gallery.embeddings.shape[1], dtype=np.float32, seed=7)
     src = write_index(tmp_path / "index", np.concatenate([gallery.embeddings, extra]), paths)
     db = tmp_path / "db.duckdb"
-    code, out, err = cli(capsys, "import-embeddings", str(src), "--encoder", TINY, "--db", str(db), "--json")
+    code, out, err = cli(capsys, "import-embeddings", str(src), "--encoder", ENCODER, "--db", str(db), "--json")
     assert code == 0, err
     payload = json.loads(out)
     assert (payload["images"], payload["imported"], payload["missing"], payload["dtype"]) == (15, 15, 3, "float32")
@@ -197,7 +201,7 @@ def _break(kind: str, src: Path) -> list[str]:
 
 
 FAULTS = {
-    "dimension": "16 dimensions, the encoder's 32",
+    "dimension": "16 dimensions, the encoder's 512",
     "nan": "not finite",
     "inf": "not finite",
     "zero": "all zeros",
@@ -216,7 +220,7 @@ FAULTS = {
 def test_each_bad_input_is_one_line_and_writes_nothing(tmp_path, gallery, capsys, fault):
     args = _break(fault, gallery_index(tmp_path / "index", gallery))
     db = tmp_path / "db.duckdb"
-    encoder = [] if "--encoder" in args else ["--encoder", TINY]
+    encoder = [] if "--encoder" in args else ["--encoder", ENCODER]
     code, out, err = cli(capsys, "import-embeddings", *args, *encoder, "--db", str(db))
     assert code == 1 and out == ""
     assert err.count("\n") == 1 and err.startswith("error: ") and FAULTS[fault] in err, err
@@ -228,7 +232,7 @@ def test_a_bad_import_leaves_the_earlier_one_and_the_database_as_they_were(tmp_p
     import_gallery(capsys, gallery_index(tmp_path / "good", gallery), db, gallery)
     before, version = db.read_bytes(), current(db, gallery.encoder_id)
     bad = _break("nan", gallery_index(tmp_path / "bad", gallery))
-    code, _, err = cli(capsys, "import-embeddings", *bad, "--encoder", TINY, "--db", str(db))
+    code, _, err = cli(capsys, "import-embeddings", *bad, "--encoder", ENCODER, "--db", str(db))
     assert code == 1 and "not finite" in err
     assert db.read_bytes() == before and current(db, gallery.encoder_id) == version
     assert {p.name for p in version.parent.iterdir()} == {CURRENT, version.name}
@@ -261,7 +265,7 @@ def test_a_killed_import_leaves_the_previous_one_and_the_next_cleans_up(tmp_path
     before = current(db, gallery.encoder_id)
     matrix = np.load(before / "embeddings.npy").copy()
     second = gallery_index(tmp_path / "second", gallery, dtype=np.float32)
-    args = ["import-embeddings", str(second), "--encoder", TINY, "--db", str(db), "--quiet"]
+    args = ["import-embeddings", str(second), "--encoder", ENCODER, "--db", str(db), "--quiet"]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
     command = [sys.executable, "-c", KILLER, *args]
     proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -292,9 +296,28 @@ def test_an_import_of_new_weights_names_the_id_of_the_earlier_index(tmp_path, ga
     import_gallery(capsys, src, db, gallery)
     manifest_path = current(db, gallery.encoder_id) / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
-    manifest_path.write_text(json.dumps(manifest | {"encoder": "openclip:tiny-vit-s@random#rev-old"}))
-    code, out, err = cli(capsys, "import-embeddings", str(src), "--encoder", TINY, "--db", str(db))
+    manifest_path.write_text(json.dumps(manifest | {"encoder": "openclip:ViT-B-32@random#rev-old"}))
+    code, out, err = cli(capsys, "import-embeddings", str(src), "--encoder", ENCODER, "--db", str(db))
     assert code == 0
     (note,) = [line for line in err.splitlines() if line.startswith("note:")]
-    assert "openclip:tiny-vit-s@random#rev-old" in note and gallery.encoder_id in note
+    assert "openclip:ViT-B-32@random#rev-old" in note and gallery.encoder_id in note
     assert out.startswith(f"{N_IMAGES} rows read: {N_IMAGES} images imported as level 1 of {gallery.encoder_id}")
+
+
+def test_unit_rows_are_stored_as_written_and_only_the_others_renormalised(tmp_path, gallery, capsys):
+    """A well-formed index is copied bit for bit; a row a little off 1 (inside the tolerance, so not counted) and
+    a row far off are both stored as unit vectors to float16's rounding."""
+    matrix = gallery.embeddings.astype(np.float16)
+    matrix[1] = (gallery.embeddings[1] * 1.006).astype(np.float16)  # off by 0.6%: under the 1% the count reports
+    matrix[2] = (gallery.embeddings[2] * 3.0).astype(np.float16)
+    paths = [PREFIX + gallery.corpus.paths[image_id].name for image_id in gallery.corpus.ids]
+    db = tmp_path / "db.duckdb"
+    assert import_gallery(capsys, write_index(tmp_path / "index", matrix, paths), db, gallery)["normalised"] == 1
+    stored = np.load(current(db, gallery.encoder_id) / "embeddings.npy")
+    assert stored.dtype == np.float16
+    untouched = [row for row in range(N_IMAGES) if row not in (1, 2)]
+    assert stored[untouched].tobytes() == matrix[untouched].tobytes()
+    norms = np.linalg.norm(stored[[1, 2]].astype(np.float32), axis=1)
+    np.testing.assert_allclose(norms, 1.0, atol=2e-3)
+    expected = gallery.embeddings[[1, 2]] / np.linalg.norm(gallery.embeddings[[1, 2]], axis=1, keepdims=True)
+    np.testing.assert_allclose(stored[[1, 2]].astype(np.float32), expected, atol=2e-3)
