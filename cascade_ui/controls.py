@@ -147,7 +147,8 @@ def cascade_controls(engine: Engine) -> CascadeControls:
         gallery = gr.Radio(list(galleries), value=next(iter(galleries)), label="Gallery", scale=2, elem_id="gallery")
         shared = ", ".join(map(str, engine.folders)) or "no folder shared (start the app with --folder)"
         folder = gr.Textbox(label="Folder on the server", visible=False, scale=2, placeholder=shared)
-        images = f"Images (at most {limits.IMAGES.files}, {limits.IMAGES.total_bytes // limits.MIB} MiB in all)"
+        most, hours = limits.IMAGES, limits.DELETE_CACHE[1] // 3600
+        images = f"Images (at most {most.files}, {most.total_bytes // limits.MIB} MiB in all; kept {hours} h)"
         uploads = gr.File(
             file_count="multiple", file_types=["image"], label=images, visible=False, scale=2, elem_id="uploads"
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 from analysis.engine import Engine
 from cascade_ui import uploads
@@ -88,6 +89,7 @@ def launch(
         show_error=False,
         quiet=not block,
         max_file_size=uploads.MAX_FILE_BYTES,  # refused while it arrives, before it is stored (uploads.py)
+        app_kwargs={"middleware": [Middleware(uploads.UploadQuota)]},  # and all uploads together bounded
     )
     return demo
 

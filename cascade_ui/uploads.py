@@ -8,16 +8,21 @@ session has stored (``Ledger``, in ``gr.State``) and refuse past its ``UploadLim
 refused files. ``DELETE_CACHE`` has Gradio delete what is older than an hour, accepted or not.
 
 The upload route itself belongs to no session: a client that posts without ever handing the files to
-a handler is bounded only by the first and last of these.
+a handler is bounded by the first and last of these, and by ``UploadQuota``, which refuses every upload
+while Gradio's folder holds ``MAX_STORED_BYTES``: a loop of posts then fills that, never the disk.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import anyio
 from gradio.utils import get_upload_folder
+from starlette.responses import PlainTextResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from analysis import query_logs
 from cascade_ui.common import LOG
@@ -26,6 +31,8 @@ MIB = 2**20
 MAX_PHOTO_BYTES = 20 * MIB  # a phone's or a camera's JPEG is a few MiB; a large PNG scan stays under 20
 MAX_FILE_BYTES = max(MAX_PHOTO_BYTES, query_logs.MAX_FILE_BYTES)  # Gradio's max_file_size: one file, any kind
 DELETE_CACHE = (15 * 60, 60 * 60)  # Gradio's delete_cache: every 15 minutes, files stored over an hour ago
+MAX_STORED_BYTES = 4 * 1024 * MIB  # every visitor's uploads together, until DELETE_CACHE removes them
+UPLOAD_ROUTE = "/gradio_api/upload"
 
 
 @dataclass(frozen=True)
@@ -136,3 +143,39 @@ def _size(path: str) -> int:
         return Path(path).stat().st_size
     except OSError:
         return 0  # gone already: nothing stored
+
+
+class UploadQuota:
+    """ASGI middleware: a POST to Gradio's upload route is refused (HTTP 507) when Gradio's upload folder would
+    then hold more than ``limit`` bytes, by what it holds and the request's declared length.
+
+    Uploads running at once may pass it together: the folder can overshoot by that many times
+    ``MAX_FILE_BYTES``. Pass it to ``launch`` as ``app_kwargs={"middleware": [Middleware(UploadQuota)]}``.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int | None = None, folder: Callable[[], str] = get_upload_folder) -> None:
+        self.app, self.folder = app, folder
+        self._limit = limit  # None: MAX_STORED_BYTES as it is at each request
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"].endswith(UPLOAD_ROUTE):
+            limit = MAX_STORED_BYTES if self._limit is None else self._limit
+            declared = int(dict(scope["headers"]).get(b"content-length", b"0") or 0)
+            held = await anyio.to_thread.run_sync(folder_bytes, self.folder())
+            if held + declared > limit:
+                message = "the server's space for uploads is full: try again in an hour, when old uploads are deleted"
+                await PlainTextResponse(message, status_code=507)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def folder_bytes(folder: str | Path) -> int:
+    """The bytes of every file under ``folder`` (0 if there is none)."""
+    total = 0
+    for root, _, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:  # deleted while counted
+                continue
+    return total

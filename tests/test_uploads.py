@@ -49,6 +49,18 @@ def test_the_limits_fit_photos_and_the_query_log():
     assert 0 < every <= age
 
 
+def test_the_readme_quotes_the_limits():
+    from tests.conftest import ROOT
+
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    images, logs = uploads.IMAGES, uploads.QUERY_LOGS
+    assert f"`max_file_size` ({uploads.MAX_FILE_BYTES // MIB} MiB:" in readme
+    assert f"store {images.files} images ({images.total_bytes // MIB} MiB in all)" in readme
+    assert f"and {logs.files} query logs ({logs.total_bytes // MIB} MiB)" in readme
+    assert f"upload folder holds {uploads.MAX_STORED_BYTES // (1024 * MIB)} GiB" in readme
+    assert "older than an hour (`delete_cache`)" in readme and uploads.DELETE_CACHE[1] == 3600
+
+
 def test_an_upload_over_the_limit_is_refused_before_it_is_stored(page, upload_dir):
     _, demo = page
     route = f"{demo.local_url}gradio_api/upload"
@@ -64,6 +76,22 @@ def test_an_upload_over_the_limit_is_refused_before_it_is_stored(page, upload_di
     (stored,) = at_limit.json()
     assert Path(stored).parent.parent == upload_dir
     assert _tree(upload_dir) == {**before, str(Path(stored).relative_to(upload_dir)): TWENTY_MIB}
+
+
+def test_uploads_stop_when_their_folder_is_full(page, upload_dir, monkeypatch):
+    """Whoever posts, however often: past ``MAX_STORED_BYTES`` in the folder, the route stores nothing more."""
+    _, demo = page
+    route = f"{demo.local_url}gradio_api/upload"
+    with httpx.Client(timeout=60) as http:
+        assert http.post(route, files={"files": ("a.txt", b"a" * 3000)}).status_code == 200
+        before = _tree(upload_dir)
+        held = sum(before.values())
+        assert held >= 3000
+        monkeypatch.setattr(uploads, "MAX_STORED_BYTES", held + 2000)
+        full = http.post(route, files={"files": ("b.txt", b"b" * 3000)})
+        assert full.status_code == 507 and "full" in full.text
+        assert _tree(upload_dir) == before
+        assert http.post(route, files={"files": ("c.txt", b"c" * 1000)}).status_code == 200  # fits beside them
 
 
 def test_the_page_deletes_old_uploads(page):
@@ -154,6 +182,11 @@ def test_a_refused_upload_shows_its_message_in_the_page(page, upload_dir, monkey
         browser.wait_for_function("document.querySelector('#search-status').innerText.includes('uploaded')")
         stored = sorted(p.name for p in upload_dir.rglob("*.png"))
         assert stored == ["0-red.png", "1-green.png"]
+        # The session's gallery is the two kept: a search ranks exactly them.
+        browser.locator("#query textarea").fill("a red square")
+        browser.locator("#search-button").click()
+        browser.wait_for_function("document.querySelectorAll('#stage-2 img').length === 2")
+        assert browser.locator("#stage-1 img").count() == 2
         browser.reload(timeout=WAIT_MS)  # a new session, an empty box
         browser.locator("#gallery").get_by_text("uploaded images").click()
         browser.locator("#uploads input[type=file]").set_input_files(str(huge))
