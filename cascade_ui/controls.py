@@ -23,25 +23,33 @@ GALLERIES = {
     "uploaded images": GallerySource(GalleryKind.UPLOAD),
 }
 DEFAULT_GALLERY = "built-in world"
+OWN_GALLERY = "preset"  # the radio's value for the preset's own gallery, whatever its label names
 IMPORTED_GALLERY = "imported index ({})"  # one radio entry per index imported into the database, by its encoder
 GallerySourceName = Callable[[GallerySource], "str | None"]  # the engine's name of a gallery (Galleries.name)
 
 
 def gallery_table(engine: Engine) -> dict[str, GallerySource]:
-    """The radio's table (as the page is built): the preset's own gallery first, by its name, then ``GALLERIES``
-    less any that is the same gallery, then each index imported into the engine's database.
+    """The radio's table, by value (as the page is built): the preset's own gallery first (``OWN_GALLERY``), then
+    ``GALLERIES`` less any that is the same gallery, then each index imported into the engine's database.
 
-    On a hub preset the first is named for its dataset and its images (``Flickr30k test split, 1,000 images``),
-    and the hub entry of that dataset is not offered again: one gallery, one choice, one dataset label.
+    On a hub preset the first is that dataset, so its hub entry is not offered again: one gallery, one choice,
+    one dataset label.
     """
     preset, world = engine.preset, GallerySource(GalleryKind.WORLD)
     own = resolved(world, preset)
-    table = {engine.galleries.name(world) or DEFAULT_GALLERY: world}
+    table = {OWN_GALLERY: world}
     table |= {
         label: s for label, s in GALLERIES.items() if s.kind is not GalleryKind.WORLD and resolved(s, preset) != own
     }
     imports = engine.galleries.imports()
     return table | {IMPORTED_GALLERY.format(i.name): GallerySource(GalleryKind.IMPORTED, path=i.name) for i in imports}
+
+
+def gallery_choices(engine: Engine, table: Mapping[str, GallerySource]) -> list[tuple[str, str]]:
+    """The radio's ``(label, value)`` pairs: the preset's own gallery by the engine's name for it (a hub preset's:
+    ``Flickr30k test split, 1,000 images``, its images counted once loaded), every other by its value."""
+    own = engine.galleries.name(table[OWN_GALLERY]) or DEFAULT_GALLERY
+    return [(own if value == OWN_GALLERY else value, value) for value in table]
 
 
 def described(engine: Engine, choice: Choice) -> str:
@@ -132,11 +140,6 @@ class CascadeControls:
     stored: gr.State  # the session's uploaded images (uploads.Ledger)
     upload_note: gr.Markdown  # why an upload was refused
 
-    @property
-    def own_gallery(self) -> str:
-        """The radio's entry for the preset's own gallery (its first)."""
-        return next(iter(self.galleries))
-
 
 def cascade_controls(engine: Engine) -> CascadeControls:
     """Lay out the builder, set to the engine's preset; ``MAX_LEVELS`` rows exist, those past the preset hidden."""
@@ -144,7 +147,9 @@ def cascade_controls(engine: Engine) -> CascadeControls:
     preset, galleries = engine.preset, gallery_table(engine)
     with gr.Row():
         preset_box = gr.Dropdown([preset.name, "custom"], value=preset.name, label="Preset", scale=1)
-        gallery = gr.Radio(list(galleries), value=next(iter(galleries)), label="Gallery", scale=2, elem_id="gallery")
+        gallery = gr.Radio(
+            gallery_choices(engine, galleries), value=OWN_GALLERY, label="Gallery", scale=2, elem_id="gallery"
+        )
         shared = ", ".join(map(str, engine.folders)) or "no folder shared (start the app with --folder)"
         folder = gr.Textbox(label="Folder on the server", visible=False, scale=2, placeholder=shared)
         most, hours = limits.IMAGES, limits.DELETE_CACHE[1] // 3600
@@ -249,6 +254,14 @@ def wire_controls(engine: Engine, c: CascadeControls, session: gr.State, status:
     )
     _wire_preset(engine, c)
 
+    def named() -> tuple[gr.Radio, gr.Markdown]:
+        # On each page load: the page was built before its gallery was loaded (the Space prepares it after
+        # serving), so the count is read again; a new page's session holds the default cascade.
+        choices = gallery_choices(engine, c.galleries)
+        return gr.Radio(choices=choices), gr.Markdown(f"Cascade: {described(engine, engine.default_choice())}")
+
+    gr.on(None, named, None, [inputs.gallery, status], **QUICK)  # no trigger, no input: the page's load
+
 
 def admit_images(paths: Sequence[str] | None, ledger: limits.Ledger) -> tuple:
     """The uploads box after an upload: the images the session may store (``uploads.IMAGES``), the rest deleted
@@ -269,6 +282,6 @@ def _wire_preset(engine: Engine, c: CascadeControls) -> None:
         if name != preset.name:
             return {}
         levels = {**dict(zip(inputs.names, preset.levels)), **dict(zip(inputs.ks, preset.ks))}
-        return {inputs.gallery: c.own_gallery, inputs.n_levels: len(preset.levels), inputs.rerank: False, **levels}
+        return {inputs.gallery: OWN_GALLERY, inputs.n_levels: len(preset.levels), inputs.rerank: False, **levels}
 
     c.preset.input(apply_preset, c.preset, targets, **QUICK)

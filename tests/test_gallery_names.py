@@ -16,7 +16,7 @@ from analysis import presets
 from analysis.engine import Engine, GalleryKind, GallerySource
 from analysis.store import Store
 from cascade_ui.common import Session
-from cascade_ui.controls import CascadeValues, choice_of, gallery_table, validated
+from cascade_ui.controls import OWN_GALLERY, CascadeValues, choice_of, gallery_choices, gallery_table, validated
 from tests import hubsim
 from tests.conftest import ROOT
 from tests.fakes import FakeBiEncoder
@@ -69,16 +69,25 @@ def _values(gallery: str, preset: presets.Preset) -> CascadeValues:
 
 def test_the_gallery_choice_names_the_flickr30k_split_and_its_count(flickr_engine):
     engine = flickr_engine
-    # Before the split is loaded: its documented size; once loaded (as the Space prepares it), what is there.
-    assert list(gallery_table(engine))[0] == "Flickr30k test split, 1,000 images"
-    engine.corpus(WORLD)
     table = gallery_table(engine)
+    assert table == {
+        OWN_GALLERY: WORLD,
+        "COCO (hub)": GallerySource(GalleryKind.DATASET, path="coco"),
+        "server folder": GallerySource(GalleryKind.FOLDER),
+        "uploaded images": GallerySource(GalleryKind.UPLOAD),
+    }  # one Flickr30k choice: "Flickr30k (hub)" is the preset's own gallery
+    # Before the split is loaded: its documented size; once loaded (as the Space prepares it), what is there.
+    assert gallery_choices(engine, table)[0] == ("Flickr30k test split, 1,000 images", OWN_GALLERY)
+    engine.corpus(WORLD)
     own = f"Flickr30k test split, {N_IMAGES} images"
-    assert list(table) == [own, "COCO (hub)", "server folder", "uploaded images"]  # one Flickr30k choice
-    assert table[own] == WORLD
+    labels = [label for label, _ in gallery_choices(engine, table)]
+    assert labels == [own, "COCO (hub)", "server folder", "uploaded images"]
     stages = " > ".join(f"{name} (k={k})" for name, k in zip(engine.preset.levels, engine.preset.ks))
-    _, line = validated(Session(engine.default_choice()), _values(own, engine.preset), table, engine.galleries.name)
+    state = Session(engine.default_choice())
+    _, line = validated(state, _values(OWN_GALLERY, engine.preset), table, engine.galleries.name)
     assert line == f"Cascade: {stages} on {own}"
+    _, line = validated(state, _values("COCO (hub)", engine.preset), table, engine.galleries.name)
+    assert line == f"Cascade: {stages} on COCO test split, 5,000 images"  # not loaded: its documented size
 
 
 def test_the_page_opens_on_the_named_gallery(flickr_engine):
@@ -91,10 +100,41 @@ def test_the_page_opens_on_the_named_gallery(flickr_engine):
     by_id = {getattr(block, "elem_id", None): block for block in demo.blocks.values()}
     own = f"Flickr30k test split, {N_IMAGES} images"
     radio = by_id["gallery"]
-    assert radio.value == own and [label for label, _ in radio.choices][:2] == [own, "COCO (hub)"]
+    assert radio.value == OWN_GALLERY and radio.choices[:2] == [(own, OWN_GALLERY), ("COCO (hub)", "COCO (hub)")]
     assert by_id["search-status"].value.endswith(f" on {own}")
     assert "built-in world" not in by_id["search-status"].value
     assert not any("built-in world" in label for label, _ in radio.choices)
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_a_page_opened_after_the_split_is_loaded_counts_its_images(flickr_engine):
+    """Served before the split is loaded (as a Space serves while it prepares); a page opened after names it
+    with the count of what was loaded, in the radio and the status line."""
+    import app
+    from tests.app_engine import free_port
+    from tests.test_browser import WAIT_MS, browser_page
+
+    engine = flickr_engine
+    demo = app.launch(engine, port=free_port(), block=False)
+    try:
+        engine.corpus(WORLD)
+        own = f"Flickr30k test split, {N_IMAGES} images"
+        with browser_page() as page:
+            page.goto(demo.local_url, timeout=WAIT_MS)
+            page.wait_for_function(f"(document.querySelector('#search-status')?.innerText || '').endsWith({own!r})")
+            page.locator("#gallery").get_by_text(own).wait_for()
+            assert page.locator("#gallery").get_by_text("1,000 images").count() == 0
+            assert "built-in world" not in page.locator("#gallery").inner_text()
+            assert page.locator("#gallery label").filter(has_text=own).locator("input").is_checked()
+            page.locator("#gallery").get_by_text("COCO (hub)").click()
+            page.wait_for_function(
+                "(document.querySelector('#search-status')?.innerText || '').endsWith('5,000 images')"
+            )
+            page.locator("#gallery").get_by_text(own).click()
+            page.wait_for_function(f"(document.querySelector('#search-status')?.innerText || '').endsWith({own!r})")
+    finally:
+        demo.close()
 
 
 def test_a_search_and_an_evaluation_share_the_datasets_label(flickr_engine):
@@ -104,7 +144,7 @@ def test_a_search_and_an_evaluation_share_the_datasets_label(flickr_engine):
     engine = flickr_engine
     engine.corpus(WORLD)
     table = gallery_table(engine)
-    choice = choice_of(_values(list(table)[0], engine.preset), table)
+    choice = choice_of(_values(OWN_GALLERY, engine.preset), table)
     searched = engine.search(choice, "a red dog on a green background")
     hub = dataset_source("Flickr30k test split (hub)", "", "")
     default = dataset_source("built-in test gallery", "", "")

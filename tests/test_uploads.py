@@ -176,10 +176,10 @@ def test_a_refused_upload_shows_its_message_in_the_page(page, upload_dir, monkey
         browser.goto(demo.local_url, timeout=WAIT_MS)
         browser.locator("#gallery").get_by_text("uploaded images").click()
         browser.locator("#uploads input[type=file]").set_input_files([str(p) for p in images])
-        browser.wait_for_function("document.querySelector('#upload-status').innerText.includes('Not stored')")
+        browser.wait_for_function("(document.querySelector('#upload-status')?.innerText || '').includes('Not stored')")
         note = browser.locator("#upload-status").inner_text()
         assert "Upload refused: Not stored: 2-blue.png (1 file(s))" in note and "at most 2 images" in note
-        browser.wait_for_function("document.querySelector('#search-status').innerText.includes('uploaded')")
+        browser.wait_for_function("(document.querySelector('#search-status')?.innerText || '').includes('uploaded')")
         stored = sorted(p.name for p in upload_dir.rglob("*.png"))
         assert stored == ["0-red.png", "1-green.png"]
         # The session's gallery is the two kept: a search ranks exactly them.
