@@ -114,6 +114,25 @@ def dataset_label(source: GallerySource, preset: Preset) -> str:
     raise ConfigError("evaluation needs captions: the built-in gallery, a hub dataset or a Karpathy dataset")
 
 
+# How the page names each hub dataset (``cascade.datasets`` names them for the command line).
+_DATASET_TITLES = {"flickr30k": "Flickr30k", "coco": "COCO"}
+
+
+def gallery_name(source: GallerySource, preset: Preset, n_images: int | None = None) -> str | None:
+    """What the page calls a hub gallery, as ``resolved`` sees it: ``Flickr30k test split, 1,000 images``.
+
+    So a hub preset's own gallery is named for the dataset it shows, as its evaluations are labelled
+    (``dataset_label``), never "built-in world". ``n_images``: the loaded gallery's size (default: the
+    dataset's documented size, until it is loaded). None for any other gallery: the page's own words name it.
+    """
+    source = resolved(source, preset)
+    if source.kind is not GalleryKind.DATASET or source.path not in datasets.DATASETS:
+        return None
+    hub = datasets.get(source.path)
+    count = hub.n_images if n_images is None else n_images
+    return f"{_DATASET_TITLES.get(hub.name, hub.name)} {hub.split} split, {count:,} images"
+
+
 @dataclass(frozen=True)
 class ImportedGallery:
     """One encoder's current import (``cascade import-embeddings``), read as a gallery.
@@ -263,6 +282,13 @@ class Galleries:
         if source.kind is GalleryKind.IMPORTED:
             return GallerySource(GalleryKind.IMPORTED, path=self.imported(source).encoder_id)
         return source
+
+    def name(self, source: GallerySource) -> str | None:
+        """``gallery_name`` of ``source``, counting its images when it is loaded (None: not a hub gallery)."""
+        if gallery_name(source, self.preset) is None:
+            return None
+        corpus = self.loaded(source)
+        return gallery_name(source, self.preset, None if corpus is None else len(corpus))
 
     def imports(self) -> list[ImportedGallery]:
         """The current import of each encoder in the database, in the order of their folders."""

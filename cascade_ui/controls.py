@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import gradio as gr
 
 from analysis.engine import Choice, Engine, GalleryKind, GallerySource
+from analysis.galleries import resolved
 from cascade.errors import ConfigError
+from cascade_ui import uploads as limits
 from cascade_ui.common import MAX_LEVELS, Session, components, describe, named_values
 from cascade_ui.formatting import describe_choice
 
@@ -21,15 +23,38 @@ GALLERIES = {
     "uploaded images": GallerySource(GalleryKind.UPLOAD),
 }
 DEFAULT_GALLERY = "built-in world"
+OWN_GALLERY = "preset"  # the radio's value for the preset's own gallery, whatever its label names
 IMPORTED_GALLERY = "imported index ({})"  # one radio entry per index imported into the database, by its encoder
+GallerySourceName = Callable[[GallerySource], "str | None"]  # the engine's name of a gallery (Galleries.name)
 
 
 def gallery_table(engine: Engine) -> dict[str, GallerySource]:
-    """The radio's table: ``GALLERIES``, then each index imported into the engine's database (as the page is built)."""
-    imports = engine.galleries.imports()
-    return GALLERIES | {
-        IMPORTED_GALLERY.format(i.name): GallerySource(GalleryKind.IMPORTED, path=i.name) for i in imports
+    """The radio's table, by value (as the page is built): the preset's own gallery first (``OWN_GALLERY``), then
+    ``GALLERIES`` less any that is the same gallery, then each index imported into the engine's database.
+
+    On a hub preset the first is that dataset, so its hub entry is not offered again: one gallery, one choice,
+    one dataset label.
+    """
+    preset, world = engine.preset, GallerySource(GalleryKind.WORLD)
+    own = resolved(world, preset)
+    table = {OWN_GALLERY: world}
+    table |= {
+        label: s for label, s in GALLERIES.items() if s.kind is not GalleryKind.WORLD and resolved(s, preset) != own
     }
+    imports = engine.galleries.imports()
+    return table | {IMPORTED_GALLERY.format(i.name): GallerySource(GalleryKind.IMPORTED, path=i.name) for i in imports}
+
+
+def gallery_choices(engine: Engine, table: Mapping[str, GallerySource]) -> list[tuple[str, str]]:
+    """The radio's ``(label, value)`` pairs: the preset's own gallery by the engine's name for it (a hub preset's:
+    ``Flickr30k test split, 1,000 images``, its images counted once loaded), every other by its value."""
+    own = engine.galleries.name(table[OWN_GALLERY]) or DEFAULT_GALLERY
+    return [(own if value == OWN_GALLERY else value, value) for value in table]
+
+
+def described(engine: Engine, choice: Choice) -> str:
+    """``describe_choice`` naming the gallery as the engine does (a hub preset's own: its dataset, its images)."""
+    return describe_choice(choice, engine.galleries.name(choice.gallery))
 
 
 # Level 1's index (cascade.index): the exact reference, half the memory, or FAISS for large galleries
@@ -112,6 +137,8 @@ class CascadeControls:
     inputs: CascadeInputs
     rows: tuple[gr.Row, ...]
     galleries: Mapping[str, GallerySource]
+    stored: gr.State  # the session's uploaded images (uploads.Ledger)
+    upload_note: gr.Markdown  # why an upload was refused
 
 
 def cascade_controls(engine: Engine) -> CascadeControls:
@@ -120,10 +147,17 @@ def cascade_controls(engine: Engine) -> CascadeControls:
     preset, galleries = engine.preset, gallery_table(engine)
     with gr.Row():
         preset_box = gr.Dropdown([preset.name, "custom"], value=preset.name, label="Preset", scale=1)
-        gallery = gr.Radio(list(galleries), value=DEFAULT_GALLERY, label="Gallery", scale=2)
+        gallery = gr.Radio(
+            gallery_choices(engine, galleries), value=OWN_GALLERY, label="Gallery", scale=2, elem_id="gallery"
+        )
         shared = ", ".join(map(str, engine.folders)) or "no folder shared (start the app with --folder)"
         folder = gr.Textbox(label="Folder on the server", visible=False, scale=2, placeholder=shared)
-        uploads = gr.File(file_count="multiple", file_types=["image"], label="Images", visible=False, scale=2)
+        most, hours = limits.IMAGES, limits.DELETE_CACHE[1] // 3600
+        images = f"Images (at most {most.files}, {most.total_bytes // limits.MIB} MiB in all; kept {hours} h)"
+        uploads = gr.File(
+            file_count="multiple", file_types=["image"], label=images, visible=False, scale=2, elem_id="uploads"
+        )
+    upload_note = gr.Markdown(elem_id="upload-status")
     n_levels = gr.Slider(1, MAX_LEVELS, value=len(preset.levels), step=1, label="Bi-encoder levels")
     rows, names, ks = _level_rows(engine, bi_names)
     with gr.Row():
@@ -147,7 +181,7 @@ def cascade_controls(engine: Engine) -> CascadeControls:
             elem_id="level1-index",
         )
     inputs = CascadeInputs(gallery, folder, uploads, n_levels, names, ks, rerank, rerank_name, rerank_k, index)
-    return CascadeControls(preset_box, inputs, rows, galleries)
+    return CascadeControls(preset_box, inputs, rows, galleries, gr.State(limits.Ledger()), upload_note)
 
 
 def _level_rows(
@@ -168,16 +202,22 @@ def _level_rows(
 
 
 def validated(
-    state: Session, values: CascadeValues, galleries: Mapping[str, GallerySource] = GALLERIES
+    state: Session,
+    values: CascadeValues,
+    galleries: Mapping[str, GallerySource] = GALLERIES,
+    name: GallerySourceName = lambda source: None,
 ) -> tuple[Session, str]:
-    """The session after an edit and the status line saying so; an invalid edit keeps the last valid choice."""
+    """The session after an edit and the status line saying so; an invalid edit keeps the last valid choice.
+
+    ``name``: the engine's name of a gallery (``Galleries.name``; None: the page's own words).
+    """
     try:
         new = choice_of(values, galleries)
         new.config()  # the cheap checks: names and ks (a gallery smaller than the ks is cut at search time)
     except Exception as err:  # noqa: BLE001  (an invalid edit is a message; the last valid choice stays)
         message = describe(err)
         return replace(state, problem=message), f"**Not valid:** {message}"
-    return Session(new), f"Cascade: {describe_choice(new)}"
+    return Session(new), f"Cascade: {describe_choice(new, name(new.gallery))}"
 
 
 QUICK = {"queue": False, "api_visibility": "private", "show_progress": "hidden"}
@@ -188,7 +228,7 @@ def wire_controls(engine: Engine, c: CascadeControls, session: gr.State, status:
     inputs = c.inputs
 
     def update_choice(values: dict) -> dict:
-        new, line = validated(values[session], inputs.read(values), c.galleries)
+        new, line = validated(values[session], inputs.read(values), c.galleries, engine.galleries.name)
         return {session: new, status: gr.Markdown(line)}
 
     watched = components(inputs)
@@ -207,7 +247,30 @@ def wire_controls(engine: Engine, c: CascadeControls, session: gr.State, status:
     inputs.gallery.change(gallery_boxes, inputs.gallery, boxes, **QUICK)
     reranker = [inputs.rerank_name, inputs.rerank_k]
     inputs.rerank.change(lambda on: (gr.Dropdown(visible=on), gr.Number(visible=on)), inputs.rerank, reranker, **QUICK)
+    # Queued (unlike the edits): a refusal's warning toast travels on the queue's stream.
+    admitted = [inputs.uploads, c.stored, c.upload_note]
+    inputs.uploads.upload(
+        admit_images, [inputs.uploads, c.stored], admitted, api_visibility="private", show_progress="hidden"
+    )
     _wire_preset(engine, c)
+
+    def named() -> tuple[gr.Radio, gr.Markdown]:
+        # On each page load: the page was built before its gallery was loaded (the Space prepares it after
+        # serving), so the count is read again; a new page's session holds the default cascade.
+        choices = gallery_choices(engine, c.galleries)
+        return gr.Radio(choices=choices), gr.Markdown(f"Cascade: {described(engine, engine.default_choice())}")
+
+    gr.on(None, named, None, [inputs.gallery, status], **QUICK)  # no trigger, no input: the page's load
+
+
+def admit_images(paths: Sequence[str] | None, ledger: limits.Ledger) -> tuple:
+    """The uploads box after an upload: the images the session may store (``uploads.IMAGES``), the rest deleted
+    and named in the note under the box."""
+    admission = limits.admit(paths or (), ledger, limits.IMAGES)
+    if not admission.refused:
+        return gr.skip(), admission.ledger, gr.Markdown("")
+    gr.Warning(admission.message)
+    return list(admission.kept) or None, admission.ledger, gr.Markdown(f"**Upload refused:** {admission.message}")
 
 
 def _wire_preset(engine: Engine, c: CascadeControls) -> None:
@@ -219,6 +282,6 @@ def _wire_preset(engine: Engine, c: CascadeControls) -> None:
         if name != preset.name:
             return {}
         levels = {**dict(zip(inputs.names, preset.levels)), **dict(zip(inputs.ks, preset.ks))}
-        return {inputs.gallery: DEFAULT_GALLERY, inputs.n_levels: len(preset.levels), inputs.rerank: False, **levels}
+        return {inputs.gallery: OWN_GALLERY, inputs.n_levels: len(preset.levels), inputs.rerank: False, **levels}
 
     c.preset.input(apply_preset, c.preset, targets, **QUICK)

@@ -13,6 +13,7 @@ from analysis.engine import Choice, CostView, Engine
 from analysis.query_logs import MAX_FILE_BYTES, read_query_log
 from analysis.report import Section, build_report, side_by_side_sections
 from cascade_ui import estimate_input, side_by_side
+from cascade_ui import uploads as limits
 from cascade_ui.common import LONG_CONCURRENCY, PROGRESS, Session, describe, guarded, report_file
 from cascade_ui.formatting import cost_summary, describe_choice, real_units_summary
 from cascade_ui.live_replay import Replay, replay_updates
@@ -83,6 +84,7 @@ class _ReplayControls:
     log_file: gr.File
     run_file: gr.Button
     status: gr.Markdown
+    logs_stored: gr.State  # the session's uploaded query logs (uploads.Ledger)
 
 
 @dataclass(frozen=True)
@@ -156,7 +158,8 @@ def _replay_controls() -> tuple[_ReplayControls, _ResetConfirm]:
         )
         run_file = gr.Button("Replay this log", elem_id="replay-file-button")
     status = gr.Markdown(elem_id="replay-status")
-    return _ReplayControls(n_queries, workload, seed, run, stop, reset, log_file, run_file, status), confirm
+    stored = gr.State(limits.Ledger())
+    return _ReplayControls(n_queries, workload, seed, run, stop, reset, log_file, run_file, status, stored), confirm
 
 
 def _unit_controls() -> _UnitControls:
@@ -195,10 +198,15 @@ def _wire_replays(engine: Engine, session: gr.State, tab: CostTab, c: _ReplayCon
             return
         yield from run(Replay(state.choice, kind, int(n), int(seed or 0)), progress)
 
-    def run_file(state: Session, path: str | None, progress: gr.Progress = PROGRESS):
+    def run_file(state: Session, path: str | None, stored: limits.Ledger, progress: gr.Progress = PROGRESS):
         problem = _file_problem(state, path)
         if problem:
             yield {c.status: f"**Replay:** {problem}"}
+            return
+        admission = limits.admit([path], stored, limits.QUERY_LOGS)  # a log sent by API, never seen by admit_log
+        yield {c.logs_stored: admission.ledger}
+        if admission.refused:
+            yield {c.status: f"**Replay:** {admission.message}"}
             return
         try:  # read and checked whole before any query runs: a bad file logs nothing
             log = read_query_log(path)
@@ -210,8 +218,23 @@ def _wire_replays(engine: Engine, session: gr.State, tab: CostTab, c: _ReplayCon
     inputs = [session, c.workload, c.n_queries, c.seed]
     api = {"api_visibility": "undocumented", **LONG}
     replaying = c.run.click(run_replay, inputs, outputs, api_name="replay", **api)
-    replaying_file = c.run_file.click(run_file, [session, c.log_file], outputs, api_name="replay_file", **api)
+    file_outputs = [*tab.outputs, c.logs_stored, c.status]
+    file_inputs = [session, c.log_file, c.logs_stored]
+    replaying_file = c.run_file.click(run_file, file_inputs, file_outputs, api_name="replay_file", **api)
     c.stop.click(None, None, None, cancels=[replaying, replaying_file], api_visibility="private")
+
+    def admit_log(path: str | None, stored: limits.Ledger) -> tuple:
+        """A log the session may store (``uploads.QUERY_LOGS``) stays in the box; one past it is deleted."""
+        admission = limits.admit([path] if path else [], stored, limits.QUERY_LOGS)
+        if not admission.refused:
+            return gr.skip(), admission.ledger, gr.skip()
+        gr.Warning(admission.message)
+        return None, admission.ledger, f"**Upload refused:** {admission.message}"
+
+    admitted = [c.log_file, c.logs_stored, c.status]
+    c.log_file.upload(
+        admit_log, [c.log_file, c.logs_stored], admitted, api_visibility="private", show_progress="hidden"
+    )
 
 
 def _file_problem(state: Session, path: str | None) -> str:

@@ -22,12 +22,15 @@ MAX_TRACE_MOVES = 20  # moves listed per stage in the trace
 _GALLERY_WHERE = {GalleryKind.WORLD: "the built-in world", GalleryKind.UPLOAD: "your uploaded images"}
 
 
-def describe_choice(choice: Choice) -> str:
-    """``a (k=20) > b (k=5) on the built-in world``: the cascade as the status line names it."""
+def describe_choice(choice: Choice, gallery: str | None = None) -> str:
+    """``a (k=20) > b (k=5) on the built-in world``: the cascade as the status line names it.
+
+    ``gallery``: the gallery's name when the engine knows better (``Galleries.name``: a hub preset's own gallery).
+    """
     stages = " > ".join(f"{name} (k={k})" for name, k in zip(choice.levels, choice.ks))
     kind = choice.gallery.kind
     where = choice.gallery.path if kind in (GalleryKind.FOLDER, GalleryKind.DATASET) else _GALLERY_WHERE.get(kind, kind)
-    return f"{stages} on {where}"
+    return f"{stages} on {gallery or where}"
 
 
 def skipped_note(corpus: Corpus, shown: int = 3) -> str:

@@ -9,8 +9,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 from analysis.engine import Engine
+from cascade_ui import uploads
+from cascade_ui.about import ABOUT_CLIP, ABOUT_TITLE
 from cascade_ui.common import LOG, SEARCH_CONCURRENCY, Session, describe
 from cascade_ui.cost_tab import cost_tab
 from cascade_ui.evaluate_tab import evaluate_tab
@@ -30,9 +33,12 @@ def build_app(engine: Engine, notice: str = "") -> gr.Blocks:
         notice: one line shown under the title (why the app started on another preset than asked).
     """
     private = {"api_visibility": "private"}
-    with gr.Blocks(title="Cascaded image search", analytics_enabled=False) as demo:
+    # delete_cache: uploads, reports and result copies older than an hour go (uploads.DELETE_CACHE)
+    with gr.Blocks(title="Cascaded image search", analytics_enabled=False, delete_cache=uploads.DELETE_CACHE) as demo:
         gr.Markdown(INTRO)
         gr.Markdown(f"Preset: **{engine.preset.name}**: {engine.preset.description}. {notice}", elem_id="preset-line")
+        with gr.Accordion(ABOUT_TITLE, open=False, elem_id="about-clip"):
+            gr.Markdown(ABOUT_CLIP)
         session = gr.State(Session(engine.default_choice()))
         with gr.Tab("Search", id="search"):
             search = search_tab(engine, session)
@@ -82,6 +88,8 @@ def launch(
         footer_links=["api"],
         show_error=False,
         quiet=not block,
+        max_file_size=uploads.MAX_FILE_BYTES,  # refused while it arrives, before it is stored (uploads.py)
+        app_kwargs={"middleware": [Middleware(uploads.UploadQuota)]},  # and all uploads together bounded
     )
     return demo
 

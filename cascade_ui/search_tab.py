@@ -13,10 +13,9 @@ from analysis.trace import example_queries
 from cascade.corpus import Corpus
 from cascade.types import LevelTrace
 from cascade_ui.common import MAX_STAGES, PROGRESS, SEARCH_CONCURRENCY, Session, guarded, progress_fn
-from cascade_ui.controls import cascade_controls, wire_controls
+from cascade_ui.controls import cascade_controls, described, wire_controls
 from cascade_ui.formatting import (
     cost_card,
-    describe_choice,
     ks_cut_note,
     skipped_note,
     stage_items,
@@ -60,7 +59,7 @@ class _Results:
 def search_tab(engine: Engine, session: gr.State) -> SearchTab:
     """Lay out and wire the tab."""
     controls = cascade_controls(engine)
-    status = gr.Markdown(f"Cascade: {describe_choice(engine.default_choice())}", elem_id="search-status")
+    status = gr.Markdown(f"Cascade: {described(engine, engine.default_choice())}", elem_id="search-status")
     wire_controls(engine, controls, session, status)
     with gr.Row():
         placeholder = "e.g. two small striped red stars to the left of a blue circle"
@@ -126,7 +125,7 @@ def _searcher(engine: Engine, results: _Results):
         stages = [stage_gallery(t, outcome.corpus, n) for n, t in enumerate(outcome.result.levels, start=1)]
         stages += [StageGallery(value=None, visible=False)] * (MAX_STAGES - len(stages))
         cut = ks_cut_note(outcome.ks_asked, outcome.result.config.ks, len(outcome.corpus))
-        note = f"Cascade: {describe_choice(current)}{skipped_note(outcome.corpus)}{cut}"
+        note = f"Cascade: {described(engine, current)}{skipped_note(outcome.corpus)}{cut}"
         data = search_json(outcome.result, outcome.corpus)
         return dict(zip(results.outputs, [gr.Markdown(note), *stages, cost_card(outcome), data]))
 
@@ -151,6 +150,6 @@ def _builder(engine: Engine, status: gr.Markdown, examples: gr.Dataset):
         searcher = engine.searcher(current, progress=progress_fn(progress))
         ready = f"({len(searcher.corpus):,} images ready){skipped_note(searcher.corpus)}"
         shown = gr.Dataset(samples=[[text] for text in example_queries(searcher.corpus)])
-        return {status: gr.Markdown(f"Built: {describe_choice(current)} {ready}"), examples: shown}
+        return {status: gr.Markdown(f"Built: {described(engine, current)} {ready}"), examples: shown}
 
     return run_build
