@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -185,14 +186,15 @@ def index_file(folder: str | os.PathLike, key: tuple[str, str, str]) -> Path:
     return Path(folder) / f"level1-{digest}.faiss"
 
 
-def build_faiss(spec: IndexSpec, matrix: np.ndarray, key: tuple[str, str, str], seed: int = 0) -> FaissIndex:
+def build_faiss(
+    spec: IndexSpec, matrix: np.ndarray, key: tuple[str, str, str], seed: int = 0, build: str = ""
+) -> FaissIndex:
     """Train (when the factory needs it) and fill a FAISS index with ``matrix`` ``(N, d)`` in corpus order.
 
     Raises:
-        ConfigError: the factory string does not parse, or does not fit this d or N.
+        ConfigError: the factory string or ``build`` (parameters set before adding, e.g. ``efConstruction=200``:
+            a caller that saves the index keys it by them) does not parse, or does not fit this d or N.
     """
-    import time
-
     faiss = _faiss()
     started = time.perf_counter()
     n, d = matrix.shape
@@ -201,6 +203,8 @@ def build_faiss(spec: IndexSpec, matrix: np.ndarray, key: tuple[str, str, str], 
     except RuntimeError as err:
         raise ConfigError(f"FAISS cannot build {spec.factory!r} for d = {d}: {_faiss_message(err)}") from None
     try:
+        if build:
+            faiss.ParameterSpace().set_index_parameters(index, build)
         if not index.is_trained:
             rows = np.random.default_rng(seed).choice(n, size=min(n, 200_000), replace=False)
             index.train(np.ascontiguousarray(matrix[np.sort(rows)], dtype=np.float32))

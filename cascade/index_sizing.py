@@ -9,8 +9,8 @@ sizing rules are restated here rather than imported:
 - nprobe: a few percent of the lists. Text queries sit across the modality gap from the image
   cone the lists were trained on, so their nearest list is less often their target's: two
   settings, 1/32 and 1/8 of the lists, one build.
-- PQ: 4-bit fast-scan codes (``PQ{m}x4fs``, m = d/4: d/8 bytes a row, 1/16 of float32; 8-bit PQ
-  trains for half an hour on our sample), its shortlist of 4 k re-ranked exactly from the
+- PQ: 4-bit fast-scan codes (``PQ{m}x4fs``, m = d/4: d/8 bytes a row, 1/32 of float32; 8-bit PQ
+  trains for half an hour on our sample), its shortlist of 10 k re-ranked exactly from the
   matrix level 1 already holds (not FAISS's ``RFlat``, which keeps its own float32 copy).
 - Below 10,000 rows only exact float16 is tried (IVF lists need 39 training rows each, and exact
   float32 takes well under a millisecond there).
@@ -29,7 +29,7 @@ from cascade.index import IndexSpec, parse_index
 
 HNSW_MAX_ROWS = 2_000_000
 FAISS_MIN_ROWS = 10_000  # below this a matmul over the gallery takes well under a millisecond: exact only
-SHORTLIST = 4  # an IVF-PQ candidate's shortlist, in multiples of k, re-ranked exactly
+SHORTLIST = 10  # an IVF-PQ candidate's shortlist, in multiples of k, re-ranked exactly
 _IVF = re.compile(r"^IVF(\d+),(Flat|PQ(\d+)(x4fs)?|SQfp16|SQ8)$")
 _HNSW = re.compile(r"^HNSW(\d+)(,Flat)?$")
 
@@ -52,7 +52,7 @@ class Candidate:
 
     @property
     def name(self) -> str:
-        """``exact:float16``, ``faiss:HNSW32@efSearch=128``, ``faiss:IVF512,PQ128x4fs@nprobe=16+rerank=4``."""
+        """``exact:float16``, ``faiss:HNSW32@efSearch=128``, ``faiss:IVF512,PQ128x4fs@nprobe=16+rerank=10``."""
         return self.spec.name + (f"+rerank={self.shortlist}" if self.shortlist else "")
 
 

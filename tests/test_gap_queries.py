@@ -97,3 +97,17 @@ def test_a_gallery_with_captions_is_measured_on_them(gallery):
     queries, source = text_like_queries(corpus, level, gallery, wanted=100)
     assert source == "captions"
     np.testing.assert_allclose(queries, level.encode_texts(["a red circle", "two blue squares", "a square"]))
+
+
+def test_the_benchmark_measures_both_kinds_of_queries_with_this_generator(monkeypatch):
+    import bench.index as bench_index
+
+    made = []
+    monkeypatch.setattr(bench_index, "across_gap", lambda *a, **kw: made.append(a) or across_gap(*a, **kw))
+    report = bench_index.run(sizes=[3000], sweeps=[], skip=[])
+    assert len(made) == 1 and made[0][0].shape == (bench_index.N_QUERIES, bench_index.DIM)
+    kinds = [(row.method, row.queries) for row in report.rows]
+    methods, kinds_in_order = ("exact float32", "exact float16"), ("in-distribution", "across the gap")
+    assert kinds == [(method, kind) for kind in kinds_in_order for method in methods]
+    median, _, _, first = report.sizes[0].gap_ranks
+    assert median == 1 and 0.8 <= first <= 1.0

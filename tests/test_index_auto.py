@@ -111,8 +111,8 @@ def test_the_default_list_follows_the_sizing_rules():
         "exact:float16",
         "faiss:IVF4096,Flat@nprobe=128",
         "faiss:IVF4096,Flat@nprobe=512",
-        "faiss:IVF4096,PQ128x4fs@nprobe=128+rerank=4",
-        "faiss:IVF4096,PQ128x4fs@nprobe=512+rerank=4",
+        "faiss:IVF4096,PQ128x4fs@nprobe=128+rerank=10",
+        "faiss:IVF4096,PQ128x4fs@nprobe=512+rerank=10",
         "faiss:HNSW32@efSearch=100",
         "faiss:HNSW32@efSearch=200",
     ]
