@@ -51,7 +51,6 @@ from cascade.level1 import ExactFloat16, ExactFloat32, FaissRanking, Level1Ranki
 FORMAT_VERSION = 1
 TIMED_QUERIES = 50  # queries timed per candidate (its recall is measured on the whole sample)
 Sizing = Callable[[int, int, int], Sequence[Candidate]]  # (n, d, k) -> the candidates
-Queries = Callable[[], tuple[np.ndarray, str]]  # () -> ((m, d) query embeddings, their source)
 
 
 @dataclass(frozen=True)
@@ -93,7 +92,7 @@ class AutoRecall(IndexRecall):
         passed = sum(row.recall >= self.gate for row in tried)
         return (
             f"level 1 auto: {self.spec}, recall@{self.k} against exact {self.recall:.3f} {measured} "
-            f"(gate {self.gate:.2f}: {passed} of {len(tried)} candidates passed; the fastest of them and exact picked)"
+            f"(gate {self.gate:.2f}: {passed} of {len(tried)} candidates passed; the fastest picked, exact included)"
         )
 
 
@@ -110,7 +109,7 @@ def _record_key(gallery: tuple[str, str], n_images: int, k: int, plan: IndexPlan
         "n_images": n_images,
         "k": k,
         "gate": plan.min_recall,
-        "memory": plan.spec.params,
+        "budget": plan.spec.params,
         "sample_queries": plan.sample_queries,
         "candidates": list(names),
     }
@@ -149,6 +148,8 @@ def load_pick(path: Path, key: dict) -> AutoRecall | None:
             f"index record {path} belongs to another gallery or candidate list (made for {found.get('corpus')} "
             f"with {found.get('encoder')} at k = {found.get('k')}); delete it to measure again"
         )
+    if picked.spec not in ("exact", *key["candidates"]):
+        raise IndexFileError(f"index record {path} is corrupt (it picks {picked.spec!r}); delete it to measure again")
     return picked
 
 
@@ -177,6 +178,7 @@ def pick(
             continue
         ranking = _ranking(candidate, matrix, gallery, plan, built)
         rows.append(_measure(candidate.name, ranking, queries, truth, k, memory))
+        _drop_builds(built, rows, candidates, candidate, plan.min_recall)
     passing = [row for row in rows[1:] if row.recall >= plan.min_recall]
     best = min(passing + rows[:1], key=lambda row: row.query_ms)  # exact is the reference, and always passes
     if not passing:
@@ -185,6 +187,17 @@ def pick(
     if best.name != "exact" and plan.folder is not None:
         _keep(candidates, best.name, built, plan.folder)
     return picked
+
+
+def _drop_builds(
+    built: dict, rows: list[CandidateRow], candidates: Sequence[Candidate], now: Candidate, gate: float
+) -> None:
+    """Free the FAISS builds that can no longer be picked: all but the current one and the fastest passing one."""
+    factory = {c.name: c.spec.factory for c in candidates}
+    passing = [row for row in rows[1:] if row.recall >= gate]
+    keep = {now.spec.factory, factory[min(passing, key=lambda row: row.query_ms).name] if passing else None}
+    for name in [name for name in built if name not in keep]:
+        del built[name]
 
 
 def _float32(matrix: np.ndarray) -> np.ndarray:
@@ -254,9 +267,7 @@ class AutoLevel1:
         candidates: ``(n, d, k) -> candidates``; default ``default_candidates``.
     """
 
-    def __init__(
-        self, plan: IndexPlan, matrix: np.ndarray, corpus, level, candidates: Sizing | None = None
-    ) -> None:
+    def __init__(self, plan: IndexPlan, matrix: np.ndarray, corpus, level, candidates: Sizing | None = None) -> None:
         self.plan, self.matrix, self.corpus, self.level = plan, matrix, corpus, level
         self.gallery = (level.id, corpus.fingerprint)
         self.candidates = candidates

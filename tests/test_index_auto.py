@@ -65,7 +65,7 @@ def test_auto_picks_the_fastest_candidate_that_passes(matrix, queries):
     assert recall_by_hand(ranking, matrix, queries, K) == pytest.approx(picked.recall, abs=0.01)
     assert picked.recall >= 0.95
     assert picked.line.startswith(f"level 1 auto: {picked.spec}, recall@{K} against exact {picked.recall:.3f} on 100")
-    assert "1 of 2 candidates passed" in picked.line
+    assert "1 of 2 candidates passed; the fastest picked, exact included" in picked.line
 
 
 def test_when_nothing_passes_auto_falls_back_to_exact_and_says_so(matrix, queries):
@@ -187,3 +187,24 @@ def test_the_command_line_says_the_pick_and_its_recall_in_one_line(tmp_path, cap
     assert code == 0 and not err and len(lines) == 1  # 12 images: exact or float16, measured on gap queries
     assert "recall@5 against exact" in lines[0] and "on 12 gap queries" in lines[0]
     assert len(list((tmp_path / "db.duckdb.indexes").glob("level1-auto-*.json"))) == 1
+
+
+def test_the_picked_faiss_file_is_refused_when_corrupt(matrix, tmp_path, short_list, monkeypatch):
+    import time
+
+    import cascade.index_auto as auto
+    from cascade.level1 import ExactFloat32
+
+    class SlowExact(ExactFloat32):  # exact made slower than any IVF setting, so the pick is a FAISS file
+        def rank(self, queries, k):
+            time.sleep(0.005)
+            return super().rank(queries, k)
+
+    monkeypatch.setattr(auto, "ExactFloat32", SlowExact)
+    plan = IndexPlan("auto", folder=tmp_path, min_recall=0.5, sample_queries=50)
+    measured = cached_searcher(matrix, plan).index_recall(K)
+    assert measured.spec.startswith("faiss:IVF128,Flat") and not measured.fallback
+    (picked,) = tmp_path.glob("*.faiss")
+    picked.write_bytes(b"\x00" * 64)
+    with pytest.raises(IndexFileError, match="is corrupt"):
+        cached_searcher(matrix, plan).search("a query", [K])
