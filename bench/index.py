@@ -16,6 +16,7 @@ smaller N is a prefix of them.
     python -m bench.index                                   # N = 1M and 4M, HNSW skipped at 4M
     python -m bench.index --n 1000000,4000000 --skip-at ''  # everything at both sizes
     python -m bench.index --n 50000,100000                  # small sizes
+    python -m bench.index --n 1000000                       # 1M only: both kinds of queries, every build
 """
 
 from __future__ import annotations
@@ -269,25 +270,50 @@ def parse_skip(text: str) -> list[tuple[int, str]]:
 
 
 def parse_sweeps(text: str) -> list[Sweep]:
-    """``FACTORY@PARAM=V1/V2/...;...`` (e.g. ``HNSW32@efSearch=128/512``) -> sweeps."""
+    """``FACTORY@PARAM=V1/V2/...[ build:NAME=VALUE][ rerank:R];...`` -> sweeps, e.g.
+    ``HNSW32@efSearch=128/512 build:efConstruction=200;IVF4096,PQ128x4fs@nprobe=16/64 rerank:10``."""
     sweeps = []
     for part in filter(None, (p.strip() for p in text.split(";"))):
-        factory, _, setting = part.removeprefix("faiss:").partition("@")
+        head, *extras = part.split()
+        factory, _, setting = head.removeprefix("faiss:").partition("@")
         param, _, values = setting.partition("=")
+        options = dict(extra.partition(":")[::2] for extra in extras)
         try:
-            sweeps.append(Sweep(factory, param, tuple(int(v) for v in values.split("/"))))
+            if set(options) - {"build", "rerank"} or not param:
+                raise ValueError(part)
+            sweep = Sweep(
+                factory,
+                param,
+                tuple(int(v) for v in values.split("/")),
+                options.get("build", ""),
+                int(options.get("rerank", 0)),
+            )
         except ValueError:
-            raise argparse.ArgumentTypeError(f"--sweeps takes FACTORY@PARAM=V1/V2, got {part!r}") from None
+            raise argparse.ArgumentTypeError(
+                f"--sweeps takes FACTORY@PARAM=V1/V2[ build:NAME=VALUE][ rerank:R], got {part!r}"
+            ) from None
+        sweeps.append(sweep)
     return sweeps
+
+
+def _sweep_text(sweep: Sweep) -> str:
+    extras = (f" build:{sweep.build}" if sweep.build else "") + (
+        f" rerank:{sweep.shortlist}" if sweep.shortlist else ""
+    )
+    return f"{sweep.factory}@{sweep.param}=" + "/".join(map(str, sweep.values)) + extras
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.index", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--n", type=parse_sizes, default=list(SIZES), help="comma-separated sizes (default: 1M,4M)")
-    defaults = ";".join(f"{w.factory}@{w.param}=" + "/".join(map(str, w.values)) for w in SWEEPS)
-    parser.add_argument("--sweeps", type=parse_sweeps, default=list(SWEEPS),
-                        help=f"';'-separated FACTORY@PARAM=V1/V2/... (default: {defaults})")  # fmt: skip
+    defaults = ";".join(_sweep_text(w) for w in SWEEPS)
+    parser.add_argument(
+        "--sweeps",
+        type=parse_sweeps,
+        default=list(SWEEPS),
+        help=f"';'-separated FACTORY@PARAM=V1/V2/...[ build:NAME=VALUE][ rerank:R] (default: {defaults})",
+    )
     parser.add_argument("--skip-at", type=parse_skip, default=list(SKIP),
                         help="N:PATTERN,... methods not run at N (default: 4000000:HNSW; '' runs all)")  # fmt: skip
     args = parser.parse_args(argv)
