@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,7 @@ import numpy as np
 from cascade.errors import CascadeError, ConfigError
 
 EXACT = "exact"
+AUTO = "auto"  # the cheapest index passing the recall gate, measured (cascade.index_auto)
 DTYPES = ("float32", "float16")
 # Search parameters when the spec names none: FAISS's own defaults (efSearch 16, nprobe 1) lose
 # most of a top-50 on clustered embeddings, so the recall gate would refuse them anyway.
@@ -58,10 +60,10 @@ class IndexSpec:
     """How level 1 ranks the gallery.
 
     Attributes:
-        kind: ``"exact"`` or ``"faiss"``.
+        kind: ``"exact"``, ``"faiss"`` or ``"auto"``.
         dtype: storage of the exact matrix, ``"float32"`` or ``"float16"`` (exact only).
         factory: the ``faiss.index_factory`` string (faiss only).
-        params: FAISS search parameters, ``"name=value,..."`` (``faiss.ParameterSpace`` syntax).
+        params: FAISS search parameters, ``"name=value,..."`` (``faiss.ParameterSpace`` syntax); auto's budget.
     """
 
     kind: str = EXACT
@@ -74,20 +76,27 @@ class IndexSpec:
         """The canonical text form, e.g. ``exact``, ``exact:float16``, ``faiss:HNSW32@efSearch=128``."""
         if self.kind == EXACT:
             return EXACT if self.dtype == "float32" else f"{EXACT}:{self.dtype}"
-        return f"faiss:{self.factory}" + (f"@{self.params}" if self.params else "")
+        head = f"faiss:{self.factory}" if self.kind == "faiss" else self.kind
+        return head + (f"@{self.params}" if self.params else "")
 
     @property
     def approximate(self) -> bool:
+        """Not exact: a FAISS index, or ``auto`` (which may pick one)."""
         return self.kind != EXACT
 
 
 def parse_index(text: str) -> IndexSpec:
-    """``exact``, ``exact:float16`` or ``faiss:FACTORY[@PARAMS]`` -> IndexSpec (syntax only; FAISS checks the rest).
+    """``exact``, ``exact:float16``, ``faiss:FACTORY[@PARAMS]`` or ``auto[@memory_gb=GB]`` -> IndexSpec (syntax only).
 
     Raises:
         ConfigError: one line naming what is wrong.
     """
     text = (text or "").strip()
+    head, _, budget = text.partition("@")
+    if head == AUTO:
+        if not re.fullmatch(r"(memory_gb=[0-9.]+)?", budget):
+            raise ConfigError(f"auto takes a memory budget only, e.g. auto@memory_gb=16; got {text!r}")
+        return IndexSpec(kind=AUTO, params=budget)
     kind, _, rest = text.partition(":")
     if kind == EXACT:
         dtype = rest or "float32"
@@ -95,7 +104,9 @@ def parse_index(text: str) -> IndexSpec:
             raise ConfigError(f"exact storage must be one of {', '.join(DTYPES)}, got {text!r}")
         return IndexSpec(dtype=dtype)
     if kind != "faiss":
-        raise ConfigError(f"unknown index {text!r}; use exact, exact:float16 or faiss:FACTORY (e.g. faiss:HNSW32)")
+        raise ConfigError(
+            f"unknown index {text!r}; use exact, exact:float16, auto or faiss:FACTORY (e.g. faiss:HNSW32)"
+        )
     factory, _, params = rest.partition("@")
     if not factory or not _FACTORY.match(factory):
         raise ConfigError(
@@ -175,14 +186,15 @@ def index_file(folder: str | os.PathLike, key: tuple[str, str, str]) -> Path:
     return Path(folder) / f"level1-{digest}.faiss"
 
 
-def build_faiss(spec: IndexSpec, matrix: np.ndarray, key: tuple[str, str, str], seed: int = 0) -> FaissIndex:
+def build_faiss(
+    spec: IndexSpec, matrix: np.ndarray, key: tuple[str, str, str], seed: int = 0, build: str = ""
+) -> FaissIndex:
     """Train (when the factory needs it) and fill a FAISS index with ``matrix`` ``(N, d)`` in corpus order.
 
     Raises:
-        ConfigError: the factory string does not parse, or does not fit this d or N.
+        ConfigError: the factory string or ``build`` (parameters set before adding, e.g. ``efConstruction=200``:
+            a caller that saves the index keys it by them) does not parse, or does not fit this d or N.
     """
-    import time
-
     faiss = _faiss()
     started = time.perf_counter()
     n, d = matrix.shape
@@ -191,6 +203,8 @@ def build_faiss(spec: IndexSpec, matrix: np.ndarray, key: tuple[str, str, str], 
     except RuntimeError as err:
         raise ConfigError(f"FAISS cannot build {spec.factory!r} for d = {d}: {_faiss_message(err)}") from None
     try:
+        if build:
+            faiss.ParameterSpace().set_index_parameters(index, build)
         if not index.is_trained:
             rows = np.random.default_rng(seed).choice(n, size=min(n, 200_000), replace=False)
             index.train(np.ascontiguousarray(matrix[np.sort(rows)], dtype=np.float32))
@@ -384,14 +398,3 @@ def recall_of(
     if plan.folder is not None:
         _write_sidecar(built, index_file(plan.folder, built.key))
     return measured
-
-
-def sample_queries(corpus, level, matrix: np.ndarray, wanted: int) -> tuple[np.ndarray, np.ndarray | None, str]:
-    """Queries to measure recall on: up to ``wanted`` of the corpus's captions encoded by ``level`` (a BiEncoder),
-    else evenly spaced gallery rows with their own positions (left out of both top-k lists)."""
-    captions = [text for image_id in corpus.ids for text in corpus.captions.get(image_id, [])]
-    if captions:
-        picked = [captions[i] for i in np.linspace(0, len(captions) - 1, min(wanted, len(captions))).astype(int)]
-        return level.encode_texts(picked), None, "captions"
-    own = np.unique(np.linspace(0, len(corpus) - 1, min(wanted, len(corpus))).astype(int))
-    return np.asarray(matrix[own], dtype=np.float32), own, "gallery"

@@ -7,6 +7,8 @@ of one; ``search_many`` hands blocks of ``block_size`` queries (within the searc
 - ``ExactFloat32``: one ``(B, d) @ (d, N)`` product per block, then the stable ``top_k``.
 - ``ExactFloat16``: float16 storage at half the memory, ranked exactly by ``half_top_k``.
 - ``FaissRanking``: an approximate FAISS index (``cascade.index``).
+- ``Reranked``: an approximate index's shortlist, re-scored exactly from the matrix level 1 holds
+  (``auto``'s IVF-PQ candidates: FAISS's ``RFlat`` would keep a float32 copy of its own).
 """
 
 from __future__ import annotations
@@ -83,6 +85,33 @@ class FaissRanking:
 
     def rank(self, queries: np.ndarray, k: int) -> list[Ranked]:
         return [self.index.search(query, k) for query in np.asarray(queries, dtype=np.float32)]
+
+
+class Reranked:
+    """An approximate index asked for ``shortlist`` x k candidates per query, re-scored exactly from ``matrix``.
+
+    The re-rank reads ``shortlist * k`` rows of the ``(N, d)`` matrix (float32 or float16) the searcher
+    already holds; the k best of them by exact inner product are kept, best first.
+    """
+
+    def __init__(self, index: FaissIndex, matrix: np.ndarray, shortlist: int) -> None:
+        if shortlist < 1:
+            raise ConfigError(f"a re-ranked shortlist must hold at least k candidates, got {shortlist} x k")
+        self.index = index
+        self.matrix = matrix
+        self.shortlist = shortlist
+
+    def block_size(self, max_queries: int, max_scores: int) -> int:
+        return 1  # see the note above Level1Ranking
+
+    def rank(self, queries: np.ndarray, k: int) -> list[Ranked]:
+        ranked = []
+        for query in np.asarray(queries, dtype=np.float32):
+            positions, _ = self.index.search(query, k * self.shortlist)
+            scores = np.asarray(self.matrix[np.sort(positions)], dtype=np.float32) @ query
+            order = top_k(scores, k)  # ties: the lower corpus position first, as exact search breaks them
+            ranked.append((np.sort(positions)[order], scores[order]))
+        return ranked
 
 
 def stack_rows(rows: Mapping[str, np.ndarray], ids: Sequence[str], dtype: str) -> np.ndarray:

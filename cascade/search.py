@@ -26,15 +26,17 @@ from cascade.cache import FeatureCache, MemoryCache
 from cascade.corpus import Corpus, ProgressFn
 from cascade.encoders.base import BiEncoder, CrossEncoder, ImageTower
 from cascade.errors import ConfigError
+from cascade.gap_queries import sample_queries
 from cascade.index import (
+    AUTO,
     FaissIndex,
     IndexPlan,
     IndexRecall,
     check_recall,
     load_or_build,
     recall_of,
-    sample_queries,
 )
+from cascade.index_auto import AutoLevel1
 from cascade.level1 import FaissRanking, Level1Ranking, exact_ranking, stack_rows
 from cascade.ranking import dot, top_k
 from cascade.types import BuildReport, CascadeConfig, LevelTrace, SearchResult, level_trace, validate_ks
@@ -91,6 +93,7 @@ class CascadeSearcher:
         self._matrix: np.ndarray | None = None  # (N, d) level-1 embeddings, corpus order
         self.index = index if index is not None else IndexPlan()
         self._faiss: FaissIndex | None = None
+        self._auto: AutoLevel1 | None = None  # ``auto``: its pick per k_1, made on first use
         self._level1: Level1Ranking | None = None  # chosen once the matrix (and any index) is installed
         self._recall_lock = threading.Lock()
         self._build_lock = threading.Lock()
@@ -137,7 +140,9 @@ class CascadeSearcher:
     def _install(self, cached: Mapping[str, np.ndarray]) -> None:
         """Stack level 1's rows in corpus order in the plan's dtype; load or build its FAISS index."""
         self.use_level1_matrix(stack_rows(cached, self.corpus.ids, self.index.spec.dtype))
-        if self.index.spec.approximate:
+        if self.index.spec.kind == AUTO:
+            self._auto = AutoLevel1(self.index, self._matrix, self.corpus, self.levels[0])
+        elif self.index.spec.approximate:
             key = (self.levels[0].id, self.corpus.fingerprint, self.index.spec.factory)
             self._faiss = load_or_build(self.index, self._matrix, key)
             self._level1 = FaissRanking(self._faiss)
@@ -165,6 +170,8 @@ class CascadeSearcher:
             return None
         if self._matrix is None:
             self.build()
+        if self._auto is not None:
+            return self._auto.recall(k)
         with self._recall_lock:
             queries = partial(sample_queries, self.corpus, self.levels[0], self._matrix, self.index.sample_queries)
             return recall_of(self._faiss, self.index, self._matrix, k, queries)
@@ -234,6 +241,8 @@ class CascadeSearcher:
         """Level 1's strategy, built on first use; an approximate index only past its recall gate."""
         if self._level1 is None:
             self.build()
+        if self._auto is not None:
+            return self._auto.ranking(k)
         if self.index.spec.approximate:
             check_recall(self.index_recall(k), self.index.min_recall)
         return self._level1

@@ -18,6 +18,7 @@ from cascade import datasets
 from cascade.corpus import Corpus
 from cascade.errors import ConfigError
 from cascade.index import IndexRecall, parse_index
+from cascade.index_auto import AutoRecall
 from cascade.paths import default_db_path
 from cascade.types import CascadeConfig
 from cascade_cli.guard import UsageError
@@ -60,8 +61,9 @@ def index_args(p: argparse.ArgumentParser) -> None:
         "--index",
         default="exact",
         type=index_spec,
-        help="level 1: exact (default), exact:float16 (half the memory) or faiss:FACTORY[@PARAMS], "
-        "e.g. faiss:HNSW32, faiss:IVF4096,PQ64@nprobe=64",
+        help="level 1: exact (default), exact:float16 (half the memory), faiss:FACTORY[@PARAMS], "
+        "e.g. faiss:HNSW32, faiss:IVF4096,PQ64@nprobe=64, or auto[@memory_gb=GB]: the fastest of a short list "
+        "passing --min-index-recall at k_1, measured on the gallery's captions (else queries across its gap)",
     )
     p.add_argument(
         "--min-index-recall",
@@ -81,6 +83,8 @@ def index_spec(text: str):
 def recall_line(measured: IndexRecall | None) -> str:
     if measured is None:
         return ""
+    if isinstance(measured, AutoRecall):  # the pick and its recall, or the fallback to exact
+        return measured.line
     return (
         f"level 1 on {measured.spec}: recall@{measured.k} against exact {measured.recall:.3f} "
         f"({measured.queries} {measured.source} queries)"

@@ -59,7 +59,7 @@ def described(engine: Engine, choice: Choice) -> str:
 
 # Level 1's index (cascade.index): the exact reference, half the memory, or FAISS for large galleries
 # (an approximate index is measured against exact first and refused below 0.95 recall@k_1).
-INDEX_CHOICES = ("exact", "exact:float16", "faiss:HNSW32", "faiss:IVF256,Flat")
+INDEX_CHOICES = ("exact", "exact:float16", "auto", "faiss:HNSW32", "faiss:IVF256,Flat")
 
 
 def filled(
