@@ -15,7 +15,8 @@ from analysis.report import Section, build_report, side_by_side_sections
 from cascade_ui import estimate_input, side_by_side
 from cascade_ui import uploads as limits
 from cascade_ui.common import LONG_CONCURRENCY, PROGRESS, Session, describe, guarded, report_file
-from cascade_ui.formatting import cost_summary, describe_choice, real_units_summary
+from cascade_ui.controls import described
+from cascade_ui.formatting import cost_summary, real_units_summary
 from cascade_ui.live_replay import Replay, replay_updates
 
 NOT_BUILT = "Search (or press Build) with this cascade first: the charts read its query log."
@@ -48,7 +49,7 @@ def cost_report(engine: Engine, choice: Choice, units_text: str = "", compared=N
     if compared is not None:
         sections += side_by_side_sections(compared)
     inputs = {
-        "cascade": describe_choice(choice),
+        "cascade": described(engine, choice),
         "gallery": str(choice.gallery.kind),
         "ks": choice.ks,
         "measured alpha": round(view.alpha if view is not None else 0.0, 4),

@@ -9,6 +9,7 @@ import gradio as gr
 
 from analysis import recall_plots
 from analysis.engine import Engine, GalleryKind, GallerySource
+from analysis.galleries import resolved
 from cascade.errors import ConfigError
 from cascade_ui.common import LONG_CONCURRENCY, PROGRESS, guarded, progress_fn
 from cascade_ui.controls import filled
@@ -25,6 +26,19 @@ DEFAULT_DATASET = "built-in test gallery"
 YOUR_CASCADE = "your cascade (Search tab)"
 SWEEP_K1S = (10, 15, 20, 50, 100)
 LONG = {"concurrency_limit": LONG_CONCURRENCY, "concurrency_id": "long"}
+
+
+def dataset_choices(engine: Engine) -> list[tuple[str, str]]:
+    """The radio's ``(label, value)`` pairs: the preset's own gallery named as the engine names it (a hub preset's:
+    ``Flickr30k test split, 1,000 images``), and no second entry for the same gallery (one gallery, one choice)."""
+    world = DATASETS[DEFAULT_DATASET]
+    own = resolved(world, engine.preset)
+    named = engine.galleries.name(world) or DEFAULT_DATASET
+    return [
+        (named if value == DEFAULT_DATASET else value, value)
+        for value, source in DATASETS.items()
+        if value == DEFAULT_DATASET or resolved(source, engine.preset) != own
+    ]
 
 
 def dataset_source(label: str, path: str | None, root: str | None) -> GallerySource:
@@ -63,7 +77,7 @@ def evaluate_tab(engine: Engine, session: gr.State) -> EvaluateTab:
     )
     with gr.Row():
         dataset = DatasetInputs(
-            gr.Radio(list(DATASETS), value=DEFAULT_DATASET, label="Dataset"),
+            gr.Radio(dataset_choices(engine), value=DEFAULT_DATASET, label="Dataset"),
             gr.Textbox(label="Karpathy JSON on the server", visible=False),
             gr.Textbox(label="Its image root", visible=False),
         )

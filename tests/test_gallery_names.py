@@ -185,3 +185,20 @@ def test_the_note_on_clip_is_on_the_page_and_in_the_readme(tmp_path):
     (note,) = [b for b in blocks if isinstance(b, gr.Accordion) and b.label == ABOUT_TITLE]
     assert note.open is False
     assert [c.value for c in note.children if isinstance(c, gr.Markdown)] == [ABOUT_CLIP]
+
+
+def test_the_evaluate_tab_names_the_split_once_and_never_the_built_in_gallery(flickr_engine, tmp_path):
+    """On the hub preset the Evaluate tab's radio offers the split once, named as the Search tab names it."""
+    from cascade_ui.evaluate_tab import DEFAULT_DATASET, dataset_choices
+
+    labels = {value: label for label, value in dataset_choices(flickr_engine)}
+    assert labels[DEFAULT_DATASET] == "Flickr30k test split, 1,000 images"  # the documented size, not yet loaded
+    flickr_engine.corpus(WORLD)
+    labels = {value: label for label, value in dataset_choices(flickr_engine)}
+    assert labels[DEFAULT_DATASET] == f"Flickr30k test split, {N_IMAGES} images"  # counted once loaded
+    assert "Flickr30k test split (hub)" not in labels.values() and "COCO 5k test split (hub)" in labels.values()
+    assert not any("built-in" in label for label in labels.values())
+
+    with Store(tmp_path / "world.duckdb") as store:  # the offline preset keeps its words and every hub entry
+        world = {value: label for label, value in dataset_choices(Engine(store, preset=presets.get("shapes")))}
+    assert world[DEFAULT_DATASET] == DEFAULT_DATASET and "Flickr30k test split (hub)" in world.values()
