@@ -145,3 +145,13 @@ def run_in_threads(worker, n_threads: int) -> list[Exception]:
 def count_features(store, encoder_id: str) -> int:
     """Rows the store caches for ``encoder_id`` (tests only: the product never needs the count)."""
     return int(store.frame("SELECT count(*) AS n FROM features WHERE encoder_id = ?", [encoder_id])["n"][0])
+
+
+def clustered(n: int, dim: int, centres: int, seed: int = 0) -> np.ndarray:
+    """``(n, dim)`` float32 unit rows around random centres, as tight as an image's neighbours in CLIP (cosine
+    about 0.75): a level-1 gallery for index and gap-query tests."""
+    rng = np.random.default_rng(seed)
+    middle = rng.standard_normal((centres, dim))
+    middle /= np.linalg.norm(middle, axis=1, keepdims=True)
+    rows = middle[rng.integers(0, centres, size=n)] + 0.6 * rng.standard_normal((n, dim)) / np.sqrt(dim)
+    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)

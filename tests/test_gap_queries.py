@@ -7,20 +7,11 @@ import pytest
 
 from cascade.corpus import Corpus, virtual_corpus
 from cascade.gap_queries import across_gap, encoder_gap, gap_direction, rank_of_targets, text_like_queries
-from tests.fakes import FakeBiEncoder
+from tests.fakes import FakeBiEncoder, clustered
 
 N, DIM, CENTRES = 20_000, 512, 400
 # The documented parameters (SHIFT 2.0, NOISE 2.5) give 1 / sqrt(1 + 4 + 6.25): CLIP's caption-to-image cosine.
 DOCUMENTED_COSINE = 1 / np.sqrt(1 + 2.0**2 + 2.5**2)
-
-
-def clustered(n: int, dim: int, centres: int, seed: int) -> np.ndarray:
-    """Unit rows around random centres, as tight as an image's neighbours in CLIP (cosine about 0.75)."""
-    rng = np.random.default_rng(seed)
-    middle = rng.standard_normal((centres, dim))
-    middle /= np.linalg.norm(middle, axis=1, keepdims=True)
-    rows = middle[rng.integers(0, centres, size=n)] + 0.6 * rng.standard_normal((n, dim)) / np.sqrt(dim)
-    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
 
 
 @pytest.fixture(scope="module")

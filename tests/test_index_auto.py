@@ -15,7 +15,7 @@ from cascade.index import IndexFileError, IndexPlan, build_faiss, parse_index
 from cascade.index_auto import AutoRecall, pick, ranking_of
 from cascade.index_sizing import Candidate, default_candidates, estimate_bytes, ivf_lists
 from cascade.search import CascadeSearcher
-from tests.fakes import FakeBiEncoder
+from tests.fakes import FakeBiEncoder, clustered
 
 faiss = pytest.importorskip("faiss")
 
@@ -24,17 +24,9 @@ PASSING = (Candidate.of("faiss:IVF128,Flat@nprobe=1"), Candidate.of("faiss:IVF12
 FAILING = (Candidate.of("faiss:IVF128,Flat@nprobe=1"), Candidate.of("faiss:IVF128,PQ8x4fs@nprobe=1", shortlist=1))
 
 
-def clustered(n: int = N, dim: int = DIM, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    middle = rng.standard_normal((CENTRES, dim))
-    middle /= np.linalg.norm(middle, axis=1, keepdims=True)
-    rows = middle[rng.integers(0, CENTRES, size=n)] + 0.6 * rng.standard_normal((n, dim)) / np.sqrt(dim)
-    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
-
-
 @pytest.fixture(scope="module")
 def matrix() -> np.ndarray:
-    return clustered()
+    return clustered(N, DIM, CENTRES)
 
 
 @pytest.fixture(scope="module")
