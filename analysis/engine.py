@@ -179,7 +179,7 @@ class Engine(PresetSwitch):
         """``choice`` with each k cut to its gallery's size when the gallery is loaded and smaller (a few uploads)."""
         if self.galleries.loaded(choice.gallery) is None:
             return choice
-        return self.cascades.fitted(choice)
+        return self._cascades.fitted(choice)  # loads nothing: open while the gate holds loading back
 
     def searcher(self, choice: Choice, progress: Progress | None = None) -> CascadeSearcher:
         """The shared, built searcher of ``choice`` (gallery + levels); ks are per search."""
@@ -195,7 +195,7 @@ class Engine(PresetSwitch):
 
     def _built(self, choice: Choice) -> tuple[Choice, CascadeSearcher | None]:
         choice = self.fitted(choice)
-        return choice, self.cascades.peek(choice)
+        return choice, self._cascades.peek(choice)  # builds nothing: the log's views are open while the gate is shut
 
     def cost_view(self, choice: Choice, first_queries: int = 50) -> CostView | None:
         """The logged cost of ``choice``; None until its cascade has been built (searched) in this process."""

@@ -67,6 +67,7 @@ def test_one_preparation_serves_every_caller_and_holds_their_work_back_until_rea
     assert report.steps == ("dataset shards downloaded and materialised: 1 of 4 shards",)
     with pytest.raises(NotReady, match="test is still being prepared"):
         engine.search(engine.default_choice(), "a red circle")  # no second preparation through a search
+    assert engine.cost_view(engine.default_choice()) is None  # the log's views read on: nothing built yet
     held.release.set()
     preparation.join(60)
     report = preparation.report()
