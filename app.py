@@ -33,7 +33,6 @@ from cascade.paths import default_db_path
 if TYPE_CHECKING:
     import gradio as gr
 
-LOG = logging.getLogger("cascade.app")  # the name the server log has always used
 SPACE_STORAGE = Path("/data")  # a Hugging Face Space's persistent storage, when it has some
 
 
