@@ -125,6 +125,7 @@ def space_env(split: dict, cache_dir: Path) -> dict[str, str]:
     return env
 
 
+@pytest.mark.slow  # the split hub: two full-size ViT-B checkpoints to write
 def test_preloaded_models_are_read_in_place_and_the_rest_goes_to_the_storage(split_hub, tmp_path):
     """After ``use_space_storage``, huggingface_hub (imported afterwards, as ``main`` does) resolves the models
     to the default cache's files and everything else, downloads included, to the storage."""
