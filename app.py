@@ -14,6 +14,7 @@ every session. Importing this module starts nothing and imports neither gradio n
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import sys
@@ -32,7 +33,6 @@ from cascade.paths import default_db_path
 if TYPE_CHECKING:
     import gradio as gr
 
-LOG = logging.getLogger("cascade.app")  # the name the server log has always used
 SPACE_STORAGE = Path("/data")  # a Hugging Face Space's persistent storage, when it has some
 
 
@@ -58,15 +58,13 @@ def launch(
 
 
 def use_space_storage(environ: MutableMapping[str, str] = os.environ, storage: Path | None = None) -> None:
-    """On a Space with persistent storage, keep the Hugging Face cache there: weights and datasets then survive
-    restarts. An explicit HF_HOME wins.
+    """On a Space with persistent storage, download into it and read the weights preloaded at build time where
+    they lie (``analysis.front_door.use_persistent_hub``, which says why). An explicit HF_HOME wins.
 
     huggingface_hub reads HF_HOME once, when it is first imported (gradio, open_clip and transformers
     import it), so ``main()`` calls this before anything imports them.
     """
-    storage = storage or SPACE_STORAGE
-    if environ.get("SPACE_ID") and storage.is_dir():
-        environ.setdefault("HF_HOME", str(storage / ".huggingface"))
+    front_door.use_persistent_hub(environ, storage or SPACE_STORAGE)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -92,7 +90,13 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prepare: front_door.Ready = front_door.prepare) -> int:
+    """Serve the app until it is stopped; returns the exit code.
+
+    Args:
+        prepare: makes the Space's preset usable, reporting progress (``front_door.prepare``), run after the
+            page is served; the documented injection point for a test that makes it slow or fail.
+    """
     use_space_storage()
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -103,19 +107,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         store = Store(args.db)
+        name = front_door.start_preset(args.preset, on_space=bool(os.environ.get("SPACE_ID")))
     except CascadeError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    start = front_door.choose(args.preset, on_space=bool(os.environ.get("SPACE_ID")))
-    if start.notice:
-        LOG.warning("%s", start.notice)
-    preset = presets.get(start.preset)
+    preset = presets.get(name)
     world_root = None if preset.dataset == "world" else datasets.folder(preset.dataset)
     engine = Engine(store, preset=preset, world_root=world_root, folders=args.folder)
     from cascade_ui import page  # gradio imports huggingface_hub, which reads HF_HOME (set above)
 
-    threading.Thread(target=page.warm_up, args=(engine,), name="warm-up", daemon=True).start()
-    page.launch(engine, host=args.host, port=args.port, share=args.share, notice=start.notice)
+    warm_up = functools.partial(page.warm_up, engine)
+    preparation = None
+    if args.preset is None and name == front_door.SPACE_PRESET:  # a Space's own preset: prepared behind the page
+        preparation = front_door.Preparation(engine, name, ready=prepare, then=warm_up)  # page.launch starts it
+    else:
+        threading.Thread(target=warm_up, name="warm-up", daemon=True).start()
+    page.launch(engine, host=args.host, port=args.port, share=args.share, preparation=preparation)
     return 0
 
 

@@ -11,7 +11,9 @@ through the page. Everything here is shared by all sessions of a running app:
   cache serves everyone;
 - every search is logged in the one ``Store``; the Cost tab's curve is the
   configuration's own lifetime cost, counted from its log (``analysis.accounting``);
-- a session's own choices (its ``Choice``) are passed in, never kept here.
+- a session's own choices (its ``Choice``) are passed in, never kept here;
+- the preset served can change while the app runs (``switch``, in ``analysis.switch``), and
+  its ``gate`` holds the loading work back while a preparation makes the preset ready.
 
 Galleries and what may be served: ``analysis.galleries``; objects made once and
 shared: ``analysis.shared``.
@@ -19,6 +21,7 @@ shared: ``analysis.shared``.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -38,6 +41,7 @@ from analysis.replay import ReplayResult, workload
 from analysis.side_by_side import SideBySide, eq1_k2, side_by_side
 from analysis.store import Store
 from analysis.sweep import K1Sweep, sweep_k1
+from analysis.switch import PresetSwitch
 from analysis.whatif import CostModel
 from cascade.corpus import Corpus
 from cascade.encoders import create_encoder, is_cross_encoder, known_names
@@ -100,7 +104,7 @@ class ReplayStopped(CascadeError):
     """The session asked its replay to stop (closed the page or pressed Stop)."""
 
 
-class Engine:
+class Engine(PresetSwitch):
     """Everything the app needs, Gradio-free: one ``Cascades`` (the composition root) and the cost views.
 
     Args:
@@ -130,12 +134,12 @@ class Engine:
         capacity: int = 8,
     ) -> None:
         self.store = store
-        self.preset = preset
-        self.cascades = Cascades.on_store(store, preset, world, world_root, folders, create=create, capacity=capacity)
-        self.galleries = self.cascades.galleries
+        super().__init__(functools.partial(Cascades.on_store, store, folders=folders, create=create, capacity=capacity))
+        self._start(preset, world, world_root)
         self._is_cross = is_cross
         self.cost_model = CostModel(image_gmacs)
-        self._names = None if names is None else tuple(names)
+        self._given_names = None if names is None else tuple(names)
+        self._names: dict[str, tuple[str, ...]] = {}  # preset name -> the names offered with it
 
     # -- galleries -----------------------------------------------------------------------------
 
@@ -156,11 +160,14 @@ class Engine:
 
     def encoder_names(self) -> tuple[list[str], list[str]]:
         """``(bi-encoders, cross-encoders)`` to offer: the preset's first, then the backends' (unique, in order)."""
-        if self._names is None:
-            preset_names = [*self.preset.levels, *(name for levels, _ in self.preset.comparisons for name in levels)]
-            self._names = tuple(dict.fromkeys([*preset_names, *filter(None, [self.preset.reranker]), *known_names()]))
-        cross = {name for name in self._names if self._is_cross(name)}
-        return [name for name in self._names if name not in cross], [name for name in self._names if name in cross]
+        preset = self.preset  # the names follow the preset served now (``switch``)
+        names = self._given_names if self._given_names is not None else self._names.get(preset.name)
+        if names is None:
+            preset_names = [*preset.levels, *(name for levels, _ in preset.comparisons for name in levels)]
+            names = tuple(dict.fromkeys([*preset_names, *filter(None, [preset.reranker]), *known_names()]))
+            self._names[preset.name] = names
+        cross = {name for name in names if self._is_cross(name)}
+        return [name for name in names if name not in cross], [name for name in names if name in cross]
 
     def corpus(self, source: GallerySource, progress: Progress | None = None) -> Corpus:
         """The gallery of ``source``, loaded once and shared (raises CascadeError with one line)."""
@@ -172,7 +179,7 @@ class Engine:
         """``choice`` with each k cut to its gallery's size when the gallery is loaded and smaller (a few uploads)."""
         if self.galleries.loaded(choice.gallery) is None:
             return choice
-        return self.cascades.fitted(choice)
+        return self._cascades.fitted(choice)  # loads nothing: open while the gate holds loading back
 
     def searcher(self, choice: Choice, progress: Progress | None = None) -> CascadeSearcher:
         """The shared, built searcher of ``choice`` (gallery + levels); ks are per search."""
@@ -188,7 +195,7 @@ class Engine:
 
     def _built(self, choice: Choice) -> tuple[Choice, CascadeSearcher | None]:
         choice = self.fitted(choice)
-        return choice, self.cascades.peek(choice)
+        return choice, self._cascades.peek(choice)  # builds nothing: the log's views are open while the gate is shut
 
     def cost_view(self, choice: Choice, first_queries: int = 50) -> CostView | None:
         """The logged cost of ``choice``; None until its cascade has been built (searched) in this process."""

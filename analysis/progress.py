@@ -25,6 +25,7 @@ class Unit(StrEnum):
     QUERIES = "queries"
     SHARDS = "shards"
     FILES = "files"
+    MODELS = "models"
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ def counter(progress: Progress | None, step: Step) -> Counter | None:
     return lambda done, total: progress(step, done, total)
 
 
-_TQDM_UNITS = {Unit.IMAGES: "img", Unit.QUERIES: "q", Unit.SHARDS: "shard", Unit.FILES: "file"}
+_TQDM_UNITS = {Unit.IMAGES: "img", Unit.QUERIES: "q", Unit.SHARDS: "shard", Unit.FILES: "file", Unit.MODELS: "model"}
 
 
 def bar(step: Step, total: int | None = None, quiet: bool = False, stream: TextIO | None = None) -> tqdm | LogLine:

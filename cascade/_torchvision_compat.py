@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import threading
 
 import torch
 
@@ -34,6 +35,7 @@ _SCHEMAS = (
 
 _library: torch.library.Library | None = None  # kept alive: dropping it unregisters the ops
 _ensured = False
+_ensuring = threading.Lock()  # backends are imported from several threads (the app's preparation, its page)
 
 
 def _extension_loads() -> bool:
@@ -57,9 +59,10 @@ def ensure_torchvision_compat() -> None:
     Call it before importing open_clip, timm, transformers' vision models or torchvision.
     """
     global _ensured
-    if not _ensured:
-        install()
-        _ensured = True
+    with _ensuring:
+        if not _ensured:
+            install()
+            _ensured = True
 
 
 def install() -> bool:

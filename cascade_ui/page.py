@@ -12,11 +12,13 @@ import gradio as gr
 from starlette.middleware import Middleware
 
 from analysis.engine import Engine
+from analysis.front_door import Preparation
 from cascade_ui import uploads
 from cascade_ui.about import ABOUT_CLIP, ABOUT_TITLE
 from cascade_ui.common import LOG, SEARCH_CONCURRENCY, Session, describe
 from cascade_ui.cost_tab import cost_tab
 from cascade_ui.evaluate_tab import evaluate_tab
+from cascade_ui.preparing import preparing_panel, preset_line, wire_preparing
 from cascade_ui.search_tab import search_tab
 from cascade_ui.whatif_tab import whatif_tab
 
@@ -26,17 +28,20 @@ INTRO = (
 )
 
 
-def build_app(engine: Engine, notice: str = "") -> gr.Blocks:
+def build_app(engine: Engine, notice: str = "", preparation: Preparation | None = None) -> gr.Blocks:
     """The whole page for ``engine``; no work happens until it is launched and used.
 
     Args:
         notice: one line shown under the title (why the app started on another preset than asked).
+        preparation: the engine's preset, still being prepared (a Space's start): the page shows its progress
+            and turns Search on when it is ready (``cascade_ui.preparing``).
     """
     private = {"api_visibility": "private"}
     # delete_cache: uploads, reports and result copies older than an hour go (uploads.DELETE_CACHE)
     with gr.Blocks(title="Cascaded image search", analytics_enabled=False, delete_cache=uploads.DELETE_CACHE) as demo:
         gr.Markdown(INTRO)
-        gr.Markdown(f"Preset: **{engine.preset.name}**: {engine.preset.description}. {notice}", elem_id="preset-line")
+        line = gr.Markdown(preset_line(engine.preset, notice), elem_id="preset-line")
+        panel = preparing_panel(preparation) if preparation is not None else None
         with gr.Accordion(ABOUT_TITLE, open=False, elem_id="about-clip"):
             gr.Markdown(ABOUT_CLIP)
         session = gr.State(Session(engine.default_choice()))
@@ -58,6 +63,8 @@ def build_app(engine: Engine, notice: str = "") -> gr.Blocks:
         cost_block.select(redraw_cost, session, cost.outputs, **private)
         whatif_block.select(whatif.redraw, whatif.inputs.all, whatif.outputs, **private)
         evaluate_block.select(evaluate.redraw, evaluate.inputs, evaluate.outputs, **private)
+        if preparation is not None:
+            wire_preparing(demo, engine, preparation, panel, line, session, search, serve_in_place)
     return demo
 
 
@@ -68,16 +75,21 @@ def launch(
     share: bool = False,
     block: bool = True,
     notice: str = "",
+    preparation: Preparation | None = None,
 ) -> gr.Blocks:
-    """Build and serve the page; with ``block=False`` return at once (tests, notebooks).
+    """Build and serve the page (``build_app``); with ``block=False`` return at once (tests, notebooks).
 
     Only the gallery folders are served (``allowed_paths``): Gradio serves files there,
     uploads and its own cache, and nothing else of the machine. The same folders are Gradio's
     static paths, so a result image is served where it lies instead of being hashed and copied
     into Gradio's cache on every search (uploads already live in that cache).
+
+    ``preparation``: the engine's preset, prepared in the background; started here, once the page is built.
     """
     serve_in_place(engine.allowed_paths())
-    demo = build_app(engine, notice)
+    demo = build_app(engine, notice, preparation)
+    if preparation is not None:  # once the page is built: a preset switched meanwhile would leave it half-built
+        preparation.start()
     demo.queue(default_concurrency_limit=SEARCH_CONCURRENCY)
     demo.launch(
         server_name=host,

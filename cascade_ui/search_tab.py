@@ -13,7 +13,7 @@ from analysis.trace import example_queries
 from cascade.corpus import Corpus
 from cascade.types import LevelTrace
 from cascade_ui.common import MAX_STAGES, PROGRESS, SEARCH_CONCURRENCY, Session, guarded, progress_fn
-from cascade_ui.controls import cascade_controls, described, wire_controls
+from cascade_ui.controls import CascadeControls, cascade_controls, described, wire_controls
 from cascade_ui.formatting import (
     cost_card,
     ks_cut_note,
@@ -36,10 +36,13 @@ def stage_gallery(trace: LevelTrace, corpus: Corpus, number: int) -> gr.Gallery:
 
 @dataclass(frozen=True)
 class SearchTab:
-    """What the page needs of the Search tab: its status line, and the events after which the Cost tab redraws."""
+    """What the page needs of the Search tab: its status line, the events after which the Cost tab redraws, and
+    (for a preset still preparing, ``cascade_ui.preparing``) the builder and the buttons that run the cascade."""
 
     status: gr.Markdown
     done: tuple[Dependency, ...]
+    controls: CascadeControls
+    buttons: tuple[gr.Button, ...]
 
 
 @dataclass(frozen=True)
@@ -94,7 +97,7 @@ def search_tab(engine: Engine, session: gr.State) -> SearchTab:
         concurrency_id="search",
     )
     examples.click(lambda sample: sample[0], examples, query, queue=False, api_visibility="private")
-    return SearchTab(status, (searched, submitted, built))
+    return SearchTab(status, (searched, submitted, built), controls, (search_button, build_button))
 
 
 def _stage_galleries() -> tuple[StageGallery, ...]:
