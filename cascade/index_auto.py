@@ -297,3 +297,15 @@ class AutoLevel1:
                 ranking = ranking_of(picked, candidates, self.matrix, self.plan, self.gallery)
                 self._picked[k] = picked, ranking
             return self._picked[k]
+
+
+def recall_line(measured: IndexRecall | None) -> str:
+    """Level 1's index in one line, as both faces say it: auto's pick or fallback, or an index's measured recall."""
+    if measured is None:
+        return ""
+    if isinstance(measured, AutoRecall):  # the pick and its recall, or the fallback to exact
+        return measured.line
+    return (
+        f"level 1 on {measured.spec}: recall@{measured.k} against exact {measured.recall:.3f} "
+        f"({measured.queries} {measured.source} queries)"
+    )

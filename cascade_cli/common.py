@@ -17,8 +17,7 @@ from analysis.store import Store
 from cascade import datasets
 from cascade.corpus import Corpus
 from cascade.errors import ConfigError
-from cascade.index import IndexRecall, parse_index
-from cascade.index_auto import AutoRecall
+from cascade.index import parse_index
 from cascade.paths import default_db_path
 from cascade.types import CascadeConfig
 from cascade_cli.guard import UsageError
@@ -78,17 +77,6 @@ def index_spec(text: str):
         return parse_index(text)
     except ConfigError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
-
-
-def recall_line(measured: IndexRecall | None) -> str:
-    if measured is None:
-        return ""
-    if isinstance(measured, AutoRecall):  # the pick and its recall, or the fallback to exact
-        return measured.line
-    return (
-        f"level 1 on {measured.spec}: recall@{measured.k} against exact {measured.recall:.3f} "
-        f"({measured.queries} {measured.source} queries)"
-    )
 
 
 def positive_int(text: str) -> int:

@@ -8,6 +8,7 @@ from dataclasses import replace
 from analysis.evaluate import JSON_KEYS, RECALL_KS, CaptionEmbeddings, EvalResult
 from analysis.store import Store
 from cascade import units
+from cascade.index_auto import recall_line
 from cascade_cli import common
 
 
@@ -50,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
             "index_recall": measured.recall,
             "exact_level1": {f"r{k}": exact_json[f"r{k}"] for k in RECALL_KS},
         }
-        text += f"  (level 1 on {measured.spec})\nwith exact level 1: {_recalls(exact)}\n{common.recall_line(measured)}"
+        text += f"  (level 1 on {measured.spec})\nwith exact level 1: {_recalls(exact)}\n{recall_line(measured)}"
     common.emit(args, payload, text)
     return 0
 

@@ -11,6 +11,7 @@ from analysis.store import Store
 from cascade import datasets
 from cascade.encoders import create_encoder
 from cascade.index import check_recall
+from cascade.index_auto import recall_line
 from cascade.ray_build import ray_embed
 from cascade_cli import common
 
@@ -67,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         f"{skipped} skipped ({searcher.levels[0].id})"
     )
     if measured is not None:
-        text += "\n" + common.recall_line(measured)
+        text += "\n" + recall_line(measured)
     common.emit(args, payload, text)
     if measured is not None:
         check_recall(measured, args.min_index_recall)  # printed first, then refused: the figure is the reason

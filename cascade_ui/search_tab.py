@@ -7,10 +7,12 @@ from dataclasses import dataclass
 import gradio as gr
 from gradio.events import Dependency
 
-from analysis.engine import Engine
+from analysis.engine import Choice, Engine
 from analysis.search_json import search_json
 from analysis.trace import example_queries
 from cascade.corpus import Corpus
+from cascade.index import parse_index
+from cascade.index_auto import recall_line
 from cascade.types import LevelTrace
 from cascade_ui.common import MAX_STAGES, PROGRESS, SEARCH_CONCURRENCY, Session, guarded, progress_fn
 from cascade_ui.controls import CascadeControls, cascade_controls, described, wire_controls
@@ -128,7 +130,7 @@ def _searcher(engine: Engine, results: _Results):
         stages = [stage_gallery(t, outcome.corpus, n) for n, t in enumerate(outcome.result.levels, start=1)]
         stages += [StageGallery(value=None, visible=False)] * (MAX_STAGES - len(stages))
         cut = ks_cut_note(outcome.ks_asked, outcome.result.config.ks, len(outcome.corpus))
-        note = f"Cascade: {described(engine, current)}{skipped_note(outcome.corpus)}{cut}"
+        note = f"Cascade: {described(engine, current)}{skipped_note(outcome.corpus)}{cut}{_index_note(engine, current)}"
         data = search_json(outcome.result, outcome.corpus)
         return dict(zip(results.outputs, [gr.Markdown(note), *stages, cost_card(outcome), data]))
 
@@ -153,6 +155,15 @@ def _builder(engine: Engine, status: gr.Markdown, examples: gr.Dataset):
         searcher = engine.searcher(current, progress=progress_fn(progress))
         ready = f"({len(searcher.corpus):,} images ready){skipped_note(searcher.corpus)}"
         shown = gr.Dataset(samples=[[text] for text in example_queries(searcher.corpus)])
-        return {status: gr.Markdown(f"Built: {described(engine, current)} {ready}"), examples: shown}
+        built = f"Built: {described(engine, current)} {ready}{_index_note(engine, current)}"
+        return {status: gr.Markdown(built), examples: shown}
 
     return run_build
+
+
+def _index_note(engine: Engine, choice: Choice) -> str:
+    """Level 1's approximate index in one line under the status (auto's pick and its recall); "" when exact."""
+    if not parse_index(choice.index).approximate:
+        return ""
+    searcher = engine.searcher(choice)  # built by the search or build just made: no work here
+    return "\n\n" + recall_line(searcher.index_recall(min(choice.ks[0], len(searcher.corpus))))
