@@ -68,9 +68,15 @@ class EvaluateTab:
     redraw: Callable[[dict], dict]
 
 
+def comparisons_of(engine: Engine) -> dict:
+    """The preset's comparisons by the label the tab shows, read when used: a Space whose preparation failed
+    switches the engine to ``shapes`` after the page was built, and its comparisons with it."""
+    return {f"{' > '.join(c.levels)} (k {','.join(map(str, c.ks))})": c for c in engine.comparisons()}
+
+
 def evaluate_tab(engine: Engine, session: gr.State) -> EvaluateTab:
     """Lay out and wire the tab."""
-    comparisons = {f"{' > '.join(c.levels)} (k {','.join(map(str, c.ks))})": c for c in engine.comparisons()}
+    comparisons = comparisons_of(engine)
     gr.Markdown("Recall@1/5/10 of each configuration (every caption is a query), stored in the database.")
     configs = gr.CheckboxGroup(
         [*comparisons, YOUR_CASCADE], value=list(comparisons)[:2], label="Configurations", elem_id="eval-configs"
@@ -91,19 +97,25 @@ def evaluate_tab(engine: Engine, session: gr.State) -> EvaluateTab:
     @guarded(status)
     def redraw(values: dict) -> dict:
         frame = engine.evaluations(dataset.source(values))
-        return {figure: recall_plots.pareto_figure(frame, values[recall]), table: evaluation_table(frame)}
+        offered = [*comparisons_of(engine), YOUR_CASCADE]
+        kept = [name for name in values[configs] or [] if name in offered] or offered[:2]
+        return {
+            figure: recall_plots.pareto_figure(frame, values[recall]),
+            table: evaluation_table(frame),
+            configs: gr.CheckboxGroup(choices=offered, value=kept),
+        }
 
     @guarded(status)
     def run_evaluation(values: dict, progress: gr.Progress = PROGRESS) -> dict:
-        state = values[session]
-        picked = [state.valid() if name == YOUR_CASCADE else comparisons[name] for name in values[configs] or []]
+        state, now = values[session], comparisons_of(engine)
+        picked = [state.valid() if name == YOUR_CASCADE else _offered(now, name) for name in values[configs] or []]
         results = engine.evaluate(picked, dataset.source(values), int(values[limit]), progress_fn(progress))
         done = {status: f"Evaluated {len(results)} configuration(s) on {results[0].n_queries:,} captions."}
         return {**done, **redraw(values)}
 
     karpathy = [dataset.json_path, dataset.image_root]
     dataset.label.change(_karpathy_boxes, dataset.label, karpathy, queue=False, api_visibility="private")
-    inputs, outputs = {dataset.label, *karpathy, recall}, [status, figure, table]
+    inputs, outputs = {dataset.label, *karpathy, recall, configs}, [status, figure, table, configs]
     recall.change(redraw, inputs, outputs, api_visibility="private")
     run.click(run_evaluation, {configs, session, limit, *inputs}, outputs, api_visibility="private", **LONG)
     _sweep_panel(engine, dataset, limit)
@@ -141,8 +153,20 @@ def _sweep_panel(engine: Engine, dataset: DatasetInputs, limit: gr.Slider) -> No
             table: gr.Dataframe(swept.frame().round(3), visible=True),
         }
 
+    def offered(name: str | None) -> gr.Dropdown:  # the engine's encoders now (a Space may have switched preset)
+        names, _ = engine.encoder_names()
+        return gr.Dropdown(choices=names, value=name if name in names else names[0])
+
+    for box in (first, last):
+        box.focus(offered, box, box, queue=False, api_visibility="private")
     inputs = [first, last, k1s, dataset.label, dataset.json_path, dataset.image_root, limit]
     run.click(sweep, inputs, [status, figure, table], api_name="sweep_k1", api_visibility="undocumented", **LONG)
+
+
+def _offered(comparisons: dict, name: str):
+    if name not in comparisons:
+        raise ConfigError(f"{name} is not a configuration of this preset any more: open the tab again to see its own")
+    return comparisons[name]
 
 
 def _karpathy_boxes(label: str) -> list[gr.Textbox]:

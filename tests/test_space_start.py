@@ -303,5 +303,10 @@ def test_a_failed_preparation_switches_the_open_page_to_shapes_with_one_line(spa
             page.locator("#search-button").click()
             page.wait_for_function("document.querySelectorAll('#stage-2 img').length === 10")  # shapes' ks: 15, 10
             assert page.locator("#stage-1 img").count() == 15
+            # The Evaluate tab, built for flickr30k-cpu, offers shapes' own comparisons once opened.
+            page.get_by_role("tab", name="Evaluate").click()
+            configs = page.locator("#eval-configs")
+            configs.get_by_text("shapes:small > shapes:large (k 15,10)").wait_for()
+            assert "ViT-L-14" not in configs.inner_text()
         finally:
             browser.close()
