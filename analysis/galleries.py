@@ -327,6 +327,9 @@ def _hub_dataset(source: GallerySource, progress: Progress | None) -> Corpus:
 def _uploaded(paths: Sequence[str]) -> Corpus:
     if not paths:
         raise CorpusError("upload some images first")
+    gone = [path for path in paths if not Path(path).is_file()]
+    if gone:  # the server removes uploads after a while (the page's delete_cache)
+        raise CorpusError(f"{len(gone)} of the {len(paths)} uploaded file(s) are no longer on the server: upload again")
     corpus = Corpus.from_paths([Path(p) for p in paths])
     if not corpus.ids:
         raise CorpusError(f"none of the {len(paths)} uploaded file(s) is a readable image")

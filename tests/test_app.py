@@ -397,6 +397,11 @@ def test_a_shared_folder_and_uploads_are_searchable(tmp_path):
         outcome = engine.search(mixed, "anything")
         assert len(outcome.corpus) == 6  # the bad file costs nothing but a line in the page
         assert skipped_note(outcome.corpus) == " · 1 file(s) skipped, not readable images: notes.png"
+        removed = Choice(
+            GallerySource("upload", uploads=(*uploads[:2], str(tmp_path / "gone.png"))), PRESET.levels, (2, 1)
+        )
+        with pytest.raises(CorpusError, match="1 of the 3 uploaded file.s. are no longer on the server: upload again"):
+            engine.search(removed, "anything")  # the page's delete_cache removed it: one line, not a stat error
     finally:
         engine.store.close()
 
