@@ -7,15 +7,13 @@ import json
 import numpy as np
 import pytest
 
-from cascade.cache import MemoryCache
-from cascade.corpus import virtual_corpus
 from cascade.errors import ConfigError
 from cascade.gap_queries import across_gap, gap_direction
 from cascade.index import IndexFileError, IndexPlan, build_faiss, parse_index
 from cascade.index_auto import AutoRecall, pick, ranking_of
 from cascade.index_sizing import Candidate, default_candidates, estimate_bytes, ivf_lists
-from cascade.search import CascadeSearcher
-from tests.fakes import FakeBiEncoder, clustered
+from tests.fakes import clustered
+from tests.test_index import cached_searcher
 
 faiss = pytest.importorskip("faiss")
 
@@ -117,14 +115,6 @@ def test_malformed_auto_specs_are_one_line_errors(text):
     with pytest.raises(ConfigError, match="auto takes a memory budget only"):
         parse_index(text)
     assert parse_index("auto").name == "auto" and parse_index("auto@memory_gb=16").name == "auto@memory_gb=16"
-
-
-def cached_searcher(matrix: np.ndarray, plan: IndexPlan, prefix: str = "img") -> CascadeSearcher:
-    level = FakeBiEncoder("small", seed=1, image_macs=10, dim=matrix.shape[1])
-    corpus = virtual_corpus(len(matrix), prefix=prefix)
-    cache = MemoryCache()
-    cache.put(level.id, dict(zip(corpus.ids, matrix)))
-    return CascadeSearcher([level], corpus, cache=cache, index=plan)
 
 
 @pytest.fixture
