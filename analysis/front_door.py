@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 LOG = logging.getLogger("cascade.app")
 SPACE_PRESET = "flickr30k-cpu"
 FALLBACK = "shapes"
+READY_LOG = "is ready: Search is on"  # the log line a preparation ends with (a Space's log; bench/space.py waits on it)
 
 SHARDS = Step("dataset shards downloaded and materialised", Unit.SHARDS)
 IMAGES = Step("images materialised", Unit.IMAGES)
@@ -151,6 +152,7 @@ class Preparation:
             self._engine.gate.open()
             with self._lock:
                 self._phase = Phase.READY
+        LOG.info("%s %s", self._engine.preset.name, READY_LOG)
         if self._then is not None:
             self._then()
 

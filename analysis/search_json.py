@@ -4,7 +4,8 @@
 
     {"query", "config",
      "stages": [{"stage", "encoder", "k", "candidates", "hits", "misses", "image_macs", "text_macs",
-                 "latency_ms", "results": [{"rank", "id", "file", "score", "embedded_now"}]}],
+                 "latency_ms", "decode_ms", "preprocess_ms", "forward_ms",
+                 "results": [{"rank", "id", "file", "score", "embedded_now"}]}],
      "trace": analysis.trace.stage_trace(...)}   # re-ranking per stage, the caption's own image
 
 ``levels_json`` turns it into the CLI's documented shape (README, "Command line")::
@@ -25,6 +26,7 @@ from analysis.trace import stage_trace
 from cascade.corpus import Corpus
 from cascade.types import LevelTrace, SearchResult
 
+_EMBED_KEYS = ("decode_ms", "preprocess_ms", "forward_ms")  # of latency_ms, embedding this stage's misses
 _LEVEL_KEYS = ("encoder", "k", "candidates", "hits", "misses", "image_macs", "text_macs", "latency_ms")
 
 
@@ -76,5 +78,6 @@ def _stage(number: int, trace: LevelTrace, corpus: Corpus) -> dict:
         "image_macs": trace.image_macs,
         "text_macs": trace.text_macs,
         "latency_ms": round(trace.latency_ms, 3),
+        **{key: round(getattr(trace, key), 3) for key in _EMBED_KEYS},
         "results": results,
     }

@@ -173,12 +173,22 @@ class Corpus:
         Straight from a pixel array when every image has a row in one and the encoder takes
         pixel arrays; otherwise image by image through ``load`` and ``encoder.preprocess``.
         """
+        return self.preprocess(encoder, self.decoded(encoder, image_ids))
+
+    def decoded(self, encoder: ImageTower, image_ids: Sequence[str]) -> np.ndarray | list[Image.Image]:
+        """``preprocessed``'s first step: ``(n, height, width, 3)`` uint8 gathered from one pixel array when every
+        image has a row there and ``encoder`` takes pixel arrays, else the images decoded (``load``)."""
+        pixels = self.pixels(image_ids) if isinstance(encoder, TakesPixelArrays) else None
+        return pixels if pixels is not None else [self.load(image_id) for image_id in image_ids]
+
+    @staticmethod
+    def preprocess(encoder: ImageTower, decoded: np.ndarray | list[Image.Image]) -> torch.Tensor:
+        """``preprocessed``'s second step: what ``decoded`` returned, as the encoder's ``(n, 3, S, S)`` batch."""
         import torch
 
-        pixels = self.pixels(image_ids) if isinstance(encoder, TakesPixelArrays) else None
-        if pixels is not None:
-            return encoder.preprocess_pixels(pixels)
-        return torch.stack([encoder.preprocess(self.load(image_id)) for image_id in image_ids])
+        if isinstance(decoded, np.ndarray):
+            return encoder.preprocess_pixels(decoded)
+        return torch.stack([encoder.preprocess(image) for image in decoded])
 
     @classmethod
     def from_paths(

@@ -16,14 +16,14 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import numpy as np
 
 from cascade.cache import FeatureCache, MemoryCache
 from cascade.corpus import Corpus, ProgressFn
+from cascade.embedding import EmbedClock, encode_batches
 from cascade.encoders.base import BiEncoder, CrossEncoder, ImageTower
 from cascade.errors import ConfigError
 from cascade.gap_queries import sample_queries
@@ -41,9 +41,6 @@ from cascade.level1 import FaissRanking, Level1Ranking, exact_ranking, stack_row
 from cascade.ranking import dot, top_k
 from cascade.types import BuildReport, CascadeConfig, LevelTrace, SearchResult, level_trace, validate_ks
 from cascade.types import check_query as _check_query
-
-if TYPE_CHECKING:
-    import torch
 
 
 class QueryLog(Protocol):
@@ -122,7 +119,7 @@ class CascadeSearcher:
             todo = [image_id for image_id in self.corpus.ids if image_id not in cached]
             if progress is not None:
                 progress(len(cached), len(self.corpus))
-            for batch_ids, features in _encode_batches(first, self.corpus, todo, self.batch_size):
+            for batch_ids, features in encode_batches(first, self.corpus, todo, self.batch_size):
                 fresh = dict(zip(batch_ids, features))
                 self.cache.put(first.id, fresh)
                 cached.update(fresh)
@@ -298,7 +295,8 @@ class CascadeSearcher:
             if tower not in billed:
                 billed.add(tower)
                 text_macs = level.text_macs
-        features, missed = self._features(level_index, level, candidates)
+        clock = EmbedClock()
+        features, missed = self._features(level_index, level, candidates, clock)
         if isinstance(level, CrossEncoder):
             given = text_embeddings.get(level.query_tower_id) if level.query_tower_id else None
             scores = np.asarray(level.score(query, features, query_embedding=given), dtype=np.float32)
@@ -307,9 +305,11 @@ class CascadeSearcher:
             scores = dot(features, text_embeddings[tower])
         order = top_k(scores, k)
         latency_ms = (time.perf_counter() - started) * 1000.0
-        return level_trace(level, k, candidates, order, scores[order], missed, text_macs, latency_ms)
+        return level_trace(level, k, candidates, order, scores[order], missed, text_macs, latency_ms, clock.times())
 
-    def _features(self, level_index: int, level: ImageTower, candidates: list[str]) -> tuple[np.ndarray, list[str]]:
+    def _features(
+        self, level_index: int, level: ImageTower, candidates: list[str], clock: EmbedClock
+    ) -> tuple[np.ndarray, list[str]]:
         """Features of ``candidates`` for level ``level_index`` (stacked in order) and the ids encoded now.
 
         The level's lock guards only its bookkeeping: an absent image is claimed (an Event in
@@ -331,7 +331,7 @@ class CascadeSearcher:
                 in_flight.update(dict.fromkeys(claim, mine))
                 others = {id(e): e for i in candidates if i not in memory and (e := in_flight[i]) is not mine}
             try:
-                missed += self._fill(level_index, level, claim)
+                missed += self._fill(level_index, level, claim, clock)
             finally:
                 with lock:
                     for image_id in claim:
@@ -343,7 +343,7 @@ class CascadeSearcher:
                 if all(image_id in memory for image_id in candidates):
                     return np.stack([memory[image_id] for image_id in candidates]), missed
 
-    def _fill(self, level_index: int, level: ImageTower, claim: list[str]) -> list[str]:
+    def _fill(self, level_index: int, level: ImageTower, claim: list[str], clock: EmbedClock) -> list[str]:
         """Put ``claim`` (ids this thread has claimed) into level ``level_index``'s memory; return those encoded."""
         if not claim:
             return []
@@ -352,7 +352,7 @@ class CascadeSearcher:
         with lock:
             memory.update(found)
         missed = [image_id for image_id in claim if image_id not in found]
-        for batch_ids, features in _encode_batches(level, self.corpus, missed, self.batch_size):
+        for batch_ids, features in encode_batches(level, self.corpus, missed, self.batch_size, clock):
             fresh = dict(zip(batch_ids, features))
             self.cache.put(level.id, fresh)
             with lock:
@@ -372,26 +372,3 @@ def _check_levels(levels: Sequence[ImageTower]) -> None:
 
 _BLOCK_QUERIES = 256  # queries ranked per level-1 matmul in search_many
 _BLOCK_SCORES = 1 << 23  # at most this many (query, image) scores at once: 32 MiB of float32
-
-
-def _encode_batches(
-    level: ImageTower, corpus: Corpus, image_ids: Sequence[str], batch_size: int
-) -> Iterator[tuple[list[str], np.ndarray]]:
-    """Yield ``(ids, features)`` per batch; the next batch is prepared while this one runs forward."""
-    if not image_ids:
-        return
-    batches = [list(image_ids[start : start + batch_size]) for start in range(0, len(image_ids), batch_size)]
-
-    def prepare(batch: list[str]) -> torch.Tensor:
-        return corpus.preprocessed(level, batch)  # a pixel-array slice when the corpus has one, else decoded files
-
-    if len(batches) == 1:  # a query's few misses: a thread to overlap with would cost more than it hides
-        yield batches[0], level.encode_pixels(prepare(batches[0]))
-        return
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode") as pool:
-        pending = pool.submit(prepare, batches[0])
-        for i, batch in enumerate(batches):
-            pixels = pending.result()
-            if i + 1 < len(batches):
-                pending = pool.submit(prepare, batches[i + 1])
-            yield batch, level.encode_pixels(pixels)

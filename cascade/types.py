@@ -9,7 +9,10 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # importing the value types loads no numpy (tests/test_layering.py)
     import numpy as np
 
+from cascade.embedding import EmbedTimes
 from cascade.errors import ConfigError
+
+_NOTHING_EMBEDDED = EmbedTimes()
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,9 @@ class LevelTrace:
         macs_per_image: this level's MACs to encode one image (what a baseline of it costs per image).
         text_macs: MACs spent on the text side (0 when a shared text tower already ran).
         latency_ms: wall time of this level, text encoding included.
+        decode_ms, preprocess_ms, forward_ms: of ``latency_ms``, the time this level spent embedding its misses,
+            by step (``cascade.embedding.EmbedTimes``: reading the pixels, the encoder's preprocessing, the
+            forward passes); 0 when it embedded nothing.
         ids: the kept image ids, best first, ``len(ids) == k``.
         scores: their scores, same order.
     """
@@ -96,6 +102,9 @@ class LevelTrace:
     scores: tuple[float, ...]
     macs_per_image: int = 0
     missed_ids: frozenset[str] = field(default_factory=frozenset)
+    decode_ms: float = 0.0
+    preprocess_ms: float = 0.0
+    forward_ms: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -166,6 +175,7 @@ def level_trace(
     missed: list[str],
     text_macs: int,
     latency_ms: float,
+    embedded: EmbedTimes | None = None,
 ) -> LevelTrace:
     """The trace of one level that scored ``candidates`` and kept ``candidates[positions]``.
 
@@ -173,7 +183,9 @@ def level_trace(
         positions: ``(k,)`` indices into ``candidates`` of the kept images, best first.
         scores: ``(k,)`` their scores, aligned with ``positions``.
         missed: the candidates encoded now (cache misses).
+        embedded: the time spent embedding ``missed``, by step.
     """
+    times = embedded if embedded is not None else _NOTHING_EMBEDDED
     return LevelTrace(
         encoder=level.id,
         k=k,
@@ -187,4 +199,7 @@ def level_trace(
         scores=tuple(float(score) for score in scores),
         macs_per_image=level.image_macs,
         missed_ids=frozenset(missed),
+        decode_ms=times.decode_ms,
+        preprocess_ms=times.preprocess_ms,
+        forward_ms=times.forward_ms,
     )

@@ -14,7 +14,8 @@ RESULT = SearchResult(
     config=CascadeConfig(("x:small", "x:large"), (2, 1)),
     levels=(
         LevelTrace("x:small", 2, 3, 3, 0, 0, 700, 1.23456, ("b", "c"), (0.5, 0.25), macs_per_image=10),
-        LevelTrace("x:large", 1, 2, 1, 1, 90, 0, 2.0004, ("c",), (0.75,), macs_per_image=90, missed_ids=frozenset("c")),
+        LevelTrace("x:large", 1, 2, 1, 1, 90, 0, 2.0004, ("c",), (0.75,), macs_per_image=90, missed_ids=frozenset("c"),
+                   decode_ms=0.5, preprocess_ms=0.25, forward_ms=1.0004),
     ),
 )
 
@@ -30,11 +31,11 @@ def test_the_apps_shape_numbers_stages_and_ranks_and_marks_what_was_embedded_now
         "config": "x:small>x:large|2,1",
         "stages": [
             {"stage": 1, "encoder": "x:small", "k": 2, "candidates": 3, "hits": 3, "misses": 0, "image_macs": 0,
-             "text_macs": 700, "latency_ms": 1.235,
+             "text_macs": 700, "latency_ms": 1.235, "decode_ms": 0.0, "preprocess_ms": 0.0, "forward_ms": 0.0,
              "results": [{"rank": 1, "id": "b", "file": "b.jpg", "score": 0.5, "embedded_now": False},
                          {"rank": 2, "id": "c", "file": "c", "score": 0.25, "embedded_now": False}]},
             {"stage": 2, "encoder": "x:large", "k": 1, "candidates": 2, "hits": 1, "misses": 1, "image_macs": 90,
-             "text_macs": 0, "latency_ms": 2.0,
+             "text_macs": 0, "latency_ms": 2.0, "decode_ms": 0.5, "preprocess_ms": 0.25, "forward_ms": 1.0,
              "results": [{"rank": 1, "id": "c", "file": "c", "score": 0.75, "embedded_now": True}]},
         ],
         "trace": TRACE,
