@@ -104,7 +104,9 @@ class Preparation:
         engine: built for ``name``; its gate is closed from now until the preparation ends.
         ready: makes the preset usable, reporting progress (default ``prepare``). This is the injection
             point a test uses to make a step slow or fail; the level-1 build follows it.
-        then: run in the same thread once the preset (or the fallback) is served: the rest of the warm-up.
+        then: the rest of the warm-up, run in the same thread once the preset (or the fallback) is loaded and before
+            the gate opens, so its work never competes with the first visitors' searches. It must not go through
+            the gate (``engine.open_default`` does not).
     """
 
     def __init__(
@@ -146,17 +148,22 @@ class Preparation:
         try:
             self._ready(self._name, self._progress)
             self._engine.open_default(self._progress)
+            phase, notice = Phase.READY, ""
         except Exception as err:  # noqa: BLE001  (whatever failed, the visitor gets the fallback and one line)
-            self._fall_back(err)
-        else:
+            phase, notice = Phase.SWITCHED, self._fall_back(err)
+        try:
+            if self._then is not None:
+                # Before the gate opens: run beside the first searches, the warm-up's seconds of Python (the cost
+                # model's MAC counts) held the GIL and the cores, and the first query took 5 s longer (bench/space.py).
+                self._then()
+        finally:
             self._engine.gate.open()
             with self._lock:
-                self._phase = Phase.READY
-        LOG.info("%s %s", self._engine.preset.name, READY_LOG)
-        if self._then is not None:
-            self._then()
+                self._phase, self._notice = phase, notice
+            LOG.info("%s %s", self._engine.preset.name, READY_LOG)
 
-    def _fall_back(self, err: Exception) -> None:
+    def _fall_back(self, err: Exception) -> str:
+        """Switch the engine to the fallback; returns the one line saying why."""
         if isinstance(err, CascadeError):
             why = str(err)
         else:
@@ -165,9 +172,7 @@ class Preparation:
         notice = f"Switched to the offline {self._fallback} preset: {self._name} is unavailable ({why})"
         LOG.warning("%s", notice)
         self._engine.switch(presets.get(self._fallback))
-        self._engine.gate.open()
-        with self._lock:
-            self._phase, self._notice = Phase.SWITCHED, notice
+        return notice
 
 
 def default_hf_home(environ: Mapping[str, str]) -> Path:

@@ -28,6 +28,7 @@ from bench import build_path, crisp, evaluation, index_cascade, lifetime, load, 
 from bench import imports as imports_bench
 from bench import index as index_bench
 from bench import page as bench_page
+from bench import space as space_bench
 
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 
@@ -123,6 +124,8 @@ SECTIONS: tuple[Section, ...] = (
     Section("load", "Load", load.__doc__.split("\n\n")[1], load.run, load.markdown, _load_summary),
     Section("imports", "Existing CLIP index", imports_bench.__doc__.split("\n\n")[1], imports_bench.run,
             imports_bench.markdown, imports_bench.summary),
+    Section("space", "The Space's start", space_bench.__doc__.split("\n\n")[1], space_bench.run,
+            space_bench.markdown, space_bench.summary),
 )  # fmt: skip
 
 

@@ -73,7 +73,7 @@ def write_hub(hf_home: Path, workload: Workload, shrunk: Path | None) -> None:
     hub = hf_home / "hub"
     with _configs(shrunk):
         for seed, arch in enumerate(MODELS):
-            hubsim.put_openclip(hub, arch, PAPER_TAGS[arch], seed=seed)
+            hubsim.put_openclip(hub, arch, PAPER_TAGS[arch], seed=seed, shrunk=False)  # ``shrunk``'s configs, or full
     hubsim.put_wds_dataset(hub, FLICKR, workload.n_images, n_shards=workload.n_shards, seed=1)
 
 

@@ -308,7 +308,7 @@ class CascadeSearcher:
         return level_trace(level, k, candidates, order, scores[order], missed, text_macs, latency_ms, clock.times())
 
     def _features(
-        self, level_index: int, level: ImageTower, candidates: list[str], clock: EmbedClock
+        self, level_index: int, level: ImageTower, candidates: list[str], clock: EmbedClock | None = None
     ) -> tuple[np.ndarray, list[str]]:
         """Features of ``candidates`` for level ``level_index`` (stacked in order) and the ids encoded now.
 
@@ -324,6 +324,7 @@ class CascadeSearcher:
             self._level_locks[level_index],
         )
         missed: list[str] = []
+        clock = clock if clock is not None else EmbedClock()  # where this level's embedding time is added up
         while True:
             with lock:
                 claim = [i for i in dict.fromkeys(candidates) if i not in memory and i not in in_flight]

@@ -124,7 +124,7 @@ def serve_in_place(folders: Sequence[str]) -> None:
 
 def warm_up(engine: Engine) -> None:
     """Do the slow first-time work before the first visitor asks: the default gallery and cascade, then the MACs."""
-    steps = [lambda: engine.searcher(engine.default_choice())]
+    steps = [engine.open_default]  # not through the gate: a preparation runs this before it opens the gate
     steps += [lambda mode=mode: engine.cost_model.table1(mode) for mode in ("paper", "full")]
     for step in steps:
         try:

@@ -96,14 +96,19 @@ def _shrunk_for_now(active: bool):
         factory._rescan_model_configs()
 
 
-def put_openclip(hub_cache: Path, arch: str, tag: str, seed: int = 0) -> Path:
-    """Random weights of ``arch`` under the repo id and file name open_clip resolves ``tag`` to."""
+def put_openclip(hub_cache: Path, arch: str, tag: str, seed: int = 0, shrunk: bool | None = None) -> Path:
+    """Random weights of ``arch`` under the repo id and file name open_clip resolves ``tag`` to.
+
+    Args:
+        shrunk: build the ``SHRUNK`` config (default: when ``arch`` is in ``SHRUNK``); False: full size always
+            (bench/space.py's dress rehearsal).
+    """
     import open_clip
     import torch
     from safetensors.torch import save_file
 
     repo_id = open_clip.get_pretrained_cfg(arch, tag)["hf_hub"].rstrip("/")
-    with torch.random.fork_rng(devices=[]), _shrunk_for_now(arch in SHRUNK):
+    with torch.random.fork_rng(devices=[]), _shrunk_for_now(arch in SHRUNK if shrunk is None else shrunk):
         torch.manual_seed(seed)
         model = open_clip.create_model(arch, pretrained=None)
     tensors = {name: value.detach().to(torch.float16).contiguous() for name, value in model.state_dict().items()}

@@ -14,7 +14,20 @@ from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
 
-KEYS = ("query", "log", "build", "lifetime", "crisp", "evaluation", "index", "index-cascade", "ray", "load", "imports")
+KEYS = (
+    "query",
+    "log",
+    "build",
+    "lifetime",
+    "crisp",
+    "evaluation",
+    "index",
+    "index-cascade",
+    "ray",
+    "load",
+    "imports",
+    "space",
+)
 
 
 def _section(key: str):
@@ -202,10 +215,37 @@ def _check_imports(result, tables) -> None:
     assert abs(e.handed - e.bare_handed) <= 0.01 * e.handed  # the same top k, up to ties the renormalising moves
 
 
+def _check_space(result, tables) -> None:
+    from analysis.presets import get
+
+    (table,) = tables
+    queries = (*result.queries, *result.visitors)
+    assert [r["moment"] for r in table[2:]] == [f'{q.what}: "{q.query}"' for q in queries] and len(table) == 9
+    assert 0 < result.served_s <= result.ready_s
+    assert (_num(table[0]["wall time, client (s)"]), _num(table[1]["wall time, client (s)"])) == (
+        round(result.served_s, 1),
+        round(result.ready_s, 1),
+    )
+    for row, q in zip(table[2:], queries):
+        assert _num(row["wall time, client (s)"]) == round(q.client_ms / 1000, 2) and q.client_ms >= q.engine_ms
+        assert _num(row["in the engine (s)"]) == round(sum(s.latency_ms for s in q.stages) / 1000, 2)
+        for stage in q.stages:  # a query's misses fit one batch (32): its steps ran in turn, within the stage
+            assert stage.decode_ms + stage.preprocess_ms + stage.forward_ms <= stage.latency_ms + 0.01
+            assert (stage.forward_ms > 0) == (stage.misses > 0)
+    first, again, new = result.queries
+    ks = get("flickr30k-cpu").ks
+    assert [s.misses for s in first.stages] == [0, *ks[:-1]]  # a fresh Space: stage i + 1 embeds all k_i it is handed
+    assert [s.misses for s in again.stages] == [0, 0, 0] and again.query == first.query != new.query
+    assert len({q.query for q in result.visitors}) == len(result.visitors) == 4
+    assert [name.split("#")[0] for name, _ in result.bare_ms_per_image] == [
+        s.encoder.split("#")[0] for s in first.stages[1:]
+    ]
+
+
 CHECKS = {"query": _check_query, "log": _check_log, "build": _check_build, "lifetime": _check_lifetime,
           "crisp": _check_crisp, "evaluation": _check_evaluation, "index": _check_index,
           "index-cascade": _check_index_cascade, "ray": _check_ray, "load": _check_load,
-          "imports": _check_imports}  # fmt: skip
+          "imports": _check_imports, "space": _check_space}  # fmt: skip
 
 
 @pytest.mark.parametrize("key", [pytest.param(key, marks=pytest.mark.xdist_group(f"bench-{key}")) for key in KEYS])

@@ -345,8 +345,8 @@ def test_an_image_being_encoded_is_waited_for_not_encoded_again(corpus):
             assert a_inside.wait(30)
             original = searcher._fill
 
-            def fill_then_signal(index, level, claim):
-                encoded = original(index, level, claim)
+            def fill_then_signal(index, level, claim, *clock):
+                encoded = original(index, level, claim, *clock)
                 b_done_with_y.set()
                 return encoded
 
