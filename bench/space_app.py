@@ -154,3 +154,54 @@ class App:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+_BARE = (
+    "import json, sys, time, torch\n"
+    "from cascade._torchvision_compat import ensure_torchvision_compat; ensure_torchvision_compat()\n"
+    "from open_clip import factory; from pathlib import Path; from cascade.encoders import create_encoder\n"
+    "if sys.argv[2]: factory.add_model_config(Path(sys.argv[2]))\n"
+    "wanted = [(create_encoder(name), n) for name, n in json.loads(sys.argv[1])]\n"
+    "batches = [(e, torch.rand(n, 3, e.image_size, e.image_size)) for e, n in wanted]\n"
+    "for e, x in batches: e.encode_pixels(x[:1])\n"
+    "print('loaded', flush=True)\n"
+    "for _ in sys.stdin:\n"
+    "    out = []\n"
+    "    for e, x in batches:\n"
+    "        t = time.perf_counter(); e.encode_pixels(x); out.append((time.perf_counter() - t) * 1e3)\n"
+    "    print(json.dumps(out), flush=True)\n"
+)
+
+
+class BareForwards:
+    """A process of its own holding stage 2..'s encoders, loaded from the same hub: on each ``measure()`` it runs
+    each encoder's bare ``encode_pixels`` once on as many random images as a fresh Space's first query embeds there
+    (k_1, k_2, ...), with torch's default threads as the app has them. Measured between the app's searches, so a
+    search and its reference see the machine at nearly the same moment."""
+
+    def __init__(self, hf_home: Path, shrunk: Path | None, levels: tuple[str, ...], ks: tuple[int, ...]) -> None:
+        from tests import hubsim
+
+        self.wanted = list(zip(levels[1:], ks[:-1]))  # stage i + 1 embeds the k_i images it is handed
+        command = [sys.executable, "-c", _BARE, json.dumps(self.wanted), str(shrunk or "")]
+        self.process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=hubsim.hub_env(hf_home),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        if self.process.stdout.readline().strip() != "loaded":
+            raise RuntimeError("the bare forward passes' process did not start")
+
+    def measure(self) -> tuple[float, ...]:
+        """ms of each stage's bare forward pass over its k images, in stage order."""
+        self.process.stdin.write("go\n")
+        self.process.stdin.flush()
+        return tuple(json.loads(self.process.stdout.readline()))
+
+    def stop(self) -> None:
+        self.process.stdin.close()
+        self.process.wait(60)

@@ -217,8 +217,9 @@ def _check_imports(result, tables) -> None:
 
 def _check_space(result, tables) -> None:
     from analysis.presets import get
+    from bench import space
 
-    (table,) = tables
+    table, where = tables
     queries = (*result.queries, *result.visitors)
     assert [r["moment"] for r in table[2:]] == [f'{q.what}: "{q.query}"' for q in queries] and len(table) == 9
     assert 0 < result.served_s <= result.ready_s
@@ -237,9 +238,20 @@ def _check_space(result, tables) -> None:
     assert [s.misses for s in first.stages] == [0, *ks[:-1]]  # a fresh Space: stage i + 1 embeds all k_i it is handed
     assert [s.misses for s in again.stages] == [0, 0, 0] and again.query == first.query != new.query
     assert len({q.query for q in result.visitors}) == len(result.visitors) == 4
-    assert [name.split("#")[0] for name, _ in result.bare_ms_per_image] == [
-        s.encoder.split("#")[0] for s in first.stages[1:]
-    ]
+    assert len(result.bare_ms) == 3 and all(len(b) == 2 and min(b) > 0 for b in result.bare_ms)
+    assert len(where) == 4  # the first and the new query, stages 2 and 3
+    for row, (query, stage, bare) in zip(
+        where, [(q, s, b) for q in (first, new) for s, b in zip(q.stages[1:], space.bare_for(result, q))]
+    ):
+        assert (row["query"], int(row["embedded"]), _num(row["forward"])) == (
+            query.what,
+            stage.misses,
+            round(stage.forward_ms),
+        )
+        assert _num(row["forward / bare"]) == pytest.approx(round(stage.forward_ms / bare, 2), abs=0.011)
+    idle_ms = sum(space.IDLE_MS_PER_IMAGE[n] * k for n, k in zip(("ViT-B-16", "ViT-L-14"), ks[:-1]))
+    expected = first.client_ms / ((sum(result.bare_ms[0]) + sum(result.bare_ms[1])) / 2) * idle_ms / 1000
+    assert space.projected_s(result) == pytest.approx(expected)
 
 
 CHECKS = {"query": _check_query, "log": _check_log, "build": _check_build, "lifetime": _check_lifetime,
