@@ -153,8 +153,9 @@ class Preparation:
             phase, notice = Phase.SWITCHED, self._fall_back(err)
         try:
             if self._then is not None:
-                # Before the gate opens: run beside the first searches, the warm-up's seconds of Python (the cost
-                # model's MAC counts) held the GIL and the cores, and the first query took 5 s longer (bench/space.py).
+                # Before the gate opens: beside the first searches, the warm-up's seconds of Python (the cost model's
+                # MAC counts) held the GIL and a core, and the first query took 5 s more than its forward passes
+                # (README, "The Space's start, rehearsed").
                 self._then()
         finally:
             self._engine.gate.open()

@@ -114,9 +114,11 @@ def _cpu_preset() -> Preset:
     return Preset(
         name="flickr30k-cpu",
         description="Flickr30k with OpenCLIP ViT-B-32 > ViT-B-16 > ViT-L-14, sized for a free CPU Space",
-        # ks: a first query embeds k_1 = 30 images with ViT-B-16 (17.6 GMACs each) and k_2 = 10 with ViT-L-14
-        # (81 GMACs): 1.3 TMACs in all, under a minute at an *estimated* ~25-30 GMAC/s of 2 CPU cores (not yet
-        # measured on a Space; bench/ should). The 1,000 ViT-B-32 embeddings are built once, before the first query.
+        # ks, from the dress rehearsal (bench/space.py; README, "The Space's start, rehearsed"): a first query embeds
+        # k_1 = 30 images with ViT-B-16 and k_2 = 10 with ViT-L-14 and takes 1.04x those bare forward passes, which an
+        # idle 2-core machine runs at 165 and 756 ms per image: 1.04 x (30 x 165 + 10 x 756) ms = 13.0 s, within the
+        # 15 s target. k_2 cannot go below the 10 results; each image of k_1 costs 0.17 s. The 1,000 ViT-B-32
+        # embeddings are built once, before Search turns on.
         levels=(small, medium, large),
         ks=(30, 10, 10),
         reranker=None,

@@ -112,3 +112,32 @@ def test_index_summary_names_the_smallest_setting_reaching_the_target_or_says_no
     assert lines["Level 1"][0] == "skipped (`--skip-at`): faiss:IVF9,Flat"
     assert parse_skip("4_000_000:HNSW, 1000000:float16") == [(4_000_000, "HNSW"), (1_000_000, "float16")]
     assert parse_skip("") == []
+
+
+def test_space_reads_the_first_query_against_the_bare_passes_around_it_and_projects_it_onto_idle_rates():
+    from bench.space import FULL, Query, SpaceReport, Stage, bare_for, markdown, projected_s, summary
+
+    def query(what: str, text: str, client_ms: float, misses: tuple[int, int]) -> Query:
+        stages = [Stage("openclip:ViT-B-32@t#rev-1", 0, 100.0, 0.0, 0.0, 0.0)]
+        stages += [
+            Stage(f"openclip:{name}@t#rev-2", m, 1000.0 * m, 1.0, 2.0, 900.0 * m)
+            for name, m in zip(("ViT-B-16", "ViT-L-14"), misses)
+        ]
+        return Query(what, text, client_ms, tuple(stages))
+
+    first, again, new = (
+        query("first", "a", 14_000.0, (30, 10)),
+        query("again", "a", 90.0, (0, 0)),
+        query("new", "b", 9_000.0, (12, 4)),
+    )
+    visitors = tuple(query(f"visitor {n}", f"v{n}", 20_000.0, (5, 5)) for n in range(4))
+    bare = ((4000.0, 6000.0), (6000.0, 8000.0), (5000.0, 7000.0))  # before, between, after (ms: B-16, L-14)
+    report = SpaceReport(FULL, (30, 10, 10), 7.0, 100.0, (first, again, new), visitors, bare, 10.0, 2)
+    assert bare_for(report, first) == (5000.0, 7000.0) and bare_for(report, new) == (5500.0, 7500.0)
+    # 14 s over 12 s of bare passes, times 30 x 165 + 10 x 756 ms at idle rates
+    assert projected_s(report) == pytest.approx(14_000 / 12_000 * (30 * 165 + 10 * 756) / 1000)
+    rows = {name: result for name, result, _ in summary(report)}
+    assert rows["Space rehearsal: first query (ks 30, 10, 10), the same again, a new one"] == (
+        "14.0 s (1.17x its bare forward passes; 14.6 s at an idle machine's rates), 0.09 s, 9.0 s"
+    )
+    assert "| first | ViT-B-16 | 30 | 30,000 | 1 | 2 | 27,000 | 5,000 | 5.40 |" in markdown(report)
