@@ -21,7 +21,7 @@ from tests import hubsim
 from tests.conftest import ROOT
 from tests.fakes import FakeBiEncoder
 
-N_IMAGES = 32  # the simulated split (the real one has 1,000); flickr30k-cpu's k_1 = 30 fits it
+N_IMAGES = 32  # the simulated split (the real one has 1,000); flickr30k-cpu's k_1 = 20 fits it
 FLICKR = "clip-benchmark/wds_flickr30k"
 WORLD = GallerySource(GalleryKind.WORLD)
 
