@@ -262,6 +262,7 @@ def test_the_page_answers_while_the_space_prepares_and_every_page_searches_once_
                 panel.get_by_text("models loaded: 3 of 3 models").wait_for()
                 assert f"images materialised: {N_FLICKR} of {N_FLICKR} images" in panel.inner_text()
                 assert "flickr30k-cpu" in page.locator("#preset-line").inner_text()
+                assert " on Flickr30k test split, " in page.locator("#search-status").inner_text()  # never "built-in"
                 assert page.locator("#search-button").is_disabled()
             assert not space_app.release_file.exists()  # all of this while the preset was not ready
             space_app.release()
@@ -269,6 +270,8 @@ def test_the_page_answers_while_the_space_prepares_and_every_page_searches_once_
                 page.locator("#preparing").wait_for(state="hidden")
                 page.wait_for_function("!document.querySelector('#search-button').disabled")
                 _search(page)
+                status = page.locator("#search-status").inner_text()
+                assert status.endswith(f" on Flickr30k test split, {N_FLICKR} images"), status  # counted, loaded
             assert "ViT-L-14" in second.locator("#cost-card").inner_text()
         finally:
             browser.close()
