@@ -62,7 +62,7 @@ def read_estimate(data: bytes | str) -> LogEstimate:
         ConfigError: one line: too large, not JSON, or not an estimate (a field missing or of the wrong kind).
     """
     if len(data) > MAX_ESTIMATE_BYTES:
-        raise ConfigError(f"an estimate is a small JSON file; this one has {len(data):,} bytes")
+        raise ConfigError(f"an estimate is a small JSON file; this one is over {MAX_ESTIMATE_BYTES:,} bytes")
     try:
         row = json.loads(data)
     except (ValueError, UnicodeDecodeError) as err:
@@ -73,27 +73,25 @@ def read_estimate(data: bytes | str) -> LogEstimate:
         raise ConfigError(f"not an estimate (cascade replay --estimate --json writes one): bad or no {err}") from None
 
 
+_COUNTS = ("queries", "distinct_queries", "images", "handed")
+_FLOATS = ("alpha", "text_encoding_s", "level1_s")
+
+
 def _from_row(row: dict) -> LogEstimate:
-    plain = {f.name: row[f.name] for f in fields(LogEstimate) if f.name not in (*_COSTS, "level_images")}
+    """The estimate a JSON object holds, each field as the estimate holds it (JSON gives lists for tuples, and
+    ints that may be floats). Raises KeyError, TypeError or ValueError naming what is wrong."""
+    values = {f.name: row[f.name] for f in fields(LogEstimate) if f.name not in (*_COSTS, "level_images")}
+    values |= {"levels": tuple(map(str, values["levels"])), "ks": tuple(int(k) for k in values["ks"])}
+    values |= {name: int(values[name]) for name in _COUNTS} | {name: float(values[name]) for name in _FLOATS}
+    if not all(math.isfinite(values[name]) for name in _FLOATS):
+        raise ValueError("alpha")
+    if not (0 <= values["alpha"] <= 1 and 0 < values["images"] and len(values["ks"]) == len(values["levels"]) - 1):
+        raise ValueError("alpha, images or ks")
     costs = {
         name: Cost(**{key: float(row[name][key]) for key in ("macs", "seconds", "dollars", "kwh")}) for name in _COSTS
     }
     levels = tuple(LevelImages(**level) for level in row["level_images"])
-    estimate = _typed(LogEstimate(**plain, **costs, level_images=levels))
-    if not (0 <= estimate.alpha <= 1 and 0 < estimate.images and len(estimate.ks) == len(estimate.levels) - 1):
-        raise ValueError("alpha, images or ks")
-    return estimate
-
-
-def _typed(estimate: LogEstimate) -> LogEstimate:
-    """The fields JSON leaves loose (lists for tuples, ints that may be floats), as the estimate holds them."""
-    values = {f.name: getattr(estimate, f.name) for f in fields(LogEstimate)}
-    values |= {"levels": tuple(map(str, estimate.levels)), "ks": tuple(int(k) for k in estimate.ks)}
-    values |= {name: int(values[name]) for name in ("queries", "distinct_queries", "images", "handed")}
-    values |= {name: float(values[name]) for name in ("alpha", "text_encoding_s", "level1_s")}
-    if not all(math.isfinite(values[name]) for name in ("alpha", "text_encoding_s", "level1_s")):
-        raise ValueError("alpha")
-    return LogEstimate(**values)
+    return LogEstimate(**values, **costs, level_images=levels)
 
 
 def estimate_figure(result: LogEstimate) -> go.Figure:
