@@ -243,8 +243,6 @@ class Cascades:
                 f"level 2 ({choice.levels[1]}) embeds images, but {imported.missing:,} imported row(s) have no file: "
                 "import the index with --images ROOT so its rows have files, or search with level 1 alone"
             )
-        if parse_index(choice.index).approximate:
-            raise ConfigError("an imported index is ranked exactly from its mapped matrix: use exact or exact:float16")
         return imported
 
     def import_embeddings(self, prepared: Prepared, progress: Progress | None = None) -> ImportResult:
@@ -338,11 +336,12 @@ def compare(
 
 
 def _use_import(searcher: CascadeSearcher, imported: ImportedGallery) -> BuildReport:
-    """Install the import's mapped matrix as level 1 (no image embedded, no row read through the cache)."""
+    """Install the import's mapped matrix as level 1 (no image embedded, no row read through the cache), and the
+    plan's index over it: built from the mapped rows, kept under the import's version."""
     matrix = imported.matrix(searcher.corpus)
     if searcher.index.spec.dtype == "float16" and matrix.dtype != np.float16:
         matrix = matrix.astype(np.float16)  # exact:float16 asked of a float32 import: half the memory, not mapped
-    searcher.use_level1_matrix(matrix)  # float16 when the index was: ranked as stored, exactly
+    searcher.install_level1(matrix, rows=imported.version.name)  # float16 when the index was: ranked as stored
     n_images = len(searcher.corpus)
     return BuildReport(encoder=imported.encoder_id, images=n_images, embedded=0, reused=n_images, image_macs=0)
 

@@ -24,7 +24,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import build_path, crisp, evaluation, index_cascade, lifetime, load, query_log, query_path, ray_engine
+from bench import (
+    build_path,
+    crisp,
+    evaluation,
+    index_cascade,
+    index_scale,
+    lifetime,
+    load,
+    query_log,
+    query_path,
+    ray_engine,
+)
 from bench import imports as imports_bench
 from bench import index as index_bench
 from bench import page as bench_page
@@ -117,6 +128,8 @@ SECTIONS: tuple[Section, ...] = (
             _evaluation_summary),
     Section("index", "Level-1 index", index_bench.__doc__.split("\n\n")[1], index_bench.run, index_bench.markdown,
             index_bench.summary),
+    Section("index-scale", "Level 1 at ten million", index_scale.__doc__.split("\n\n")[1], index_scale.run,
+            index_scale.markdown, index_scale.summary),
     Section("index-cascade", "Level-1 index in the cascade", index_cascade.__doc__.split("\n\n")[1], index_cascade.run,
             index_cascade.markdown, index_cascade.summary),
     Section("ray", "Ray build", ray_engine.__doc__.split("\n\n")[1], ray_engine.run, ray_engine.markdown,

@@ -17,27 +17,33 @@ _ADJECTIVES = ("red", "small", "old", "striped", "wooden", "happy", "dark", "tin
 _THINGS = ("dog", "bicycle", "house", "beach", "car", "cat", "mountain", "cup", "tree", "boat", "bridge", "chair")
 
 
-def write_index(root: Path, n_rows: int, dim: int, shards: int, seed: int = 0) -> None:
-    """clip-retrieval's layout under ``root``: float16 random unit rows, ``image_path`` webdataset keys.
+def random_rows(rng: np.random.Generator, m: int, dim: int) -> np.ndarray:
+    """``(m, dim)`` float32 unit rows in random directions."""
+    block = rng.standard_normal((m, dim), dtype=np.float32)
+    return block / np.linalg.norm(block, axis=1, keepdims=True)
+
+
+def write_index(root: Path, n_rows: int, dim: int, shards: int, seed: int = 0, rows=random_rows) -> None:
+    """clip-retrieval's layout under ``root``: float16 unit rows, ``image_path`` webdataset keys.
 
     Shard numbers are zero-padded to the width of the shard count, as clip-retrieval writes them.
+    ``rows``: ``(rng, m, dim) -> (m, dim)`` float32 unit rows, called block by block (default: random directions).
     """
     rng = np.random.default_rng(seed)
     per_shard, width = -(-n_rows // shards), len(str(shards - 1))
     for folder in ("img_emb", "metadata"):
         (root / folder).mkdir(parents=True, exist_ok=True)
     for number, first in enumerate(range(0, n_rows, per_shard)):
-        rows = min(per_shard, n_rows - first)
+        count = min(per_shard, n_rows - first)
         matrix = np.lib.format.open_memmap(
-            root / "img_emb" / f"img_emb_{number:0{width}d}.npy", mode="w+", dtype=np.float16, shape=(rows, dim)
+            root / "img_emb" / f"img_emb_{number:0{width}d}.npy", mode="w+", dtype=np.float16, shape=(count, dim)
         )
-        for start in range(0, rows, _GEN_ROWS):
-            block = rng.standard_normal((min(_GEN_ROWS, rows - start), dim), dtype=np.float32)
-            block /= np.linalg.norm(block, axis=1, keepdims=True)
+        for start in range(0, count, _GEN_ROWS):
+            block = rows(rng, min(_GEN_ROWS, count - start), dim)
             matrix[start : start + len(block)] = block
         matrix.flush()
         del matrix
-        keys = pa.array([f"{first + row:09d}" for row in range(rows)])  # a webdataset's keys: ids, not files
+        keys = pa.array([f"{first + row:09d}" for row in range(count)])  # a webdataset's keys: ids, not files
         pq.write_table(pa.table({"image_path": keys}), root / "metadata" / f"metadata_{number:0{width}d}.parquet")
 
 

@@ -6,6 +6,10 @@ that is the whole query's cost, so level 1 may instead rank with a FAISS index
 built from the same L2-normalised embeddings, inner-product metric, any
 ``faiss.index_factory`` string: ``faiss:HNSW32``, ``faiss:IVF4096,PQ64``. Search
 parameters follow an ``@``: ``faiss:HNSW32@efSearch=256``, ``faiss:IVF1024,Flat@nprobe=64``.
+A ``+rerank=R`` suffix asks the index for R x k candidates and re-scores them exactly from the
+matrix level 1 already holds (``faiss:IVF4096,PQ128x4fs@nprobe=64+rerank=40``): compressed codes
+choose the shortlist, exact scores the order, and no second copy of the rows is kept (FAISS's
+``RFlat`` would keep its own float32 copy: 20 GB at 10M rows). The syntax: ``cascade.index_spec``.
 
 An approximate index is only served after its recall@k_1 against exact search
 has been measured on a sample of queries (``measure_recall``); the later levels
@@ -21,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,15 +33,9 @@ from pathlib import Path
 import numpy as np
 
 from cascade.errors import CascadeError, ConfigError
+from cascade.index_spec import IndexSpec, parse_index
+from cascade.ranking import top_k
 
-EXACT = "exact"
-AUTO = "auto"  # the cheapest index passing the recall gate, measured (cascade.index_auto)
-DTYPES = ("float32", "float16")
-# Search parameters when the spec names none: FAISS's own defaults (efSearch 16, nprobe 1) lose
-# most of a top-50 on clustered embeddings, so the recall gate would refuse them anyway.
-DEFAULT_PARAMS = {"HNSW": "efSearch=128", "IVF": "nprobe=32"}
-_FACTORY = re.compile(r"^[A-Za-z0-9_,.+/=-]+$")
-_PARAM = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=[0-9.]+$")
 _ROWS_PER_ADD = 1 << 16  # rows converted to float32 at a time (a float16 matrix never exists in float32 whole)
 FORMAT_VERSION = 1
 
@@ -53,70 +50,6 @@ class IndexRecallTooLow(CascadeError):
 
 class EngineMissing(CascadeError):
     """An optional engine (FAISS, Ray) that was asked for is not installed."""
-
-
-@dataclass(frozen=True)
-class IndexSpec:
-    """How level 1 ranks the gallery.
-
-    Attributes:
-        kind: ``"exact"``, ``"faiss"`` or ``"auto"``.
-        dtype: storage of the exact matrix, ``"float32"`` or ``"float16"`` (exact only).
-        factory: the ``faiss.index_factory`` string (faiss only).
-        params: FAISS search parameters, ``"name=value,..."`` (``faiss.ParameterSpace`` syntax); auto's budget.
-    """
-
-    kind: str = EXACT
-    dtype: str = "float32"
-    factory: str = ""
-    params: str = ""
-
-    @property
-    def name(self) -> str:
-        """The canonical text form, e.g. ``exact``, ``exact:float16``, ``faiss:HNSW32@efSearch=128``."""
-        if self.kind == EXACT:
-            return EXACT if self.dtype == "float32" else f"{EXACT}:{self.dtype}"
-        head = f"faiss:{self.factory}" if self.kind == "faiss" else self.kind
-        return head + (f"@{self.params}" if self.params else "")
-
-    @property
-    def approximate(self) -> bool:
-        """Not exact: a FAISS index, or ``auto`` (which may pick one)."""
-        return self.kind != EXACT
-
-
-def parse_index(text: str) -> IndexSpec:
-    """``exact``, ``exact:float16``, ``faiss:FACTORY[@PARAMS]`` or ``auto[@memory_gb=GB]`` -> IndexSpec (syntax only).
-
-    Raises:
-        ConfigError: one line naming what is wrong.
-    """
-    text = (text or "").strip()
-    head, _, budget = text.partition("@")
-    if head == AUTO:
-        if not re.fullmatch(r"(memory_gb=[0-9.]+)?", budget):
-            raise ConfigError(f"auto takes a memory budget only, e.g. auto@memory_gb=16; got {text!r}")
-        return IndexSpec(kind=AUTO, params=budget)
-    kind, _, rest = text.partition(":")
-    if kind == EXACT:
-        dtype = rest or "float32"
-        if dtype not in DTYPES:
-            raise ConfigError(f"exact storage must be one of {', '.join(DTYPES)}, got {text!r}")
-        return IndexSpec(dtype=dtype)
-    if kind != "faiss":
-        raise ConfigError(
-            f"unknown index {text!r}; use exact, exact:float16, auto or faiss:FACTORY (e.g. faiss:HNSW32)"
-        )
-    factory, _, params = rest.partition("@")
-    if not factory or not _FACTORY.match(factory):
-        raise ConfigError(
-            f"malformed FAISS factory string {factory!r} in {text!r} (e.g. faiss:HNSW32, faiss:IVF4096,PQ64)"
-        )
-    if params and not all(_PARAM.match(p) for p in params.split(",")):
-        raise ConfigError(f"malformed FAISS search parameters {params!r} in {text!r} (e.g. efSearch=128,nprobe=32)")
-    if not params:
-        params = ",".join(value for key, value in DEFAULT_PARAMS.items() if key in factory)
-    return IndexSpec(kind="faiss", factory=factory, params=params)
 
 
 def _faiss():
@@ -317,7 +250,10 @@ def measure_recall(
     """
     extra = 0 if own is None else 1
     truth = exact_top_k(matrix, queries, k + extra)
-    found, _ = built.search_many(queries, k + extra)
+    if built.spec.shortlist:  # the shortlist re-ranked, as level 1 serves it
+        found = [reranked(built, matrix, query, k + extra)[0] for query in np.asarray(queries, dtype=np.float32)]
+    else:
+        found, _ = built.search_many(queries, k + extra)
     shares = []
     for i in range(len(queries)):
         left_out = {int(own[i])} if own is not None else set()
@@ -325,6 +261,15 @@ def measure_recall(
         got = {j for j in found[i].tolist() if j >= 0 and j not in left_out}
         shares.append(len(got.intersection(want)) / len(want))
     return IndexRecall(built.spec.name, k, float(np.mean(shares)), len(queries), source)
+
+
+def reranked(built: FaissIndex, matrix: np.ndarray, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``built``'s ``spec.shortlist`` x k candidates for ``query`` ``(d,)``, re-scored exactly from ``matrix``'s rows:
+    (the k best positions, their float32 scores), best first; ties keep corpus order, as exact search breaks them."""
+    positions = np.sort(built.search(query, k * max(1, built.spec.shortlist))[0])
+    scores = np.asarray(matrix[positions], dtype=np.float32) @ query
+    order = top_k(scores, k)
+    return positions[order], scores[order]
 
 
 def check_recall(measured: IndexRecall, min_recall: float) -> None:
@@ -365,13 +310,14 @@ class IndexPlan:
             raise ConfigError(f"the minimum index recall must be between 0 and 1, got {self.min_recall}")
 
 
-def load_or_build(plan: IndexPlan, matrix: np.ndarray, key: tuple[str, str, str]) -> FaissIndex:
-    """The index of ``key`` from ``plan.folder`` when saved there, else built from ``matrix`` (and saved)."""
+def load_or_build(plan: IndexPlan, matrix: np.ndarray, key: tuple[str, str, str], build: str = "") -> FaissIndex:
+    """The index of ``key`` from ``plan.folder`` when saved there, else built from ``matrix`` (and saved); ``build``:
+    parameters set before adding (``build_faiss``), which ``key`` must name."""
     path = index_file(plan.folder, key) if plan.folder is not None else None
     found = load_faiss(plan.spec, path, key, len(matrix)) if path is not None else None
     if found is not None:
         return found
-    built = build_faiss(plan.spec, matrix, key)
+    built = build_faiss(plan.spec, matrix, key, build=build)
     if path is not None:
         save_faiss(built, path)
     return built
@@ -390,6 +336,7 @@ def recall_of(
         queries: ``() -> (queries (m, d), own positions or None, source)``, called only to measure.
     """
     memo = f"k={k},queries={plan.sample_queries},params={built.spec.params}"
+    memo += f",rerank={built.spec.shortlist}" if built.spec.shortlist else ""  # sidecars written before keep theirs
     if memo in built.recalls:
         return IndexRecall(**built.recalls[memo])
     rows, own, source = queries()

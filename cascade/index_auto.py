@@ -4,8 +4,10 @@ For the cascade's k_1, every candidate of a short list (``default_candidates``) 
 memory budget is built once per FAISS factory and searched at each of its settings on the
 same sample of queries. A candidate passes when its recall@k_1 against exact is at least the
 plan's ``min_recall``; of those, the fastest (median query latency, measured here) is picked.
-Exact float32 is the reference: it is timed too, and is the pick when it is fastest or when
-nothing passes (the fallback), so ``auto`` never serves an index below the gate.
+Exact search over the matrix as stored (float32, or an import's float16, never copied) is the
+reference: it is timed too, and is the pick when it is fastest or when nothing passes (the
+fallback), so ``auto`` never serves an index below the gate. Without ``memory_gb`` the budget is
+half the machine's memory.
 
 The queries are the gallery's captions encoded by level 1 when it has them; otherwise gallery
 rows moved across the encoder's own modality gap (``cascade.gap_queries``), so the candidates
@@ -46,7 +48,7 @@ from cascade.index import (
     save_faiss,
 )
 from cascade.index_sizing import Candidate, default_candidates, estimate_bytes, memory_budget
-from cascade.level1 import ExactFloat16, ExactFloat32, FaissRanking, Level1Ranking, Reranked
+from cascade.level1 import ExactFloat16, FaissRanking, Level1Ranking, Reranked, exact_ranking
 
 FORMAT_VERSION = 1
 TIMED_QUERIES = 50  # queries timed per candidate (its recall is measured on the whole sample)
@@ -65,7 +67,7 @@ class CandidateRow:
 
 @dataclass(frozen=True)
 class AutoRecall(IndexRecall):
-    """``auto``'s pick (``spec``) and its recall@k; exact float32 with recall 1.0 when it fell back.
+    """``auto``'s pick (``spec``) and its recall@k; exact (the matrix as stored) with recall 1.0 when it fell back.
 
     Attributes:
         gate: the recall@k a candidate needed.
@@ -170,11 +172,11 @@ def pick(
     n, d = matrix.shape
     budget = memory_budget(plan.spec.params)
     truth = exact_top_k(matrix, queries, k)
-    rows = [_measure("exact", ExactFloat32(_float32(matrix)), queries, truth, k, 4 * n * d)]
+    rows = [_measure("exact", exact_ranking(matrix), queries, truth, k, matrix.nbytes)]
     built: dict[str, FaissIndex] = {}
     for candidate in candidates:
         memory = estimate_bytes(candidate, n, d, matrix.nbytes)
-        if budget is not None and memory > budget:
+        if memory > budget:
             continue
         ranking = _ranking(candidate, matrix, gallery, plan, built)
         rows.append(_measure(candidate.name, ranking, queries, truth, k, memory))
@@ -193,15 +195,11 @@ def _drop_builds(
     built: dict, rows: list[CandidateRow], candidates: Sequence[Candidate], now: Candidate, gate: float
 ) -> None:
     """Free the FAISS builds that can no longer be picked: all but the current one and the fastest passing one."""
-    factory = {c.name: c.spec.factory for c in candidates}
+    factory = {c.name: c.factory for c in candidates}
     passing = [row for row in rows[1:] if row.recall >= gate]
-    keep = {now.spec.factory, factory[min(passing, key=lambda row: row.query_ms).name] if passing else None}
+    keep = {now.factory, factory[min(passing, key=lambda row: row.query_ms).name] if passing else None}
     for name in [name for name in built if name not in keep]:
         del built[name]
-
-
-def _float32(matrix: np.ndarray) -> np.ndarray:
-    return matrix if matrix.dtype == np.float32 else matrix.astype(np.float32)
 
 
 def _measure(
@@ -224,12 +222,12 @@ def _ranking(
     """The candidate's strategy; one FAISS build per factory (loaded from ``plan.folder`` when saved there)."""
     spec = candidate.spec
     if not spec.approximate:
-        return ExactFloat16(matrix.astype(np.float16)) if spec.dtype == "float16" else ExactFloat32(_float32(matrix))
-    if spec.factory not in built:
-        key = (*gallery, spec.factory)
+        return ExactFloat16(matrix.astype(np.float16, copy=False)) if spec.dtype == "float16" else exact_ranking(matrix)
+    if candidate.factory not in built:
+        key = (*gallery, candidate.factory)
         found = load_faiss(spec, index_file(plan.folder, key), key, len(matrix)) if plan.folder is not None else None
-        built[spec.factory] = found if found is not None else build_faiss(spec, matrix, key)
-    index = dataclasses.replace(built[spec.factory], spec=spec)  # sets this candidate's search parameters
+        built[candidate.factory] = found or build_faiss(spec, matrix, key, build=candidate.build)
+    index = dataclasses.replace(built[candidate.factory], spec=spec)  # sets this candidate's search parameters
     return Reranked(index, matrix, candidate.shortlist) if candidate.shortlist else FaissRanking(index)
 
 
@@ -237,7 +235,7 @@ def _keep(candidates: Sequence[Candidate], name: str, built: dict, folder: Path)
     """Save the picked FAISS build (only that one) where ``ranking_of`` will load it."""
     (candidate,) = [c for c in candidates if c.name == name]
     if candidate.spec.approximate:
-        index = built[candidate.spec.factory]
+        index = built[candidate.factory]
         if index.build_s > 0:  # built now, not loaded
             save_faiss(index, index_file(folder, index.key))
 
@@ -247,12 +245,12 @@ def ranking_of(
 ) -> Level1Ranking:
     """The strategy a pick names, its FAISS index loaded from ``plan.folder`` (rebuilt if that file is gone)."""
     if picked.fallback or picked.spec == "exact":
-        return ExactFloat32(_float32(matrix))
+        return exact_ranking(matrix)
     (candidate,) = [c for c in candidates if c.name == picked.spec]
     spec = candidate.spec
     if not spec.approximate:
-        return ExactFloat16(matrix.astype(np.float16))
-    index = load_or_build(IndexPlan(spec, plan.folder), matrix, (*gallery, spec.factory))
+        return ExactFloat16(matrix.astype(np.float16, copy=False))
+    index = load_or_build(IndexPlan(spec, plan.folder), matrix, (*gallery, candidate.factory), candidate.build)
     index = dataclasses.replace(index, spec=spec)
     return Reranked(index, matrix, candidate.shortlist) if candidate.shortlist else FaissRanking(index)
 
@@ -265,11 +263,14 @@ class AutoLevel1:
         matrix: ``(N, d)`` level-1 rows in corpus order.
         corpus, level: the gallery and its level-1 encoder (the queries: captions, else across its gap).
         candidates: ``(n, d, k) -> candidates``; default ``default_candidates``.
+        gallery: what names the rows (default: the corpus's fingerprint); part of a stored pick's key.
     """
 
-    def __init__(self, plan: IndexPlan, matrix: np.ndarray, corpus, level, candidates: Sizing | None = None) -> None:
+    def __init__(
+        self, plan: IndexPlan, matrix: np.ndarray, corpus, level, candidates: Sizing | None = None, gallery: str = ""
+    ) -> None:
         self.plan, self.matrix, self.corpus, self.level = plan, matrix, corpus, level
-        self.gallery = (level.id, corpus.fingerprint)
+        self.gallery = (level.id, gallery or corpus.fingerprint)
         self.candidates = candidates
         self._picked: dict[int, tuple[AutoRecall, Level1Ranking]] = {}
         self._lock = threading.Lock()

@@ -14,13 +14,16 @@ sizing rules are restated here rather than imported:
   matrix level 1 already holds (not FAISS's ``RFlat``, which keeps its own float32 copy).
 - Below 10,000 rows only exact float16 is tried (IVF lists need 39 training rows each, and exact
   float32 takes well under a millisecond there).
-- HNSW32 at efSearch 2k and 4k (one build); not above 2M rows, where its build takes most of
-  an hour on two cores (4M: about an hour, ``bench.index``).
+- HNSW32 built with efConstruction 120 (FAISS's default, 40, makes a graph that text queries
+  across the gap cannot find their way in: recall@50 0.83 at efSearch 2048 at 1M, against 0.993
+  with 120), at efSearch 10k and 40k; not above 2M rows, where its build takes most of an hour
+  on two cores (1M: 12 minutes, ``bench.index``).
 """
 
 from __future__ import annotations
 
 import math
+import os
 import re
 from dataclasses import dataclass
 
@@ -28,6 +31,7 @@ from cascade.errors import ConfigError
 from cascade.index import IndexSpec, parse_index
 
 HNSW_MAX_ROWS = 2_000_000
+HNSW_BUILD = "efConstruction=120"
 FAISS_MIN_ROWS = 10_000  # below this a matmul over the gallery takes well under a millisecond: exact only
 SHORTLIST = 10  # an IVF-PQ candidate's shortlist, in multiples of k, re-ranked exactly
 _IVF = re.compile(r"^IVF(\d+),(Flat|PQ(\d+)(x4fs)?|SQfp16|SQ8)$")
@@ -41,19 +45,31 @@ class Candidate:
     Attributes:
         spec: ``exact:float16`` or a FAISS factory with its search parameters.
         shortlist: 0, or the multiple of k the index returns for an exact re-rank from the held matrix.
+        build: FAISS parameters set before adding (``efConstruction=120``); part of the build's key.
     """
 
     spec: IndexSpec
     shortlist: int = 0
+    build: str = ""
 
     @classmethod
-    def of(cls, text: str, shortlist: int = 0) -> Candidate:
-        return cls(parse_index(text), shortlist)
+    def of(cls, text: str, shortlist: int = 0, build: str = "") -> Candidate:
+        return cls(parse_index(text), shortlist, build)
 
     @property
     def name(self) -> str:
-        """``exact:float16``, ``faiss:HNSW32@efSearch=128``, ``faiss:IVF512,PQ128x4fs@nprobe=16+rerank=10``."""
-        return self.spec.name + (f"+rerank={self.shortlist}" if self.shortlist else "")
+        """``exact:float16``, ``faiss:IVF512,PQ128x4fs@nprobe=16+rerank=10``,
+        ``faiss:HNSW32@efSearch=500 (efConstruction=120)``."""
+        return (
+            self.spec.name
+            + (f"+rerank={self.shortlist}" if self.shortlist else "")
+            + (f" ({self.build})" if self.build else "")
+        )
+
+    @property
+    def factory(self) -> str:
+        """Its build: the factory, with the build parameters when there are any (an index file's key)."""
+        return self.spec.factory + (f"/{self.build}" if self.build else "")
 
 
 def ivf_lists(n: int) -> int:
@@ -73,7 +89,7 @@ def default_candidates(n: int, d: int, k: int) -> tuple[Candidate, ...]:
     if d % 4 == 0:
         found += [Candidate.of(f"faiss:IVF{lists},PQ{d // 4}x4fs@nprobe={p}", SHORTLIST) for p in probes]
     if n <= HNSW_MAX_ROWS:
-        found += [Candidate.of(f"faiss:HNSW32@efSearch={max(64, e * k)}") for e in (2, 4)]
+        found += [Candidate.of(f"faiss:HNSW32@efSearch={max(64, e * k)}", build=HNSW_BUILD) for e in (10, 40)]
     return tuple(found)
 
 
@@ -103,13 +119,14 @@ def estimate_bytes(candidate: Candidate, n: int, d: int, held_bytes: int) -> int
     return size + (held_bytes if candidate.shortlist else 0)
 
 
-def memory_budget(params: str) -> int | None:
-    """``auto@memory_gb=16`` -> bytes; None when the spec names no budget.
+def memory_budget(params: str) -> int:
+    """``auto@memory_gb=16`` -> bytes; when the spec names no budget, half this machine's physical memory
+    (a candidate over it is not built: at 10M rows IVF-Flat alone holds 20 GB of float32 codes).
 
     Raises:
         ConfigError: an ``auto`` parameter other than ``memory_gb``.
     """
-    budget = None
+    budget = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
     for part in filter(None, params.split(",")):
         name, _, value = part.partition("=")
         if name != "memory_gb":

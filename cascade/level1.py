@@ -13,13 +13,14 @@ of one; ``search_many`` hands blocks of ``block_size`` queries (within the searc
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 import numpy as np
 
 from cascade.errors import ConfigError
-from cascade.index import FaissIndex
+from cascade.index import FaissIndex, reranked
 from cascade.ranking import dot_block, half_top_k, max_row_norm, top_k
 
 Ranked = tuple[np.ndarray, np.ndarray]  # (corpus positions (k,), float32 scores (k,)), best first
@@ -97,21 +98,18 @@ class Reranked:
     def __init__(self, index: FaissIndex, matrix: np.ndarray, shortlist: int) -> None:
         if shortlist < 1:
             raise ConfigError(f"a re-ranked shortlist must hold at least k candidates, got {shortlist} x k")
-        self.index = index
+        self.index = dataclasses.replace(index, spec=dataclasses.replace(index.spec, shortlist=shortlist))
         self.matrix = matrix
-        self.shortlist = shortlist
+
+    @property
+    def shortlist(self) -> int:
+        return self.index.spec.shortlist
 
     def block_size(self, max_queries: int, max_scores: int) -> int:
         return 1  # see the note above Level1Ranking
 
     def rank(self, queries: np.ndarray, k: int) -> list[Ranked]:
-        ranked = []
-        for query in np.asarray(queries, dtype=np.float32):
-            positions, _ = self.index.search(query, k * self.shortlist)
-            scores = np.asarray(self.matrix[np.sort(positions)], dtype=np.float32) @ query
-            order = top_k(scores, k)  # ties: the lower corpus position first, as exact search breaks them
-            ranked.append((np.sort(positions)[order], scores[order]))
-        return ranked
+        return [reranked(self.index, self.matrix, query, k) for query in np.asarray(queries, dtype=np.float32)]
 
 
 def stack_rows(rows: Mapping[str, np.ndarray], ids: Sequence[str], dtype: str) -> np.ndarray:

@@ -28,7 +28,6 @@ from cascade.encoders.base import BiEncoder, CrossEncoder, ImageTower
 from cascade.errors import ConfigError
 from cascade.gap_queries import sample_queries
 from cascade.index import (
-    AUTO,
     FaissIndex,
     IndexPlan,
     IndexRecall,
@@ -37,7 +36,8 @@ from cascade.index import (
     recall_of,
 )
 from cascade.index_auto import AutoLevel1
-from cascade.level1 import FaissRanking, Level1Ranking, exact_ranking, stack_rows
+from cascade.index_spec import AUTO
+from cascade.level1 import FaissRanking, Level1Ranking, Reranked, exact_ranking, stack_rows
 from cascade.ranking import dot, top_k
 from cascade.types import BuildReport, CascadeConfig, LevelTrace, SearchResult, level_trace, validate_ks
 from cascade.types import check_query as _check_query
@@ -99,6 +99,16 @@ class CascadeSearcher:
         self._in_flight: list[dict[str, threading.Event]] = [{} for _ in self.levels]  # image id -> its encode
 
     @property
+    def level1_matrix(self) -> np.ndarray | None:
+        """Level 1's ``(N, d)`` rows in corpus order as ranked (an import's mapped file), once built; else None."""
+        return self._matrix
+
+    @property
+    def level1_index(self) -> FaissIndex | None:
+        """The FAISS index level 1 searches (built or loaded), when the plan names one; else None."""
+        return self._faiss
+
+    @property
     def level_ids(self) -> tuple[str, ...]:
         return tuple(level.id for level in self.levels)
 
@@ -136,13 +146,23 @@ class CascadeSearcher:
 
     def _install(self, cached: Mapping[str, np.ndarray]) -> None:
         """Stack level 1's rows in corpus order in the plan's dtype; load or build its FAISS index."""
-        self.use_level1_matrix(stack_rows(cached, self.corpus.ids, self.index.spec.dtype))
+        self.install_level1(stack_rows(cached, self.corpus.ids, self.index.spec.dtype))
+
+    def install_level1(self, matrix: np.ndarray, rows: str = "") -> None:
+        """Install level 1's ``(N, d)`` rows in corpus order, then the plan's index over them (loaded or built).
+
+        Args:
+            rows: what names these rows beyond the gallery and the encoder (an import's version): an index or
+                an ``auto`` pick saved for other rows of the same images is then never reused for these.
+        """
+        self.use_level1_matrix(matrix)
+        gallery = self.corpus.fingerprint + (f"@{rows}" if rows else "")
         if self.index.spec.kind == AUTO:
-            self._auto = AutoLevel1(self.index, self._matrix, self.corpus, self.levels[0])
+            self._auto = AutoLevel1(self.index, matrix, self.corpus, self.levels[0], gallery=gallery)
         elif self.index.spec.approximate:
-            key = (self.levels[0].id, self.corpus.fingerprint, self.index.spec.factory)
-            self._faiss = load_or_build(self.index, self._matrix, key)
-            self._level1 = FaissRanking(self._faiss)
+            self._faiss = load_or_build(self.index, matrix, (self.levels[0].id, gallery, self.index.spec.factory))
+            shortlist = self.index.spec.shortlist
+            self._level1 = Reranked(self._faiss, matrix, shortlist) if shortlist else FaissRanking(self._faiss)
 
     def use_level1_matrix(self, matrix: np.ndarray) -> None:
         """Install precomputed level-1 embeddings ``(N, d)`` in corpus order (benchmarks, float16 ok).

@@ -60,8 +60,9 @@ def index_args(p: argparse.ArgumentParser) -> None:
         "--index",
         default="exact",
         type=index_spec,
-        help="level 1: exact (default), exact:float16 (half the memory), faiss:FACTORY[@PARAMS], "
-        "e.g. faiss:HNSW32, faiss:IVF4096,PQ64@nprobe=64, or auto[@memory_gb=GB]: the fastest of a short list "
+        help="level 1: exact (default), exact:float16 (half the memory), faiss:FACTORY[@PARAMS][+rerank=R], "
+        "e.g. faiss:HNSW32, faiss:IVF4096,PQ128x4fs@nprobe=64+rerank=40 (R x k candidates re-scored exactly from "
+        "level 1's rows), or auto[@memory_gb=GB]: the fastest of a short list "
         "passing --min-index-recall at k_1, measured on the gallery's captions (else queries across its gap)",
     )
     p.add_argument(

@@ -22,6 +22,7 @@ KEYS = (
     "crisp",
     "evaluation",
     "index",
+    "index-scale",
     "index-cascade",
     "ray",
     "load",
@@ -145,14 +146,42 @@ def _check_evaluation(result, tables) -> None:
 
 def _check_index(result, tables) -> None:
     from bench.index import QUICK_SIZES
+    from bench.index_real import CAPTIONS
+    from bench.lifetime import QUICK_GALLERY_IMAGES
 
-    (table,) = tables
-    assert {_num(r["N"]) for r in table} == set(QUICK_SIZES) and len(table) == len(result.rows)
-    exact = table[0]
-    assert _num(exact["recall@50 vs exact"]) == 1.0 and _num(exact["vs exact float32"]) == 1.0
-    for row, raw in zip(table, result.rows):
-        assert _num(row["vs exact float32"]) == pytest.approx(round(result.rows[0].query_ms / raw.query_ms, 1))
-        assert 0.0 <= _num(row["recall@50 vs exact"]) <= 1.0
+    synthetic, real = tables
+    assert {_num(r["N"]) for r in synthetic} == set(QUICK_SIZES) and len(synthetic) + len(real) == len(result.rows)
+    assert {_num(r["N"]) for r in real} == {QUICK_GALLERY_IMAGES}
+    assert {r["queries"] for r in real} == {CAPTIONS, "across the gap"}
+    assert {r["queries"] for r in synthetic} == {"in-distribution", "across the gap"}
+    for table, raws in ((synthetic, result.rows[: len(synthetic)]), (real, result.rows[len(synthetic) :])):
+        exact = table[0]
+        assert _num(exact["recall@50 vs exact"]) == 1.0 and _num(exact["vs exact float32"]) == 1.0
+        for row, raw in zip(table, raws):
+            assert _num(row["vs exact float32"]) == pytest.approx(round(raws[0].query_ms / raw.query_ms, 1))
+            assert 0.0 <= _num(row["recall@50 vs exact"]) <= 1.0 and 0.0 <= _num(row["recall@100"]) <= 1.0
+    assert result.auto is not None and result.auto.n_images == QUICK_SIZES[-1] and result.auto.line
+
+
+def _check_scale(result, tables) -> None:
+    from bench.index_scale import QUICK
+
+    rows, phases = tables
+    sweep = QUICK.sweep
+    settings = len(sweep.values) * len(sweep.shortlists)
+    assert [r["level 1"] for r in rows] == [f"`{raw.method}`" for raw in result.rows] and len(rows) == 2 * (
+        1 + settings
+    )
+    assert rows[0]["level 1"] == "`exact float16`" and _num(rows[0]["vs exact float16"]) == 1.0
+    assert {r["queries"] for r in rows} == {"in-distribution", "across the gap"}
+    for row in rows:
+        assert 0.0 <= _num(row["recall@50 vs exact"]) <= 1.0 and 0.0 <= _num(row["recall@100"]) <= 1.0
+    assert [r["phase"] for r in phases] == ["write", "import", "index build", "level 1", "engine", "estimate"]
+    assert all(0 < _num(r["peak anonymous memory (MiB)"]) <= _num(r["peak resident, mapped pages included (MiB)"])
+               for r in phases)  # fmt: skip
+    assert result.served.startswith(f"faiss:{sweep.factory}@") and "+rerank=" in result.served
+    assert result.estimate_distinct == QUICK.distinct and result.estimate_queries == QUICK.log_lines
+    assert 0 < result.alpha <= 1 and result.alpha * QUICK.n >= 50  # at least one query's top 50
 
 
 def _check_index_cascade(result, tables) -> None:
@@ -255,7 +284,7 @@ def _check_space(result, tables) -> None:
 
 
 CHECKS = {"query": _check_query, "log": _check_log, "build": _check_build, "lifetime": _check_lifetime,
-          "crisp": _check_crisp, "evaluation": _check_evaluation, "index": _check_index,
+          "crisp": _check_crisp, "evaluation": _check_evaluation, "index": _check_index, "index-scale": _check_scale,
           "index-cascade": _check_index_cascade, "ray": _check_ray, "load": _check_load,
           "imports": _check_imports, "space": _check_space}  # fmt: skip
 

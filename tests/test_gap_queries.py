@@ -95,10 +95,11 @@ def test_the_benchmark_measures_both_kinds_of_queries_with_this_generator(monkey
 
     made = []
     monkeypatch.setattr(bench_index, "across_gap", lambda *a, **kw: made.append(a) or across_gap(*a, **kw))
-    report = bench_index.run(sizes=[3000], sweeps=[], skip=[])
+    report = bench_index.run(sizes=[3000], sweeps=[], skip=[], real=False)
     assert len(made) == 1 and made[0][0].shape == (bench_index.N_QUERIES, bench_index.DIM)
     kinds = [(row.method, row.queries) for row in report.rows]
     methods, kinds_in_order = ("exact float32", "exact float16"), ("in-distribution", "across the gap")
     assert kinds == [(method, kind) for kind in kinds_in_order for method in methods]
-    median, _, _, first = report.sizes[0].gap_ranks
+    ((kind, (median, _, _, first)),) = report.sizes[0].target_ranks
+    assert kind == "across the gap"
     assert median == 1 and 0.8 <= first <= 1.0

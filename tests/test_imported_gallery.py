@@ -18,7 +18,7 @@ from analysis import presets
 from analysis.cascades import Cascades
 from analysis.engine import Engine
 from analysis.galleries import GalleryKind, GallerySource
-from analysis.store import Store
+from analysis.store import Store, index_folder
 from cascade.encoders import create_encoder
 from cascade_cli import main
 from cascade_ui.controls import CascadeValues, choice_of, gallery_table
@@ -67,14 +67,18 @@ def cli(capsys, *args: str) -> tuple[int, str, str]:
     return code, out, err
 
 
-def imported_db(capsys, tmp_path: Path, gallery: Gallery, files: bool = True, captions: bool = True) -> Path:
+def imported_db(
+    capsys, tmp_path: Path, gallery: Gallery, files: bool = True, captions: bool = True, reverse: bool = False
+) -> Path:
     """A database holding the gallery's index, imported as a clip-retrieval folder (float16, as clip-retrieval
-    writes it); ``files``: imported with ``--images`` (the rows have files), else the stored paths lead nowhere."""
-    root, db = tmp_path / "index", tmp_path / "imported.duckdb"
+    writes it); ``files``: imported with ``--images`` (the rows have files), else the stored paths lead nowhere;
+    ``reverse``: the rows in reverse order (imported again into the same database: a newer version)."""
+    root, db = tmp_path / ("reversed" if reverse else "index"), tmp_path / "imported.duckdb"
     (root / "img_emb").mkdir(parents=True)
     (root / "metadata").mkdir()
-    np.save(root / "img_emb" / "img_emb_0.npy", gallery.embeddings.astype(np.float16))
-    names = [gallery.corpus.paths[image_id].name for image_id in gallery.corpus.ids]
+    order = slice(None, None, -1 if reverse else 1)
+    np.save(root / "img_emb" / "img_emb_0.npy", gallery.embeddings[order].astype(np.float16))
+    names = [gallery.corpus.paths[image_id].name for image_id in gallery.corpus.ids][order]
     columns = {"image_path": [PREFIX + name for name in names]}
     if captions:
         columns["caption"] = [f"picture {name}" for name in names]
@@ -167,9 +171,33 @@ def test_level_1_must_be_the_encoder_that_made_the_rows(tmp_path, gallery, capsy
     assert f"no index imported for {UPPER!r}; imported: {TINY}" in err
     err = one_line_exit_1(capsys, "search", "q", "--embeddings", TINY, "--images", str(gallery.folder), "--db", str(db))
     assert "not both" in err
-    err = one_line_exit_1(capsys, "search", "q", "--embeddings", TINY, "--index", "faiss:HNSW32", "--db", str(db))
-    assert "ranked exactly from its mapped matrix" in err
     assert logged(db) == 0
+
+
+def test_an_index_over_an_import_is_built_from_its_rows_and_kept_per_version(tmp_path, gallery, capsys, embedded):
+    db, query = imported_db(capsys, tmp_path, gallery), "a red square"
+    embedded.clear()
+    exact = search(capsys, query, "--embeddings", TINY, "--ks", "5", "--db", str(db))
+    with_index = search(capsys, query, "--embeddings", TINY, "--ks", "5", "--index", "faiss:HNSW32", "--db", str(db))
+    assert embedded == [] and with_index["levels"][0]["misses"] == 0  # built from the mapped rows, nothing embedded
+    assert same_ranking(with_index, exact)  # 12 rows: the graph reaches them all
+    saved = sorted(index_folder(db).glob("*.faiss"))
+    assert len(saved) == 1
+
+    # The same images imported again, rows reversed: the first version's index (same images, same encoder, same
+    # factory) would hand back the old row positions; the new version gets its own.
+    imported_db(capsys, tmp_path, gallery, reverse=True)
+    again = search(capsys, query, "--embeddings", TINY, "--ks", "5", "--index", "faiss:HNSW32", "--db", str(db))
+    assert len(sorted(index_folder(db).glob("*.faiss"))) == 2
+    assert same_ranking(again, search(capsys, query, "--embeddings", TINY, "--ks", "5", "--db", str(db)))
+    auto = search(capsys, query, "--embeddings", TINY, "--ks", "5", "--index", "auto", "--db", str(db))
+    assert same_ranking(auto, again) and embedded == []
+
+
+def same_ranking(payload: dict, other: dict) -> bool:
+    """The same images in the same order, scores equal up to float32 rounding (FAISS scores float32 copies)."""
+    (paths, scores), (other_paths, other_scores) = (zip(*ranked(p)) for p in (payload, other))
+    return paths == other_paths and np.allclose(scores, other_scores, atol=1e-5)
 
 
 def test_eval_on_a_captioned_import_is_stored_under_its_label(tmp_path, gallery, capsys):

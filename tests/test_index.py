@@ -144,6 +144,8 @@ def test_a_corrupt_index_file_or_one_of_another_corpus_is_refused(matrix, tmp_pa
         ("faiss:HNSW32@efSearch", "malformed FAISS search parameters"),
         ("annoy:16", "unknown index"),
         ("exact:int8", "exact storage"),
+        ("faiss:IVF64,PQ8x4fs+rerank=0", r"\+rerank= takes a whole number"),
+        ("faiss:IVF64,PQ8x4fs@nprobe=4+rerank=ten", r"\+rerank= takes a whole number"),
     ],
 )
 def test_malformed_index_specs_are_one_line_errors(text, message):
@@ -157,6 +159,28 @@ def test_factories_faiss_cannot_build_are_one_line_errors(matrix):
         with pytest.raises(ConfigError, match=message) as caught:
             build_faiss(parse_index(text), matrix[:500], ("e", "c", text))
         assert "\n" not in str(caught.value)
+
+
+def test_a_reranked_shortlist_is_searched_scored_exactly_and_gated_as_served(matrix):
+    spec = parse_index("faiss:IVF64,PQ8x4fs@nprobe=8+rerank=10")
+    assert (spec.factory, spec.params, spec.shortlist) == ("IVF64,PQ8x4fs", "nprobe=8", 10)
+    assert spec.name == "faiss:IVF64,PQ8x4fs@nprobe=8+rerank=10" and parse_index(spec.name) == spec
+    plain = cached_searcher(matrix, IndexPlan("faiss:IVF64,PQ8x4fs@nprobe=8", min_recall=0.0))
+    reranked = cached_searcher(matrix, IndexPlan(spec, min_recall=0.0))
+    k = 20
+    plain_recall, reranked_recall = plain.index_recall(k).recall, reranked.index_recall(k).recall
+    assert plain_recall < 0.9 < reranked_recall  # 4-bit codes alone lose the top 20; re-scored they keep it
+    assert reranked.index_recall(k).spec == spec.name
+    query = matrix[321] * 0.6 + matrix[12345] * 0.4
+    query /= np.linalg.norm(query)
+    reranked.levels[0].encode_texts = lambda texts: query[None]
+    result = reranked.search("q", [k])
+    order, reference = exact_order(matrix, query)
+    scores = {int(i): float(s) for i, s in zip(order[:2000], reference[:2000])}
+    positions = [reranked.corpus.position(image_id) for image_id in result.ids]
+    got = [scores[p] for p in positions]  # exact scores of what it returned: every one is among the first 2,000
+    assert got == sorted(got, reverse=True)  # best first, by exact score
+    assert len(set(positions) & set(order[:k].tolist())) >= 0.9 * k
 
 
 def test_default_search_parameters_follow_the_factory():

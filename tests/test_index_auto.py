@@ -71,11 +71,50 @@ def test_when_nothing_passes_auto_falls_back_to_exact_and_says_so(matrix, querie
     assert recall_by_hand(ranking, matrix, queries, K) == 1.0
 
 
+def test_a_candidate_with_build_parameters_is_built_with_them_and_its_file_is_reused(matrix, queries, tmp_path):
+    graphs = (
+        Candidate.of("faiss:HNSW16@efSearch=64", build="efConstruction=80"),
+        Candidate.of("faiss:HNSW16@efSearch=64"),
+    )
+    plan = IndexPlan("auto", folder=tmp_path, min_recall=0.0)
+    picked = pick(matrix, ("enc", "corpus"), K, queries, "gap", plan, graphs[:1])
+    assert picked.spec == "faiss:HNSW16@efSearch=64 (efConstruction=80)"  # min_recall 0: the graph is faster than exact
+    ranking = ranking_of(picked, graphs[:1], matrix, plan, ("enc", "corpus"))
+    inner = faiss.downcast_index(ranking.index.index)
+    assert inner.hnsw.efConstruction == 80 and ranking.index.build_s == 0.0  # loaded from the file pick() saved
+    assert recall_by_hand(ranking, matrix, queries, K) == pytest.approx(picked.recall)  # the graph pick() measured
+    assert graphs[0].factory != graphs[1].factory  # two builds of one factory never share a file
+
+
 def test_a_memory_budget_leaves_out_what_does_not_fit(matrix, queries):
     flat_bytes = N * DIM * 4
     picked = pick(matrix, ("e", "c"), K, queries, "gap", IndexPlan("auto@memory_gb=0.000001"), PASSING)
     assert flat_bytes > 2**30 * 0.000001 and picked.fallback and [row.name for row in picked.rows] == ["exact"]
     assert picked.line.endswith("; none fit the memory budget: falling back to exact")
+
+
+def test_without_a_budget_half_the_machine_is_the_budget(matrix, queries, monkeypatch):
+    from cascade import index_sizing
+
+    pages = {"SC_PAGE_SIZE": 4096, "SC_PHYS_PAGES": 2 * 1000}  # 8 MB of memory: half of it holds no IVF128,Flat
+    monkeypatch.setattr(index_sizing.os, "sysconf", pages.__getitem__)
+    flat_bytes = N * DIM * 4
+    assert flat_bytes > 4096 * 1000
+    picked = pick(matrix, ("e", "c"), K, queries, "gap", IndexPlan("auto"), PASSING)
+    assert picked.fallback and [row.name for row in picked.rows] == ["exact"]
+
+
+def test_a_float16_matrix_is_its_own_reference_and_never_copied(matrix, queries):
+    half = matrix.astype(np.float16)
+    plan = IndexPlan("auto", min_recall=0.99)
+    picked = pick(half, ("enc", "corpus"), K, queries, "gap", plan, FAILING)
+    assert picked.fallback and picked.rows[0].memory_bytes == half.nbytes == N * DIM * 2
+    ranking = ranking_of(picked, FAILING, half, plan, ("enc", "corpus"))
+    assert ranking.matrix is half  # exact over the rows as stored: at 10M a float32 copy would be 20 GB
+    scores = queries.astype(np.float64) @ half.astype(np.float64).T
+    expected = [set(np.argsort(-row, kind="stable")[:K].tolist()) for row in scores]
+    found = [set(ranking.rank(q[None, :], K)[0][0].tolist()) for q in queries]
+    assert found == expected
 
 
 def written_bytes(index) -> int:
@@ -103,8 +142,8 @@ def test_the_default_list_follows_the_sizing_rules():
         "faiss:IVF4096,Flat@nprobe=512",
         "faiss:IVF4096,PQ128x4fs@nprobe=128+rerank=10",
         "faiss:IVF4096,PQ128x4fs@nprobe=512+rerank=10",
-        "faiss:HNSW32@efSearch=100",
-        "faiss:HNSW32@efSearch=200",
+        "faiss:HNSW32@efSearch=500 (efConstruction=120)",
+        "faiss:HNSW32@efSearch=2000 (efConstruction=120)",
     ]
     assert [c.name for c in default_candidates(5_000, 512, 50)] == ["exact:float16"]  # a matmul is quick there
     assert not any("HNSW" in c.name for c in default_candidates(10_000_000, 512, 50))  # an hour's build
@@ -182,7 +221,7 @@ def test_the_picked_faiss_file_is_refused_when_corrupt(matrix, tmp_path, short_l
             time.sleep(0.005)
             return super().rank(queries, k)
 
-    monkeypatch.setattr(auto, "ExactFloat32", SlowExact)
+    monkeypatch.setattr(auto, "exact_ranking", SlowExact)  # the matrix is float32: exact's strategy is this
     plan = IndexPlan("auto", folder=tmp_path, min_recall=0.5, sample_queries=50)
     measured = cached_searcher(matrix, plan).index_recall(K)
     assert measured.spec.startswith("faiss:IVF128,Flat") and not measured.fallback
