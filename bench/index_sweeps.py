@@ -36,8 +36,8 @@ class Sweep:
         )
 
     def key(self, n: int) -> tuple[str, str, str]:
-        """The build's key, as ``auto`` keys its candidate of the same build (``Candidate.factory``), so ``auto``
-        loads it: two builds of one factory with other build parameters never share an index file."""
+        """The build's key (``auto``'s own for a build without parameters, so ``auto`` loads it): two builds of
+        one factory with other build parameters never share an index file."""
         return ("bench", str(n), self.factory + (f"/{self.build}" if self.build else ""))
 
 

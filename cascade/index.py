@@ -310,14 +310,13 @@ class IndexPlan:
             raise ConfigError(f"the minimum index recall must be between 0 and 1, got {self.min_recall}")
 
 
-def load_or_build(plan: IndexPlan, matrix: np.ndarray, key: tuple[str, str, str], build: str = "") -> FaissIndex:
-    """The index of ``key`` from ``plan.folder`` when saved there, else built from ``matrix`` (and saved); ``build``:
-    parameters set before adding (``build_faiss``), which ``key`` must name."""
+def load_or_build(plan: IndexPlan, matrix: np.ndarray, key: tuple[str, str, str]) -> FaissIndex:
+    """The index of ``key`` from ``plan.folder`` when saved there, else built from ``matrix`` (and saved)."""
     path = index_file(plan.folder, key) if plan.folder is not None else None
     found = load_faiss(plan.spec, path, key, len(matrix)) if path is not None else None
     if found is not None:
         return found
-    built = build_faiss(plan.spec, matrix, key, build=build)
+    built = build_faiss(plan.spec, matrix, key)
     if path is not None:
         save_faiss(built, path)
     return built

@@ -195,9 +195,9 @@ def _drop_builds(
     built: dict, rows: list[CandidateRow], candidates: Sequence[Candidate], now: Candidate, gate: float
 ) -> None:
     """Free the FAISS builds that can no longer be picked: all but the current one and the fastest passing one."""
-    factory = {c.name: c.factory for c in candidates}
+    factory = {c.name: c.spec.factory for c in candidates}
     passing = [row for row in rows[1:] if row.recall >= gate]
-    keep = {now.factory, factory[min(passing, key=lambda row: row.query_ms).name] if passing else None}
+    keep = {now.spec.factory, factory[min(passing, key=lambda row: row.query_ms).name] if passing else None}
     for name in [name for name in built if name not in keep]:
         del built[name]
 
@@ -223,11 +223,11 @@ def _ranking(
     spec = candidate.spec
     if not spec.approximate:
         return ExactFloat16(matrix.astype(np.float16, copy=False)) if spec.dtype == "float16" else exact_ranking(matrix)
-    if candidate.factory not in built:
-        key = (*gallery, candidate.factory)
+    if spec.factory not in built:
+        key = (*gallery, spec.factory)
         found = load_faiss(spec, index_file(plan.folder, key), key, len(matrix)) if plan.folder is not None else None
-        built[candidate.factory] = found or build_faiss(spec, matrix, key, build=candidate.build)
-    index = dataclasses.replace(built[candidate.factory], spec=spec)  # sets this candidate's search parameters
+        built[spec.factory] = found if found is not None else build_faiss(spec, matrix, key)
+    index = dataclasses.replace(built[spec.factory], spec=spec)  # sets this candidate's search parameters
     return Reranked(index, matrix, candidate.shortlist) if candidate.shortlist else FaissRanking(index)
 
 
@@ -235,7 +235,7 @@ def _keep(candidates: Sequence[Candidate], name: str, built: dict, folder: Path)
     """Save the picked FAISS build (only that one) where ``ranking_of`` will load it."""
     (candidate,) = [c for c in candidates if c.name == name]
     if candidate.spec.approximate:
-        index = built[candidate.factory]
+        index = built[candidate.spec.factory]
         if index.build_s > 0:  # built now, not loaded
             save_faiss(index, index_file(folder, index.key))
 
@@ -250,7 +250,7 @@ def ranking_of(
     spec = candidate.spec
     if not spec.approximate:
         return ExactFloat16(matrix.astype(np.float16, copy=False))
-    index = load_or_build(IndexPlan(spec, plan.folder), matrix, (*gallery, candidate.factory), candidate.build)
+    index = load_or_build(IndexPlan(spec, plan.folder), matrix, (*gallery, spec.factory))
     index = dataclasses.replace(index, spec=spec)
     return Reranked(index, matrix, candidate.shortlist) if candidate.shortlist else FaissRanking(index)
 

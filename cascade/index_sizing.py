@@ -14,10 +14,8 @@ sizing rules are restated here rather than imported:
   matrix level 1 already holds (not FAISS's ``RFlat``, which keeps its own float32 copy).
 - Below 10,000 rows only exact float16 is tried (IVF lists need 39 training rows each, and exact
   float32 takes well under a millisecond there).
-- HNSW32 built with efConstruction 120 (FAISS's default, 40, makes a graph that text queries
-  across the gap cannot find their way in: recall@50 0.83 at efSearch 2048 at 1M, against 0.993
-  with 120), at efSearch 10k and 40k; not above 2M rows, where its build takes most of an hour
-  on two cores (1M: 12 minutes, ``bench.index``).
+- HNSW32 at efSearch 2k and 4k (one build); not above 2M rows, where its build takes most of
+  an hour on two cores (4M: about an hour, ``bench.index``).
 """
 
 from __future__ import annotations
@@ -31,7 +29,6 @@ from cascade.errors import ConfigError
 from cascade.index import IndexSpec, parse_index
 
 HNSW_MAX_ROWS = 2_000_000
-HNSW_BUILD = "efConstruction=120"
 FAISS_MIN_ROWS = 10_000  # below this a matmul over the gallery takes well under a millisecond: exact only
 SHORTLIST = 10  # an IVF-PQ candidate's shortlist, in multiples of k, re-ranked exactly
 _IVF = re.compile(r"^IVF(\d+),(Flat|PQ(\d+)(x4fs)?|SQfp16|SQ8)$")
@@ -45,31 +42,19 @@ class Candidate:
     Attributes:
         spec: ``exact:float16`` or a FAISS factory with its search parameters.
         shortlist: 0, or the multiple of k the index returns for an exact re-rank from the held matrix.
-        build: FAISS parameters set before adding (``efConstruction=120``); part of the build's key.
     """
 
     spec: IndexSpec
     shortlist: int = 0
-    build: str = ""
 
     @classmethod
-    def of(cls, text: str, shortlist: int = 0, build: str = "") -> Candidate:
-        return cls(parse_index(text), shortlist, build)
+    def of(cls, text: str, shortlist: int = 0) -> Candidate:
+        return cls(parse_index(text), shortlist)
 
     @property
     def name(self) -> str:
-        """``exact:float16``, ``faiss:IVF512,PQ128x4fs@nprobe=16+rerank=10``,
-        ``faiss:HNSW32@efSearch=500 (efConstruction=120)``."""
-        return (
-            self.spec.name
-            + (f"+rerank={self.shortlist}" if self.shortlist else "")
-            + (f" ({self.build})" if self.build else "")
-        )
-
-    @property
-    def factory(self) -> str:
-        """Its build: the factory, with the build parameters when there are any (an index file's key)."""
-        return self.spec.factory + (f"/{self.build}" if self.build else "")
+        """``exact:float16``, ``faiss:HNSW32@efSearch=128``, ``faiss:IVF512,PQ128x4fs@nprobe=16+rerank=10``."""
+        return self.spec.name + (f"+rerank={self.shortlist}" if self.shortlist else "")
 
 
 def ivf_lists(n: int) -> int:
@@ -89,7 +74,7 @@ def default_candidates(n: int, d: int, k: int) -> tuple[Candidate, ...]:
     if d % 4 == 0:
         found += [Candidate.of(f"faiss:IVF{lists},PQ{d // 4}x4fs@nprobe={p}", SHORTLIST) for p in probes]
     if n <= HNSW_MAX_ROWS:
-        found += [Candidate.of(f"faiss:HNSW32@efSearch={max(64, e * k)}", build=HNSW_BUILD) for e in (10, 40)]
+        found += [Candidate.of(f"faiss:HNSW32@efSearch={max(64, e * k)}") for e in (2, 4)]
     return tuple(found)
 
 
