@@ -1,6 +1,6 @@
 """``python -m bench``: run every benchmark and write docs/benchmarks.md.
 
-    python -m bench                 # everything, small and large sizes (about 10 minutes on 2 cores)
+    python -m bench                 # everything (about 45 minutes on 2 cores, and an hour for index-scale at 10M)
     python -m bench --quick         # a smoke run: every code path, small sizes (about 2 minutes)
     python -m bench --only crisp,lifetime --out /tmp/bench.md
     python -m bench --only index,ray --merge   # re-run two sections, keep the page's others as they were
