@@ -57,7 +57,7 @@ from cascade.gap_queries import across_gap, gap_direction, rank_of_targets
 from cascade.index import FaissIndex, IndexPlan, build_faiss, exact_top_k, index_file, parse_index, save_faiss
 from cascade.index_auto import pick, ranking_of
 from cascade.index_sizing import default_candidates
-from cascade.level1 import FaissRanking, Reranked
+from cascade.level1 import faiss_ranking
 from cascade.ranking import dot as _dot
 from cascade.ranking import half_top_k as _half_top_k
 from cascade.ranking import max_row_norm as _max_row_norm
@@ -267,8 +267,8 @@ def sweep_rows(sweep: Sweep, matrix: np.ndarray, queries: dict[str, np.ndarray],
         for value in sweep.values:
             for shortlist in sweep.shortlists or (0,):
                 # A new FaissIndex over the same built index: its __post_init__ sets the search parameter.
-                tuned = dataclasses.replace(built, spec=parse_index(sweep.spec(value)))
-                ranking = Reranked(tuned, matrix, shortlist) if shortlist else FaissRanking(tuned)
+                tuned = dataclasses.replace(built, spec=parse_index(sweep.spec(value, shortlist)))
+                ranking = faiss_ranking(tuned, matrix)
                 memory = codes_mib + (matrix.nbytes / 2**20 if shortlist else 0.0)
                 rows.append(_measured(sweep.method(value, shortlist), ranking, rows_of_kind, truths[kind],
                                       (len(matrix), memory, built.build_s), kind, sweep.label))  # fmt: skip

@@ -156,9 +156,7 @@ def _measure(scale: Scale, folder: Path, peaks: Peaks) -> ScaleReport:
         gallery = GallerySource(GalleryKind.IMPORTED, path=scale.encoder)
         sweep = scale.sweep
         with peaks.phase("index build"):
-            first = Choice(
-                gallery, (scale.encoder,), (K,), f"{sweep.spec(sweep.values[0])}+rerank={sweep.shortlists[0]}"
-            )
+            first = Choice(gallery, (scale.encoder,), (K,), sweep.spec(sweep.values[0], sweep.shortlists[0]))
             searcher = cascades.open(first)  # the index is built from the mapped rows and saved beside the database
         matrix, built = searcher.level1_matrix, searcher.level1_index
         targets = np.linspace(0, scale.n - 1, N_QUERIES).astype(int)

@@ -22,8 +22,8 @@ class Sweep:
     build: str = ""
     shortlists: tuple[int, ...] = ()
 
-    def spec(self, value: int) -> str:
-        return f"faiss:{self.factory}@{self.param}={value}"
+    def spec(self, value: int, shortlist: int = 0) -> str:
+        return f"faiss:{self.factory}@{self.param}={value}" + (f"+rerank={shortlist}" if shortlist else "")
 
     @property
     def label(self) -> str:

@@ -48,7 +48,7 @@ from cascade.index import (
     save_faiss,
 )
 from cascade.index_sizing import Candidate, default_candidates, estimate_bytes, memory_budget
-from cascade.level1 import ExactFloat16, FaissRanking, Level1Ranking, Reranked, exact_ranking
+from cascade.level1 import ExactFloat16, Level1Ranking, exact_ranking, faiss_ranking
 
 FORMAT_VERSION = 1
 TIMED_QUERIES = 50  # queries timed per candidate (its recall is measured on the whole sample)
@@ -228,7 +228,7 @@ def _ranking(
         found = load_faiss(spec, index_file(plan.folder, key), key, len(matrix)) if plan.folder is not None else None
         built[spec.factory] = found if found is not None else build_faiss(spec, matrix, key)
     index = dataclasses.replace(built[spec.factory], spec=spec)  # sets this candidate's search parameters
-    return Reranked(index, matrix, candidate.shortlist) if candidate.shortlist else FaissRanking(index)
+    return faiss_ranking(index, matrix)
 
 
 def _keep(candidates: Sequence[Candidate], name: str, built: dict, folder: Path) -> None:
@@ -252,7 +252,7 @@ def ranking_of(
         return ExactFloat16(matrix.astype(np.float16, copy=False))
     index = load_or_build(IndexPlan(spec, plan.folder), matrix, (*gallery, spec.factory))
     index = dataclasses.replace(index, spec=spec)
-    return Reranked(index, matrix, candidate.shortlist) if candidate.shortlist else FaissRanking(index)
+    return faiss_ranking(index, matrix)
 
 
 class AutoLevel1:

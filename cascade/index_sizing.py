@@ -20,6 +20,7 @@ sizing rules are restated here rather than imported:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
@@ -40,21 +41,24 @@ class Candidate:
     """One setting ``auto`` may pick.
 
     Attributes:
-        spec: ``exact:float16`` or a FAISS factory with its search parameters.
-        shortlist: 0, or the multiple of k the index returns for an exact re-rank from the held matrix.
+        spec: ``exact:float16`` or a FAISS factory with its search parameters and any shortlist (the multiple of
+            k the index returns for an exact re-rank from the held matrix).
     """
 
     spec: IndexSpec
-    shortlist: int = 0
 
     @classmethod
     def of(cls, text: str, shortlist: int = 0) -> Candidate:
-        return cls(parse_index(text), shortlist)
+        return cls(dataclasses.replace(parse_index(text), shortlist=shortlist))
+
+    @property
+    def shortlist(self) -> int:
+        return self.spec.shortlist
 
     @property
     def name(self) -> str:
         """``exact:float16``, ``faiss:HNSW32@efSearch=128``, ``faiss:IVF512,PQ128x4fs@nprobe=16+rerank=10``."""
-        return self.spec.name + (f"+rerank={self.shortlist}" if self.shortlist else "")
+        return self.spec.name
 
 
 def ivf_lists(n: int) -> int:

@@ -13,7 +13,6 @@ of one; ``search_many`` hands blocks of ``block_size`` queries (within the searc
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
@@ -89,16 +88,17 @@ class FaissRanking:
 
 
 class Reranked:
-    """An approximate index asked for ``shortlist`` x k candidates per query, re-scored exactly from ``matrix``.
+    """An approximate index asked for ``index.spec.shortlist`` x k candidates per query, re-scored exactly from
+    ``matrix``.
 
     The re-rank reads ``shortlist * k`` rows of the ``(N, d)`` matrix (float32 or float16) the searcher
     already holds; the k best of them by exact inner product are kept, best first.
     """
 
-    def __init__(self, index: FaissIndex, matrix: np.ndarray, shortlist: int) -> None:
-        if shortlist < 1:
-            raise ConfigError(f"a re-ranked shortlist must hold at least k candidates, got {shortlist} x k")
-        self.index = dataclasses.replace(index, spec=dataclasses.replace(index.spec, shortlist=shortlist))
+    def __init__(self, index: FaissIndex, matrix: np.ndarray) -> None:
+        if index.spec.shortlist < 1:
+            raise ConfigError(f"a re-ranked shortlist must hold at least k candidates, got {index.spec.shortlist} x k")
+        self.index = index
         self.matrix = matrix
 
     @property
@@ -110,6 +110,12 @@ class Reranked:
 
     def rank(self, queries: np.ndarray, k: int) -> list[Ranked]:
         return [reranked(self.index, self.matrix, query, k) for query in np.asarray(queries, dtype=np.float32)]
+
+
+def faiss_ranking(index: FaissIndex, matrix: np.ndarray) -> FaissRanking | Reranked:
+    """The strategy of an approximate index: its shortlist re-ranked from ``matrix`` when its spec names one
+    (``+rerank=R``), else its own ranking."""
+    return Reranked(index, matrix) if index.spec.shortlist else FaissRanking(index)
 
 
 def stack_rows(rows: Mapping[str, np.ndarray], ids: Sequence[str], dtype: str) -> np.ndarray:

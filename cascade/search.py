@@ -37,7 +37,7 @@ from cascade.index import (
 )
 from cascade.index_auto import AutoLevel1
 from cascade.index_spec import AUTO
-from cascade.level1 import FaissRanking, Level1Ranking, Reranked, exact_ranking, stack_rows
+from cascade.level1 import Level1Ranking, exact_ranking, faiss_ranking, stack_rows
 from cascade.ranking import dot, top_k
 from cascade.types import BuildReport, CascadeConfig, LevelTrace, SearchResult, level_trace, validate_ks
 from cascade.types import check_query as _check_query
@@ -161,8 +161,7 @@ class CascadeSearcher:
             self._auto = AutoLevel1(self.index, matrix, self.corpus, self.levels[0], gallery=gallery)
         elif self.index.spec.approximate:
             self._faiss = load_or_build(self.index, matrix, (self.levels[0].id, gallery, self.index.spec.factory))
-            shortlist = self.index.spec.shortlist
-            self._level1 = Reranked(self._faiss, matrix, shortlist) if shortlist else FaissRanking(self._faiss)
+            self._level1 = faiss_ranking(self._faiss, matrix)
 
     def use_level1_matrix(self, matrix: np.ndarray) -> None:
         """Install precomputed level-1 embeddings ``(N, d)`` in corpus order (benchmarks, float16 ok).
